@@ -1,0 +1,185 @@
+#include "alloc/alloc.h"
+
+#include <errno.h>
+#include <mimalloc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "alloc/header.h"
+#include "profile/sampler.h"
+#include "profile/threads.h"
+
+namespace leakalloc {
+
+uint64_t g_header_secret = 0;
+LA_TLS ThreadState t_state;
+
+namespace {
+
+// Counts the block in this thread's totals. Usable bytes (mimalloc's usable size less
+// the header) are what jemalloc's stats.allocated reports; requested sizes are kept
+// only for sampled blocks, in their live records.
+LA_ALWAYS_INLINE void count_alloc(void* base) {
+  ThreadState& t = t_state;
+  size_t usable = mi_usable_size(base) - kHeaderSize;
+  if (LA_UNLIKELY(t.phase == kThreadExited)) {
+    threads::count_exited(1, 0, usable, 0);
+    return;
+  }
+  t.allocs.add(1);
+  t.alloc_bytes.add(usable);
+}
+
+LA_ALWAYS_INLINE void* finish_alloc(void* base, size_t size) {
+  if (LA_UNLIKELY(base == nullptr)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  void* user = static_cast<char*>(base) + kHeaderSize;
+  count_alloc(base);
+  uint32_t record = sample_alloc(size);
+  // The birth time is read after sampling so that an unwind does not age the block.
+  header_write(user, coarse_now_ns(), record);
+  return user;
+}
+
+LA_ALWAYS_INLINE bool is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
+
+// Validates that `p` is a live leakalloc block and returns its header; never returns
+// otherwise. Reading p - 16 is safe unless p starts a page (the header is then on the
+// previous page, which may be unmapped for a foreign pointer): only in that case is
+// mimalloc's segment map consulted first.
+LA_ALWAYS_INLINE BlockHeader* checked_header(void* p, const char* op) {
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  if (LA_UNLIKELY((a & 15) != 0)) bad_pointer(op, p, "not the start of a block allocated by leakalloc");
+  if (LA_UNLIKELY((a & 4095) == 0) && !mi_is_in_heap_region(header_of(p)))
+    bad_pointer(op, p, "not allocated by leakalloc");
+  BlockHeader* h = header_of(p);
+  if (LA_UNLIKELY(h->check != header_check(p, h->birth_ns, h->record))) {
+    if (h->check == freed_mark(p)) bad_pointer(op, p, "double free: the block was already freed");
+    if (!mi_is_in_heap_region(h)) bad_pointer(op, p, "not allocated by leakalloc");
+    bad_pointer(op, p, "not the start of a leakalloc block (interior pointer) or its header was overwritten");
+  }
+  return h;
+}
+
+LA_ALWAYS_INLINE void release(void* p, BlockHeader* h) {
+  if (LA_UNLIKELY(h->record != 0)) prof::record_free(h->record);
+  h->check = freed_mark(p);
+  ThreadState& t = t_state;
+  size_t usable = mi_usable_size(h) - kHeaderSize;
+  if (LA_UNLIKELY(t.phase == kThreadExited)) {
+    threads::count_exited(0, 1, 0, usable);
+  } else {
+    t.frees.add(1);
+    t.free_bytes.add(usable);
+  }
+  mi_free(h);
+}
+
+}  // namespace
+
+[[noreturn]] void bad_pointer(const char* op, const void* p, const char* why) {
+  log_printf("%s(): invalid pointer %p: %s; aborting", op, p, why);
+  abort();
+}
+
+void* la_malloc(size_t size) {
+  if (LA_UNLIKELY(size > kMaxRequest)) { errno = ENOMEM; return nullptr; }
+  return finish_alloc(mi_malloc(size + kHeaderSize), size);
+}
+
+void* la_calloc(size_t n, size_t size) {
+  size_t total;
+  if (LA_UNLIKELY(__builtin_mul_overflow(n, size, &total) || total > kMaxRequest)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  return finish_alloc(mi_zalloc(total + kHeaderSize), total);
+}
+
+void* la_aligned(size_t align, size_t size) {
+  if (LA_UNLIKELY(size > kMaxRequest)) { errno = ENOMEM; return nullptr; }
+  if (align <= kHeaderSize) return la_malloc(size);
+  return finish_alloc(mi_malloc_aligned_at(size + kHeaderSize, align, kHeaderSize), size);
+}
+
+void la_free(void* p, const char* op) {
+  if (p == nullptr) return;
+  release(p, checked_header(p, op));
+}
+
+void la_free_sized(void* p, size_t /*size*/, const char* op) { la_free(p, op); }
+
+size_t la_usable_size(const void* cp) {
+  if (cp == nullptr) return 0;
+  void* p = const_cast<void*>(cp);
+  BlockHeader* h = checked_header(p, "malloc_usable_size");
+  return mi_usable_size(h) - kHeaderSize;
+}
+
+void* la_realloc(void* p, size_t size, const char* op) {
+  if (p == nullptr) return la_malloc(size);
+  BlockHeader* h = checked_header(p, op);
+  if (size == 0) {  // glibc: realloc(p, 0) frees p and returns NULL
+    release(p, h);
+    return nullptr;
+  }
+  size_t usable = mi_usable_size(h) - kHeaderSize;
+  // Shrinking (to no less than half) or growing within the usable size stays in place
+  // for unsampled blocks. A sampled block always moves: its live record then describes
+  // the new size and the sampler sees the new bytes.
+  if (h->record == 0 && size <= usable && size >= usable / 2) return p;
+  void* q = la_malloc(size);
+  if (q == nullptr) return nullptr;  // errno is ENOMEM; p is untouched, as C requires
+  memcpy(q, p, size < usable ? size : usable);
+  release(p, h);
+  return q;
+}
+
+void* la_reallocarray(void* p, size_t n, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(n, size, &total)) { errno = ENOMEM; return nullptr; }
+  return la_realloc(p, total, "reallocarray");
+}
+
+int la_posix_memalign(void** out, size_t align, size_t size) {
+  if (!is_pow2(align) || align % sizeof(void*) != 0) return EINVAL;
+  int saved = errno;
+  void* p = la_aligned(align, size);
+  if (p == nullptr) {
+    errno = saved;  // POSIX: report through the return value only
+    return ENOMEM;
+  }
+  *out = p;
+  return 0;
+}
+
+void* la_aligned_alloc(size_t align, size_t size) {
+  if (!is_pow2(align)) { errno = EINVAL; return nullptr; }
+  return la_aligned(align, size);
+}
+
+void* la_memalign(size_t align, size_t size) {
+  // glibc rounds a non-power-of-two alignment up to the next power of two.
+  if (align == 0) align = 1;
+  if (!is_pow2(align)) {
+    if (align > (kMaxRequest >> 1)) { errno = EINVAL; return nullptr; }
+    size_t a = 1;
+    while (a < align) a <<= 1;
+    align = a;
+  }
+  return la_aligned(align, size);
+}
+
+void* la_valloc(size_t size) { return la_aligned(os_page_size(), size); }
+
+void* la_pvalloc(size_t size) {
+  size_t page = os_page_size();
+  if (size > kMaxRequest) { errno = ENOMEM; return nullptr; }
+  size_t rounded = size == 0 ? page : (size + page - 1) & ~(page - 1);
+  return la_aligned(page, rounded);
+}
+
+}  // namespace leakalloc

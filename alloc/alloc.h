@@ -1,0 +1,39 @@
+// The allocation core: every exported entry point in alloc/override.cpp is a thin
+// forwarder to one of these.
+//
+// Contract:
+// - Fast path (unsampled malloc/free): mimalloc call, header write (birth time, check),
+//   one thread-local sampler decrement and two owner-only counters. No lock, no
+//   atomic read-modify-write, no call into profile/ except sample_slow when the
+//   countdown runs out.
+// - May run before constructors, on any thread, after this thread's TLS teardown,
+//   and during process exit: nothing here depends on initialisation order.
+// - Bad frees never return: they print one "leakalloc: ..." line and abort().
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace leakalloc {
+
+void* la_malloc(size_t size);
+void* la_calloc(size_t n, size_t size);
+void* la_realloc(void* p, size_t size, const char* op);
+void* la_reallocarray(void* p, size_t n, size_t size);
+void la_free(void* p, const char* op);
+void la_free_sized(void* p, size_t size, const char* op);
+void* la_aligned(size_t align, size_t size);        // align: power of two
+int la_posix_memalign(void** out, size_t align, size_t size);
+void* la_aligned_alloc(size_t align, size_t size);
+void* la_memalign(size_t align, size_t size);
+void* la_valloc(size_t size);
+void* la_pvalloc(size_t size);
+size_t la_usable_size(const void* p);
+
+// Requests larger than this fail with ENOMEM before reaching mimalloc, so that
+// size + header can never wrap.
+constexpr size_t kMaxRequest = (static_cast<size_t>(1) << 62);
+
+[[noreturn]] void bad_pointer(const char* op, const void* p, const char* why);
+
+}  // namespace leakalloc

@@ -1,0 +1,248 @@
+#include "alloc/base.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+namespace leakalloc {
+
+namespace {
+std::atomic<uint64_t> g_os_bytes{0};
+std::atomic<uint64_t> g_start_ns{0};
+}  // namespace
+
+void RawLock::yield() { sched_yield(); }
+
+void* os_alloc(size_t bytes) {
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return nullptr;
+  g_os_bytes.fetch_add(bytes, std::memory_order_relaxed);
+  return p;
+}
+
+void* os_reserve(size_t bytes) {
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return nullptr;
+  g_os_bytes.fetch_add(bytes, std::memory_order_relaxed);
+  return p;
+}
+
+void os_free(void* p, size_t bytes) {
+  if (p == nullptr) return;
+  munmap(p, bytes);
+  g_os_bytes.fetch_sub(bytes, std::memory_order_relaxed);
+}
+
+size_t os_page_size() {
+  static std::atomic<size_t> cached{0};
+  size_t v = cached.load(std::memory_order_relaxed);
+  if (v == 0) {
+    long r = sysconf(_SC_PAGESIZE);
+    v = r > 0 ? static_cast<size_t>(r) : 4096;
+    cached.store(v, std::memory_order_relaxed);
+  }
+  return v;
+}
+
+uint64_t os_bytes_mapped() { return g_os_bytes.load(std::memory_order_relaxed); }
+
+uint64_t precise_now_ns() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+uint64_t process_start_ns() {
+  uint64_t v = g_start_ns.load(std::memory_order_relaxed);
+  if (v == 0) {
+    uint64_t now = coarse_now_ns();
+    uint64_t expected = 0;
+    g_start_ns.compare_exchange_strong(expected, now, std::memory_order_relaxed);
+    v = g_start_ns.load(std::memory_order_relaxed);
+  }
+  return v;
+}
+
+size_t cstr_len(const char* s) {
+  size_t n = 0;
+  while (s[n] != '\0') ++n;
+  return n;
+}
+
+bool cstr_eq(const char* a, const char* b) {
+  while (*a != '\0' && *a == *b) { ++a; ++b; }
+  return *a == *b;
+}
+
+void cstr_copy(char* dst, size_t cap, const char* src) {
+  if (cap == 0) return;
+  size_t i = 0;
+  for (; i + 1 < cap && src[i] != '\0'; ++i) dst[i] = src[i];
+  dst[i] = '\0';
+}
+
+size_t u64_to_dec(uint64_t v, char* out) {
+  char tmp[20];
+  size_t n = 0;
+  do { tmp[n++] = static_cast<char>('0' + v % 10); v /= 10; } while (v != 0);
+  for (size_t i = 0; i < n; ++i) out[i] = tmp[n - 1 - i];
+  return n;
+}
+
+FdWriter& FdWriter::str(const char* s) { return str(s, cstr_len(s)); }
+
+FdWriter& FdWriter::str(const char* s, size_t n) {
+  while (n > 0) {
+    if (len_ == cap_ && !flush()) return *this;
+    size_t take = cap_ - len_ < n ? cap_ - len_ : n;
+    for (size_t i = 0; i < take; ++i) buf_[len_ + i] = s[i];
+    len_ += take; s += take; n -= take;
+  }
+  return *this;
+}
+
+FdWriter& FdWriter::ch(char c) { return str(&c, 1); }
+
+FdWriter& FdWriter::u64(uint64_t v) {
+  char tmp[24];
+  return str(tmp, u64_to_dec(v, tmp));
+}
+
+FdWriter& FdWriter::i64(int64_t v) {
+  if (v < 0) { ch('-'); return u64(0 - static_cast<uint64_t>(v)); }
+  return u64(static_cast<uint64_t>(v));
+}
+
+FdWriter& FdWriter::hex(uint64_t v) {
+  char tmp[18];
+  size_t n = 0;
+  do { tmp[n++] = "0123456789abcdef"[v & 15]; v >>= 4; } while (v != 0);
+  str("0x", 2);
+  for (size_t i = 0; i < n; ++i) ch(tmp[n - 1 - i]);
+  return *this;
+}
+
+FdWriter& FdWriter::fixed(double v, int decimals) {
+  if (v < 0) { ch('-'); v = -v; }
+  uint64_t scale = 1;
+  for (int i = 0; i < decimals; ++i) scale *= 10;
+  uint64_t whole = static_cast<uint64_t>(v);
+  uint64_t frac = static_cast<uint64_t>((v - static_cast<double>(whole)) * static_cast<double>(scale) + 0.5);
+  if (frac >= scale) { ++whole; frac -= scale; }
+  u64(whole);
+  if (decimals > 0) {
+    ch('.');
+    char tmp[24];
+    size_t n = u64_to_dec(frac, tmp);
+    for (size_t i = n; i < static_cast<size_t>(decimals); ++i) ch('0');
+    str(tmp, n);
+  }
+  return *this;
+}
+
+bool FdWriter::flush() {
+  size_t off = 0;
+  while (off < len_ && !failed_) {
+    ssize_t w = ::write(fd_, buf_ + off, len_ - off);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      failed_ = true;
+      err_ = errno;
+      break;
+    }
+    if (w == 0) { failed_ = true; err_ = ENOSPC; break; }
+    off += static_cast<size_t>(w);
+  }
+  total_ += off;
+  len_ = 0;
+  return !failed_;
+}
+
+namespace {
+void vformat(FdWriter& w, const char* fmt, va_list ap) {
+  for (const char* p = fmt; *p != '\0'; ++p) {
+    if (*p != '%') { w.ch(*p); continue; }
+    ++p;
+    int longs = 0;
+    bool size_t_arg = false;
+    while (*p == 'l') { ++longs; ++p; }
+    if (*p == 'z') { size_t_arg = true; ++p; }
+    switch (*p) {
+      case 's': { const char* s = va_arg(ap, const char*); w.str(s != nullptr ? s : "(null)"); break; }
+      case 'c': w.ch(static_cast<char>(va_arg(ap, int))); break;
+      case 'd': {
+        int64_t v = longs > 0 ? va_arg(ap, long) : va_arg(ap, int);
+        w.i64(v);
+        break;
+      }
+      case 'u': {
+        uint64_t v = size_t_arg ? va_arg(ap, size_t)
+                   : longs > 0 ? va_arg(ap, unsigned long) : va_arg(ap, unsigned int);
+        w.u64(v);
+        break;
+      }
+      case 'x': {
+        uint64_t v = size_t_arg ? va_arg(ap, size_t)
+                   : longs > 0 ? va_arg(ap, unsigned long) : va_arg(ap, unsigned int);
+        w.hex(v);
+        break;
+      }
+      case 'p': w.hex(reinterpret_cast<uintptr_t>(va_arg(ap, void*))); break;
+      case '%': w.ch('%'); break;
+      case '\0': return;
+      default: w.ch('%'); w.ch(*p); break;
+    }
+  }
+}
+}  // namespace
+
+void log_message(const char* msg) { log_printf("%s", msg); }
+
+void log_printf(const char* fmt, ...) {
+  char buf[1024];
+  FdWriter w(STDERR_FILENO, buf, sizeof buf);
+  w.str("leakalloc: ");
+  va_list ap;
+  va_start(ap, fmt);
+  vformat(w, fmt, ap);
+  va_end(ap);
+  w.ch('\n');
+}
+
+}  // namespace leakalloc
+
+namespace leakalloc {
+
+ScratchArena::~ScratchArena() {
+  while (head_ != nullptr) {
+    Chunk* prev = head_->prev;
+    os_free(head_, head_->size);
+    head_ = prev;
+  }
+}
+
+void* ScratchArena::alloc(size_t bytes, size_t align) {
+  uintptr_t p = (reinterpret_cast<uintptr_t>(cur_) + align - 1) & ~(uintptr_t{align} - 1);
+  if (cur_ == nullptr || p + bytes > reinterpret_cast<uintptr_t>(end_)) {
+    size_t want = bytes + align + sizeof(Chunk);
+    size_t size = size_t{1} << 20;
+    while (size < want) size <<= 1;
+    void* mem = os_alloc(size);
+    if (mem == nullptr) return nullptr;
+    Chunk* c = static_cast<Chunk*>(mem);
+    c->prev = head_;
+    c->size = size;
+    head_ = c;
+    mapped_ += size;
+    cur_ = static_cast<char*>(mem) + sizeof(Chunk);
+    end_ = static_cast<char*>(mem) + size;
+    p = (reinterpret_cast<uintptr_t>(cur_) + align - 1) & ~(uintptr_t{align} - 1);
+  }
+  cur_ = reinterpret_cast<char*>(p + bytes);
+  return reinterpret_cast<void*>(p);
+}
+
+}  // namespace leakalloc

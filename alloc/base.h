@@ -1,0 +1,149 @@
+// Low-level primitives shared by every layer: spin locks, raw OS memory, a clock,
+// and a fixed-buffer formatter.
+//
+// Contract: nothing here calls malloc, takes a libc lock, or touches a TLS variable
+// that would need __tls_get_addr. Everything is safe before constructors have run,
+// inside fork handlers (except RawLock::lock, which must not be held across fork
+// without the atfork handlers of the owner), and on the dump path.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <ctime>
+
+#define LA_LIKELY(x) __builtin_expect(!!(x), 1)
+#define LA_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define LA_NOINLINE __attribute__((noinline))
+#define LA_ALWAYS_INLINE inline __attribute__((always_inline))
+#define LA_TLS __thread __attribute__((tls_model("initial-exec")))
+
+namespace leakalloc {
+
+// A test-and-test-and-set lock. pthread mutexes are avoided on purpose: they are
+// fine in a running program, but glibc's mutexes may not be initialised when the
+// first malloc arrives from ld.so, and a spin lock needs no teardown at exit.
+class RawLock {
+ public:
+  void lock() {
+    for (;;) {
+      if (!held_.exchange(true, std::memory_order_acquire)) return;
+      int spins = 0;
+      while (held_.load(std::memory_order_relaxed)) {
+        if (++spins < 64) __builtin_ia32_pause();
+        else { yield(); spins = 0; }
+      }
+    }
+  }
+  bool try_lock() { return !held_.exchange(true, std::memory_order_acquire); }
+  void unlock() { held_.store(false, std::memory_order_release); }
+  // After fork() the child owns whatever the parent's forking thread held.
+  void reset_in_child() { held_.store(false, std::memory_order_relaxed); }
+
+ private:
+  static void yield();
+  std::atomic<bool> held_{false};
+};
+
+class LockGuard {
+ public:
+  explicit LockGuard(RawLock& l) : l_(l) { l_.lock(); }
+  ~LockGuard() { l_.unlock(); }
+  LockGuard(const LockGuard&) = delete;
+  LockGuard& operator=(const LockGuard&) = delete;
+
+ private:
+  RawLock& l_;
+};
+
+// Raw OS memory. The profiler's own tables live here (never on the tracked path).
+// `os_reserve` maps address space that is committed lazily by the kernel as pages
+// are first touched (MAP_NORESERVE), so a table can be sized for its cap up front.
+void* os_alloc(size_t bytes);            // zeroed, or nullptr
+void* os_reserve(size_t bytes);          // zeroed, lazily committed, or nullptr
+void os_free(void* p, size_t bytes);
+size_t os_page_size();
+// Bytes the profiler holds in os_alloc/os_reserve mappings (reserved address space
+// is counted as it is mapped; see stats.profiler_bytes).
+uint64_t os_bytes_mapped();
+
+// Monotonic nanoseconds from CLOCK_MONOTONIC_COARSE: a vDSO read costing a few ns,
+// resolution one kernel tick (1-4 ms), 64 bits of ns last 584 years.
+LA_ALWAYS_INLINE uint64_t coarse_now_ns() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+uint64_t precise_now_ns();   // CLOCK_MONOTONIC, for dump timestamps
+uint64_t process_start_ns(); // coarse time of the first allocator call
+
+// Formats into a caller-provided buffer and write(2)s it to a file descriptor.
+// Used by every message and dump writer: it never allocates.
+class FdWriter {
+ public:
+  FdWriter(int fd, char* buf, size_t cap) : fd_(fd), buf_(buf), cap_(cap) {}
+  ~FdWriter() { flush(); }
+  FdWriter& str(const char* s);
+  FdWriter& str(const char* s, size_t n);
+  FdWriter& ch(char c);
+  FdWriter& u64(uint64_t v);
+  FdWriter& i64(int64_t v);
+  FdWriter& hex(uint64_t v);  // lower-case, with 0x
+  FdWriter& fixed(double v, int decimals);
+  bool flush();
+  bool failed() const { return failed_; }
+  int error() const { return err_; }
+  uint64_t written() const { return total_; }
+
+ private:
+  int fd_;
+  char* buf_;
+  size_t cap_;
+  size_t len_ = 0;
+  uint64_t total_ = 0;
+  bool failed_ = false;
+  int err_ = 0;
+};
+
+// "leakalloc: " + message on stderr, one write(2), no allocation.
+void log_message(const char* msg);
+// Formats the message with a tiny printf subset: %s %d %u %zu %lu %llu %p %x %c %%.
+void log_printf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+
+// Async-signal-safe integer/string helpers.
+size_t u64_to_dec(uint64_t v, char* out);  // returns length, no NUL
+size_t cstr_len(const char* s);
+bool cstr_eq(const char* a, const char* b);
+void cstr_copy(char* dst, size_t cap, const char* src);
+
+}  // namespace leakalloc
+
+namespace leakalloc {
+
+// A bump allocator over private mmap'd chunks for the dump path and other scratch work
+// that must not allocate through the tracked malloc. Everything is released at once
+// when the arena is destroyed. Not thread-safe: one arena per task.
+class ScratchArena {
+ public:
+  ScratchArena() = default;
+  ~ScratchArena();
+  ScratchArena(const ScratchArena&) = delete;
+  ScratchArena& operator=(const ScratchArena&) = delete;
+  // Zeroed memory, or nullptr when the OS refuses.
+  void* alloc(size_t bytes, size_t align = 16);
+  template <typename T>
+  T* alloc_array(size_t n) { return static_cast<T*>(alloc(n * sizeof(T), alignof(T) < 16 ? 16 : alignof(T))); }
+  uint64_t bytes_mapped() const { return mapped_; }
+
+ private:
+  struct Chunk {
+    Chunk* prev;
+    size_t size;
+  };
+  Chunk* head_ = nullptr;
+  char* cur_ = nullptr;
+  char* end_ = nullptr;
+  uint64_t mapped_ = 0;
+};
+
+}  // namespace leakalloc

@@ -1,0 +1,35 @@
+// Dumps: writers for the heap, heap_v2 and pb formats, and every trigger (exit,
+// interval, lg_interval, gdump, signal, control request).
+//
+// Contract: start() runs once from leakalloc's constructor after the options are
+// loaded; it installs the signal handler and the exit hook and starts the background
+// dump thread (signals blocked in it) when a trigger needs one. Dumps run on that
+// thread or on the caller's (request(), exit) with a ReentrancyGuard held, take the
+// dump lock (rank 1) and allocate nothing through the tracked path. A dump that cannot
+// be written prints one "leakalloc:" line naming the path and the reason and returns
+// an errno value; the program goes on.
+#pragma once
+
+#include <cstdint>
+
+namespace leakalloc {
+namespace dump {
+
+void start();
+// Writes one dump of every configured format now (kind 'm'). `path` names the file
+// for the first format (others get their usual suffix appended to it); null = the
+// automatic name. Returns 0 or an errno value.
+int request(const char* path);
+// Blocks and bytes alive at least `age_ms` (unsampled estimates when sampling).
+struct LeakTotals {
+  uint64_t blocks;
+  uint64_t bytes;
+};
+LeakTotals leak_totals(uint64_t age_ms);
+
+void fork_prepare();
+void fork_parent();
+void fork_child();
+
+}  // namespace dump
+}  // namespace leakalloc

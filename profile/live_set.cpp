@@ -1,0 +1,157 @@
+#include "profile/live_set.h"
+
+namespace leakalloc {
+namespace live {
+
+namespace {
+
+struct Record {
+  std::atomic<uint32_t> seq;       // odd = live
+  std::atomic<uint32_t> stack_id;
+  std::atomic<uint64_t> size;      // requested bytes; next free id while on the free list
+  std::atomic<uint64_t> birth_ns;
+  std::atomic<uint32_t> thread_index;
+  uint32_t pad;
+};
+static_assert(sizeof(Record) == 32, "record size");
+
+constexpr uint32_t kChunkShift = 16;
+constexpr uint32_t kChunkRecords = 1u << kChunkShift;
+constexpr uint32_t kMaxChunks = 1u << 14;  // 2^30 records: far beyond any real live set
+constexpr uint32_t kBatch = kRecordCacheMax / 2;
+constexpr uint32_t kNoSlot = 0xffffffffu;
+
+std::atomic<Record*> g_chunks[kMaxChunks];
+std::atomic<uint32_t> g_next_fresh{0};  // slots below this have been handed out once
+RawLock g_chunk_lock;                    // serialises chunk mapping only
+RawLock g_free_lock;                     // rank 4
+uint32_t g_free_head = kNoSlot;          // intrusive list through Record::size
+uint32_t g_free_count = 0;
+
+Record* slot(uint32_t id) {
+  Record* chunk = g_chunks[id >> kChunkShift].load(std::memory_order_acquire);
+  return chunk + (id & (kChunkRecords - 1));
+}
+
+bool ensure_chunk(uint32_t chunk_index) {
+  if (chunk_index >= kMaxChunks) return false;
+  if (g_chunks[chunk_index].load(std::memory_order_acquire) != nullptr) return true;
+  LockGuard g(g_chunk_lock);
+  if (g_chunks[chunk_index].load(std::memory_order_relaxed) != nullptr) return true;
+  void* mem = os_reserve(sizeof(Record) * kChunkRecords);
+  if (mem == nullptr) return false;
+  g_chunks[chunk_index].store(static_cast<Record*>(mem), std::memory_order_release);
+  return true;
+}
+
+// Fills the thread's cache with up to kBatch slots: recycled ones first, then fresh.
+bool refill(ThreadState& t) {
+  {
+    LockGuard g(g_free_lock);
+    while (g_free_head != kNoSlot && t.rec_cache_n < kBatch) {
+      uint32_t id = g_free_head;
+      g_free_head = static_cast<uint32_t>(slot(id)->size.load(std::memory_order_relaxed));
+      --g_free_count;
+      t.rec_cache[t.rec_cache_n++] = id;
+    }
+  }
+  if (t.rec_cache_n > 0) return true;
+  uint32_t first = g_next_fresh.fetch_add(kBatch, std::memory_order_relaxed);
+  if (first > kMaxChunks * kChunkRecords - kBatch) return false;
+  if (!ensure_chunk(first >> kChunkShift) || !ensure_chunk((first + kBatch - 1) >> kChunkShift))
+    return false;
+  for (uint32_t i = 0; i < kBatch; ++i) t.rec_cache[t.rec_cache_n++] = first + kBatch - 1 - i;
+  return true;
+}
+
+void push_global(uint32_t id) {
+  slot(id)->size.store(g_free_head, std::memory_order_relaxed);
+  g_free_head = id;
+  ++g_free_count;
+}
+
+}  // namespace
+
+void init() {}
+
+uint32_t add(ThreadState& t, uint32_t stack_id, uint64_t size, uint64_t birth_ns) {
+  if (t.rec_cache_n == 0 && !refill(t)) return 0;
+  uint32_t id = t.rec_cache[--t.rec_cache_n];
+  Record* r = slot(id);
+  uint32_t seq = r->seq.load(std::memory_order_relaxed);
+  r->stack_id.store(stack_id, std::memory_order_relaxed);
+  r->size.store(size, std::memory_order_relaxed);
+  r->birth_ns.store(birth_ns, std::memory_order_relaxed);
+  r->thread_index.store(t.thread_index, std::memory_order_relaxed);
+  r->seq.store(seq + 1, std::memory_order_release);  // even -> odd: published
+  return id + 1;
+}
+
+void remove(uint32_t header_value) {
+  uint32_t id = header_value - 1;
+  Record* r = slot(id);
+  uint32_t seq = r->seq.load(std::memory_order_relaxed);
+  r->seq.store(seq + 1, std::memory_order_release);  // odd -> even: retired
+  ThreadState& t = t_state;
+  if (t.phase != kThreadExited && t.rec_cache_n < kRecordCacheMax) {
+    t.rec_cache[t.rec_cache_n++] = id;
+    return;
+  }
+  LockGuard g(g_free_lock);
+  if (t.phase != kThreadExited) {
+    // Spill half the cache so that the next frees stay local.
+    while (t.rec_cache_n > kBatch) push_global(t.rec_cache[--t.rec_cache_n]);
+    t.rec_cache[t.rec_cache_n++] = id;
+  } else {
+    push_global(id);
+  }
+}
+
+void drain_cache(ThreadState& t) {
+  LockGuard g(g_free_lock);
+  while (t.rec_cache_n > 0) push_global(t.rec_cache[--t.rec_cache_n]);
+}
+
+void walk(uint64_t born_before_ns, prof::LiveBlockFn fn, void* ctx) {
+  uint32_t limit = g_next_fresh.load(std::memory_order_acquire);
+  for (uint32_t c = 0; c < kMaxChunks && (c << kChunkShift) < limit; ++c) {
+    Record* chunk = g_chunks[c].load(std::memory_order_acquire);
+    if (chunk == nullptr) continue;
+    for (uint32_t i = 0; i < kChunkRecords; ++i) {
+      Record& r = chunk[i];
+      uint32_t s1 = r.seq.load(std::memory_order_acquire);
+      if ((s1 & 1u) == 0) continue;
+      prof::LiveBlock b;
+      b.stack_id = r.stack_id.load(std::memory_order_relaxed);
+      b.size = r.size.load(std::memory_order_relaxed);
+      b.birth_ns = r.birth_ns.load(std::memory_order_relaxed);
+      b.thread_index = r.thread_index.load(std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (r.seq.load(std::memory_order_relaxed) != s1) continue;
+      if (b.birth_ns > born_before_ns) continue;
+      fn(ctx, b);
+    }
+  }
+}
+
+uint64_t count_live() {
+  uint64_t n = 0;
+  walk(UINT64_MAX, [](void* ctx, const prof::LiveBlock&) { ++*static_cast<uint64_t*>(ctx); }, &n);
+  return n;
+}
+
+void fork_prepare() {
+  g_chunk_lock.lock();
+  g_free_lock.lock();
+}
+void fork_parent() {
+  g_free_lock.unlock();
+  g_chunk_lock.unlock();
+}
+void fork_child() {
+  g_free_lock.reset_in_child();
+  g_chunk_lock.reset_in_child();
+}
+
+}  // namespace live
+}  // namespace leakalloc

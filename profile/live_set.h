@@ -1,0 +1,45 @@
+// Live sampled blocks: one 32-byte record per sampled block, in a chunked slab.
+//
+// Why this structure. A dump must enumerate every live sampled block with its stack,
+// size, birth and thread, while other threads keep allocating and freeing; free must
+// find a block's record in O(1) from any thread. The block header stores the record's
+// id, so free needs no search at all (a hash table keyed by address would cost a probe
+// on every sampled free). Records live in 64 Ki-record chunks mapped on demand, so
+// ids are stable and a walk is a linear scan, chunk by chunk.
+//
+// Concurrency. A record is written only by the thread that owns its slot (the
+// allocating thread, having taken the slot from its private cache) and published with
+// a release store of an odd sequence number; free stores the next even number. A
+// walker reads seq, the fields, then seq again and keeps the record only if both reads
+// are the same odd value: a seqlock, so walkers never block allocating threads and
+// never see a half-written record. Slots are recycled through per-thread caches of 64
+// ids, spilling to and refilling from a global list in batches under one lock (rank
+// 4), so the lock is taken once per 32 sampled frees at most.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "profile/profiler.h"
+#include "profile/sampler.h"
+
+namespace leakalloc {
+namespace live {
+
+void init();
+// Takes a slot from the caller's cache and publishes the record; returns its id + 1
+// (the value for the block header), or 0 if no record memory could be mapped.
+uint32_t add(ThreadState& t, uint32_t stack_id, uint64_t size, uint64_t birth_ns);
+// Retires the record `header_value` (id + 1). Any thread, including exited ones.
+void remove(uint32_t header_value);
+// Drains a thread's slot cache (thread exit).
+void drain_cache(ThreadState& t);
+void walk(uint64_t born_before_ns, prof::LiveBlockFn fn, void* ctx);
+uint64_t count_live();
+
+void fork_prepare();
+void fork_parent();
+void fork_child();
+
+}  // namespace live
+}  // namespace leakalloc

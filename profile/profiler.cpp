@@ -1,0 +1,241 @@
+// Initialisation, the sampling slow path and the internal API (profile/profiler.h).
+//
+// Start-up order. The first malloc of the process (possibly before constructors, with
+// `environ` not yet set) runs ensure_init(): it sets the header secret first (nothing
+// before it may allocate), loads the options and reserves the tables. Sampling starts
+// only when leakalloc's constructor has primed libunwind, registered the fork handlers
+// and started the dump machinery: allocations made before that (ld.so and libc start-up)
+// are served and counted, but not sampled.
+#include "profile/profiler.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <sys/auxv.h>
+#include <unistd.h>
+
+#include "alloc/header.h"
+#include "ctl/options.h"
+#include "profile/dump.h"
+#include "profile/live_set.h"
+#include "profile/sampler.h"
+#include "profile/stack_table.h"
+#include "profile/threads.h"
+#include "profile/unwind.h"
+
+namespace leakalloc {
+
+namespace {
+
+enum InitState : int { kUninit = 0, kInitRunning = 1, kInitDone = 2 };
+std::atomic<int> g_init{kUninit};
+std::atomic<bool> g_sampling_ready{false};
+std::atomic<bool> g_active{true};
+std::atomic<int> g_lg_sample{19};
+std::atomic<uint32_t> g_sample_gen{1};
+std::atomic<uint64_t> g_sampled_total{0};
+
+// Exponential gap with mean 2^lg (see profile/sampler.h). A 64-bit LCG is plenty for
+// sampling decisions; 53 bits of it make U, uniform in (0, 1].
+int64_t draw_gap(ThreadState& t, int lg) {
+  if (lg <= 0) return 0;
+  if (t.rng == 0) {
+    t.rng = (reinterpret_cast<uintptr_t>(&t) * 0x9e3779b97f4a7c15ull) ^ coarse_now_ns() ^ g_header_secret;
+    t.rng |= 1;
+  }
+  t.rng = t.rng * 6364136223846793005ull + 1442695040888963407ull;
+  double u = static_cast<double>((t.rng >> 11) + 1) * (1.0 / 9007199254740992.0);
+  double gap = -log(u) * static_cast<double>(uint64_t{1} << lg);
+  if (gap > 9.0e18) gap = 9.0e18;
+  return static_cast<int64_t>(gap) + 1;
+}
+
+void apply_options() {
+  g_lg_sample.store(static_cast<int>(opt(kOpt_sample)), std::memory_order_relaxed);
+  g_active.store(opt(kOpt_active) != 0, std::memory_order_relaxed);
+  g_sample_gen.fetch_add(1, std::memory_order_relaxed);
+}
+
+uint32_t record_sample(ThreadState& t, size_t size) {
+  uintptr_t frames[256];
+  size_t max = static_cast<size_t>(opt(kOpt_max_depth));
+  if (max > 256) max = 256;
+  size_t depth = opt(kOpt_unwind) == kUnwindFp ? unwind::capture_fp(t, frames, max)
+                                               : unwind::capture_libunwind(frames, max);
+  uint32_t sid = stacks::intern(frames, static_cast<uint32_t>(depth));
+  stacks::count_sample(sid, size);
+  g_sampled_total.fetch_add(1, std::memory_order_relaxed);
+  return live::add(t, sid, size, coarse_now_ns());
+}
+
+void fork_prepare() {
+  dump::fork_prepare();
+  threads::fork_prepare();
+  stacks::fork_prepare();
+  live::fork_prepare();
+}
+
+void fork_parent() {
+  live::fork_parent();
+  stacks::fork_parent();
+  threads::fork_parent();
+  dump::fork_parent();
+}
+
+void fork_child() {
+  live::fork_child();
+  stacks::fork_child();
+  threads::fork_child();
+  dump::fork_child();
+}
+
+}  // namespace
+
+namespace prof {
+
+void ensure_init() {
+  if (LA_LIKELY(g_init.load(std::memory_order_acquire) == kInitDone)) return;
+  int expected = kUninit;
+  if (g_init.compare_exchange_strong(expected, kInitRunning, std::memory_order_acq_rel)) {
+    // The secret first: every header from here on is checked against it.
+    const unsigned char* rnd = reinterpret_cast<const unsigned char*>(getauxval(AT_RANDOM));
+    uint64_t secret = 0x5bd1e9955bd1e995ull;
+    if (rnd != nullptr)
+      for (int i = 0; i < 8; ++i) secret = (secret << 8) | rnd[i];
+    g_header_secret = secret ^ reinterpret_cast<uintptr_t>(&g_init);
+    ThreadState& t = t_state;
+    ++t.guard;
+    process_start_ns();
+    options_load();
+    apply_options();
+    threads::init();
+    live::init();
+    if (!stacks::init(static_cast<uint32_t>(opt(kOpt_max_stacks)),
+                      static_cast<uint32_t>(opt(kOpt_max_depth))))
+      log_message("cannot map the stack table; profiling is off");
+    --t.guard;
+    g_init.store(kInitDone, std::memory_order_release);
+    return;
+  }
+  // Another thread is initialising: wait (it never waits for us).
+  while (g_init.load(std::memory_order_acquire) != kInitDone) sched_yield();
+}
+
+uint32_t sample_slow(ThreadState& t, size_t size) {
+  if (t.guard != 0) return 0;  // leakalloc's own allocation: untracked
+  if (LA_UNLIKELY(t.phase == kThreadNew)) {
+    ensure_init();
+    ++t.guard;
+    threads::register_current(t);
+    --t.guard;
+  }
+  int lg = g_lg_sample.load(std::memory_order_relaxed);
+  uint32_t gen = g_sample_gen.load(std::memory_order_relaxed);
+  if (t.sample_gen != gen) {
+    // First allocation under this rate: start a fresh gap and charge this allocation.
+    t.sample_gen = gen;
+    int64_t left = draw_gap(t, lg) - static_cast<int64_t>(size);
+    if (left > 0) {
+      t.bytes_left = left;
+      return 0;
+    }
+  }
+  t.bytes_left = draw_gap(t, lg);
+  if (!g_active.load(std::memory_order_relaxed) ||
+      !g_sampling_ready.load(std::memory_order_acquire))
+    return 0;
+  ++t.guard;
+  uint32_t rec = record_sample(t, size);
+  --t.guard;
+  return rec;
+}
+
+void record_free(uint32_t record) { live::remove(record); }
+
+uint32_t stack_count() { return stacks::count(); }
+bool stack_get(uint32_t id, StackView* out) { return stacks::get(id, out); }
+
+void live_walk(uint64_t born_before_ns, LiveBlockFn fn, void* ctx) {
+  live::walk(born_before_ns, fn, ctx);
+}
+
+int lg_sample() { return g_lg_sample.load(std::memory_order_relaxed); }
+uint64_t sample_period() { return uint64_t{1} << lg_sample(); }
+bool active() { return g_active.load(std::memory_order_relaxed); }
+void set_active(bool on) {
+  set_opt(kOpt_active, on ? 1 : 0);
+  g_active.store(on, std::memory_order_relaxed);
+}
+
+void reset(int lg) {
+  if (lg < 0) lg = 0;
+  if (lg > 62) lg = 62;
+  set_opt(kOpt_sample, lg);
+  g_lg_sample.store(lg, std::memory_order_relaxed);
+  stacks::reset_counts();
+  g_sampled_total.store(0, std::memory_order_relaxed);
+  g_sample_gen.fetch_add(1, std::memory_order_relaxed);
+}
+
+double unsample_scale(uint64_t size, uint64_t period) {
+  if (period <= 1 || size == 0) return 1.0;
+  double ratio = static_cast<double>(size) / static_cast<double>(period);
+  return 1.0 / (1.0 - exp(-ratio));
+}
+
+Counters counters() {
+  Counters c;
+  c.sampled_live = live::count_live();
+  c.sampled_total = g_sampled_total.load(std::memory_order_relaxed);
+  c.stacks = stacks::count();
+  c.stacks_dropped = stacks::dropped();
+  c.profiler_bytes = os_bytes_mapped();
+  return c;
+}
+
+AllocTotals alloc_totals() {
+  uint64_t allocs, frees, ab, fb;
+  threads::fold_counters(&allocs, &frees, &ab, &fb);
+  AllocTotals a;
+  a.live_blocks = allocs >= frees ? allocs - frees : 0;
+  a.allocated_bytes = ab >= fb ? ab - fb : 0;
+  a.total_allocs = allocs;
+  a.total_bytes = ab;
+  return a;
+}
+
+size_t capture_stack(uintptr_t* out, size_t max, int kind) {
+  ReentrancyGuard g;
+  return kind == kUnwindFp ? unwind::capture_fp(t_state, out, max) : unwind::capture_libunwind(out, max);
+}
+
+}  // namespace prof
+
+ReentrancyGuard::ReentrancyGuard() { ++t_state.guard; }
+ReentrancyGuard::~ReentrancyGuard() { --t_state.guard; }
+
+namespace {
+
+// Runs before the program's own constructors (priority 101) since libleakalloc.so is
+// loaded before the program's objects' initialisers run.
+__attribute__((constructor(101))) void leakalloc_constructor() {
+  prof::ensure_init();
+  ThreadState& t = t_state;
+  {
+    ReentrancyGuard g;
+    if (!options_loaded_from_environment()) {
+      options_load();  // the first malloc came before `environ` was set
+      apply_options();
+    }
+    if (t.phase == kThreadNew) threads::register_current(t);
+    threads::init_exit_hook();
+    unwind::init();
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    if (opt(kOpt_verbose) != 0) options_print();
+  }
+  g_sampling_ready.store(true, std::memory_order_release);
+  ReentrancyGuard g;
+  dump::start();
+}
+
+}  // namespace
+}  // namespace leakalloc

@@ -1,0 +1,121 @@
+// The profiler's internal API: what the dump writers (profile/dump_*.cpp) and the control
+// tree (ctl/) may call. Allocator code (alloc/) uses only profile/sampler.h.
+//
+// Contract:
+// - Every function here may be called from any thread at any time after init, including
+//   while other threads allocate and free. None of them allocates through the tracked
+//   path; the walkers never block allocating threads (the live set is read lock-free).
+// - Callers that may allocate (libc, formatting through stdio, ...) must hold a
+//   ReentrancyGuard so those allocations are served untracked.
+// - Lock ranks (take only in this order; the fork handler takes them in this order):
+//     1. dump lock          (profile/dump.cpp: one dump at a time)
+//     2. thread registry    (profile/threads.cpp)
+//     3. stack-table stripes (profile/stack_table.cpp, ascending)
+//     4. live-set free list (profile/live_set.cpp)
+//   No lock is held while unwinding.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace leakalloc {
+namespace prof {
+
+// ---- stacks --------------------------------------------------------------------------
+// Stack ids are >= 1; 0 means "not sampled". kOverflowStackId collects every sample
+// whose stack could not be stored because the table reached max_stacks; its one frame
+// is the address of leakalloc_stack_table_full() so readers show a telling name.
+constexpr uint32_t kOverflowStackId = 1;
+
+struct StackView {
+  uint32_t id;
+  uint32_t depth;
+  const uintptr_t* frames;  // return addresses, leaf first, allocator frames removed
+  uint64_t cum_objs;        // sampled allocations ever made from this stack
+  uint64_t cum_bytes;       // their requested bytes
+};
+
+// Number of stack ids in use (ids are 1..stack_count()).
+uint32_t stack_count();
+// Fills `out` for id; false if the id is not (yet) published.
+bool stack_get(uint32_t id, StackView* out);
+
+// ---- threads -------------------------------------------------------------------------
+struct ThreadView {
+  uint32_t index;  // small index stored in live records
+  int32_t tid;     // kernel thread id
+  char name[16];   // last known name (refreshed by threads_refresh_names)
+};
+uint32_t thread_count();
+bool thread_get(uint32_t index, ThreadView* out);
+// Re-reads /proc/self/task/<tid>/comm for live threads (call from the dump thread,
+// under a ReentrancyGuard).
+void threads_refresh_names();
+
+// ---- live sampled blocks -------------------------------------------------------------
+struct LiveBlock {
+  uint32_t stack_id;
+  uint32_t thread_index;
+  uint64_t size;      // requested bytes
+  uint64_t birth_ns;  // coarse monotonic clock (alloc/base.h coarse_now_ns)
+};
+using LiveBlockFn = void (*)(void* ctx, const LiveBlock& block);
+// Calls fn for every live sampled block born at or before `born_before_ns`
+// (pass UINT64_MAX for all). Blocks allocated or freed during the walk may or may not
+// be seen; every block that stays live for the whole walk is seen exactly once.
+void live_walk(uint64_t born_before_ns, LiveBlockFn fn, void* ctx);
+
+// ---- sampling state ------------------------------------------------------------------
+int lg_sample();                 // current sample:N
+uint64_t sample_period();        // 2^N (1 when N == 0)
+bool active();
+void set_active(bool on);
+// Clears cumulative per-stack counts and starts sampling at 2^lg bytes. Live blocks stay
+// tracked (a dump after reset still shows memory that is alive), matching jemalloc's
+// prof.reset which keeps live objects but discards history.
+void reset(int lg);
+
+// Unsampling (FORMATS.md): expected number of allocations a sampled block of `size`
+// bytes stands for, at `period` bytes per sample. 1 at period 1 (sample:0).
+double unsample_scale(uint64_t size, uint64_t period);
+
+// ---- counters ------------------------------------------------------------------------
+struct Counters {
+  uint64_t sampled_live;     // live sampled blocks
+  uint64_t sampled_total;    // sampled allocations since start or the last reset
+  uint64_t stacks;           // distinct stacks stored
+  uint64_t stacks_dropped;   // samples counted into the overflow stack
+  uint64_t profiler_bytes;   // OS memory held by the profiler's tables
+};
+Counters counters();
+
+// Whole-allocator totals, from per-thread counters (exact when quiescent).
+struct AllocTotals {
+  uint64_t live_blocks;      // blocks malloc'ed and not yet freed (every block, sampled or not)
+  uint64_t allocated_bytes;  // usable bytes in live blocks, headers excluded
+  uint64_t total_allocs;     // allocations since start
+  uint64_t total_bytes;      // usable bytes allocated since start (drives lg_interval)
+};
+AllocTotals alloc_totals();
+
+// Stack capture, exposed for the benchmarks and tests: fills `out` with up to `max`
+// return addresses of the caller's stack, leaf first, leakalloc's own frames removed.
+// kind: 0 = libunwind, 1 = frame pointers (see ctl/options.h UnwindKind).
+size_t capture_stack(uintptr_t* out, size_t max, int kind);
+
+}  // namespace prof
+
+// While one of these is alive on a thread, that thread's allocations are served
+// untracked: used around unwinding, dumping, symbolising and any libc call made by
+// leakalloc itself. Nests.
+class ReentrancyGuard {
+ public:
+  ReentrancyGuard();
+  ~ReentrancyGuard();
+  ReentrancyGuard(const ReentrancyGuard&) = delete;
+  ReentrancyGuard& operator=(const ReentrancyGuard&) = delete;
+};
+
+}  // namespace leakalloc
+
+extern "C" void leakalloc_stack_table_full(void);

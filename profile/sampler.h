@@ -1,0 +1,78 @@
+// Per-thread state and the sampler's fast path: the only profiler code the allocator
+// inlines into malloc.
+//
+// Sampling maths (jemalloc's lg_prof_sample, tcmalloc's Sampler). We want each
+// allocated byte to be "hit" by a Poisson process of rate 1/P (P = 2^sample bytes), so
+// that an allocation of s bytes is sampled with probability 1 - exp(-s/P) and the
+// readers' unsampling (count * 1/(1-exp(-(s/P)))) is unbiased. The gaps between hits
+// of such a process are exponential with mean P, so each thread keeps a countdown
+// `bytes_left` drawn as -ln(U) * P (U uniform in (0,1]); every allocation subtracts
+// its size; when the countdown reaches <= 0 the allocation is sampled and a new gap
+// is drawn (memorylessness makes discarding the remainder exact). sample:0 (P = 1)
+// keeps the countdown at 0, so every allocation is sampled.
+//
+// Fast path: one thread-local subtraction and a compare. Everything else (first call
+// on a thread, sampling, re-entrancy, inactive profiler, rate changes) is in
+// sample_slow(), out of line.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "alloc/base.h"
+
+namespace leakalloc {
+
+// Counters that the owning thread writes and other threads only read; relaxed
+// load+store (no read-modify-write) compiles to plain instructions.
+struct OwnerCounter {
+  std::atomic<uint64_t> v;  // TLS is zero-filled: no initializer, so no dynamic init
+  LA_ALWAYS_INLINE void add(uint64_t d) {
+    v.store(v.load(std::memory_order_relaxed) + d, std::memory_order_relaxed);
+  }
+  uint64_t get() const { return v.load(std::memory_order_relaxed); }
+};
+
+enum ThreadPhase : uint8_t { kThreadNew = 0, kThreadLive = 1, kThreadExited = 2 };
+
+constexpr uint32_t kRecordCacheMax = 64;
+
+struct ThreadState {
+  int64_t bytes_left;      // sampler countdown; <= 0 sends the allocation to sample_slow
+  uint32_t guard;          // ReentrancyGuard depth
+  uint8_t phase;           // ThreadPhase
+  uint32_t sample_gen;     // sampling generation the countdown was drawn under
+  uint32_t thread_index;   // index in the thread registry
+  uint64_t rng;            // sampler PRNG state
+  OwnerCounter allocs, frees, alloc_bytes, free_bytes;
+  uintptr_t stack_hi;      // top of this thread's stack, for the frame-pointer walker
+  uint32_t rec_cache_n;    // free live-record slots owned by this thread
+  uint32_t rec_cache[kRecordCacheMax];
+};
+
+// initial-exec: a fixed offset from %fs, no __tls_get_addr, no allocation on first use.
+extern LA_TLS ThreadState t_state;
+
+namespace prof {
+// Out of line. Called when the countdown reaches <= 0. Returns the live-record id to
+// store in the header (0 = not sampled). `user` is the block's user pointer.
+uint32_t sample_slow(ThreadState& t, size_t size);
+// Release a sampled block's live record; any thread.
+void record_free(uint32_t record);
+// Ensures the allocator is initialised (secret, options); cheap after the first call.
+void ensure_init();
+}  // namespace prof
+
+// Fast path of every allocation. Returns the record id for the header.
+LA_ALWAYS_INLINE uint32_t sample_alloc(size_t size) {
+  ThreadState& t = t_state;
+  int64_t left = t.bytes_left - static_cast<int64_t>(size);
+  if (LA_LIKELY(left > 0)) {
+    t.bytes_left = left;
+    return 0;
+  }
+  return prof::sample_slow(t, size);
+}
+
+}  // namespace leakalloc

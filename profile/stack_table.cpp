@@ -1,0 +1,185 @@
+#include "profile/stack_table.h"
+
+#include <atomic>
+
+#include "alloc/base.h"
+
+extern "C" __attribute__((visibility("default"), noinline)) void leakalloc_stack_table_full(void) {
+  // A named address for the overflow stack; never called.
+  __asm__ volatile("");
+}
+
+namespace leakalloc {
+namespace stacks {
+
+namespace {
+
+struct Entry {
+  uint64_t hash;
+  uint32_t depth;
+  uint32_t pad;
+  std::atomic<uint64_t> cum_objs;
+  std::atomic<uint64_t> cum_bytes;
+  uintptr_t frames[1];  // `depth` frames
+};
+
+constexpr size_t kEntryFixed = offsetof(Entry, frames);
+constexpr uint32_t kStripes = 64;
+
+std::atomic<uint32_t>* g_index = nullptr;  // 0 = empty, else id
+uint64_t g_mask = 0;
+std::atomic<uint64_t>* g_offsets = nullptr;  // id -> byte offset in g_arena (+1; 0 = unpublished)
+char* g_arena = nullptr;
+size_t g_arena_cap = 0;
+std::atomic<size_t> g_arena_used{0};
+uint32_t g_max = 0;
+std::atomic<uint32_t> g_next_id{0};  // ids handed out so far (ids are 1..g_next_id)
+std::atomic<uint64_t> g_dropped{0};
+RawLock g_stripes[kStripes];
+
+uint64_t hash_frames(const uintptr_t* f, uint32_t depth) {
+  uint64_t h = 0x9e3779b97f4a7c15ull ^ depth;
+  for (uint32_t i = 0; i < depth; ++i) {
+    h ^= f[i];
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 32;
+  }
+  return h | 1;  // never 0
+}
+
+Entry* entry(uint32_t id) {
+  uint64_t off = g_offsets[id].load(std::memory_order_acquire);
+  if (off == 0) return nullptr;
+  return reinterpret_cast<Entry*>(g_arena + (off - 1));
+}
+
+bool same(const Entry* e, uint64_t hash, const uintptr_t* f, uint32_t depth) {
+  if (e->hash != hash || e->depth != depth) return false;
+  for (uint32_t i = 0; i < depth; ++i)
+    if (e->frames[i] != f[i]) return false;
+  return true;
+}
+
+// Lock-free probe. Returns the id, or 0 with *slot_out = first empty slot seen.
+uint32_t find(uint64_t hash, const uintptr_t* f, uint32_t depth, uint64_t* slot_out) {
+  for (uint64_t i = hash & g_mask;; i = (i + 1) & g_mask) {
+    uint32_t id = g_index[i].load(std::memory_order_acquire);
+    if (id == 0) { *slot_out = i; return 0; }
+    const Entry* e = entry(id);
+    if (e != nullptr && same(e, hash, f, depth)) return id;
+  }
+}
+
+uint32_t publish(uint64_t hash, const uintptr_t* f, uint32_t depth) {
+  uint32_t id = g_next_id.load(std::memory_order_relaxed);
+  if (id >= g_max) return 0;
+  size_t bytes = (kEntryFixed + depth * sizeof(uintptr_t) + 15) & ~size_t{15};
+  size_t off = g_arena_used.fetch_add(bytes, std::memory_order_relaxed);
+  if (off + bytes > g_arena_cap) return 0;
+  id = g_next_id.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (id > g_max) return 0;
+  Entry* e = reinterpret_cast<Entry*>(g_arena + off);
+  e->hash = hash;
+  e->depth = depth;
+  for (uint32_t i = 0; i < depth; ++i) e->frames[i] = f[i];
+  g_offsets[id].store(off + 1, std::memory_order_release);
+  return id;
+}
+
+}  // namespace
+
+bool init(uint32_t max_stacks, uint32_t max_depth) {
+  if (g_index != nullptr) return true;
+  uint64_t cap = 1;
+  while (cap < uint64_t{2} * max_stacks) cap <<= 1;
+  g_mask = cap - 1;
+  g_max = max_stacks + 1;  // id 1 is the overflow stack
+  g_index = static_cast<std::atomic<uint32_t>*>(os_reserve(cap * sizeof(uint32_t)));
+  g_offsets = static_cast<std::atomic<uint64_t>*>(os_reserve((uint64_t{g_max} + 2) * sizeof(uint64_t)));
+  g_arena_cap = (uint64_t{g_max} + 1) * ((kEntryFixed + max_depth * sizeof(uintptr_t) + 15) & ~size_t{15});
+  g_arena = static_cast<char*>(os_reserve(g_arena_cap));
+  if (g_index == nullptr || g_offsets == nullptr || g_arena == nullptr) return false;
+  uintptr_t overflow_frame = reinterpret_cast<uintptr_t>(&leakalloc_stack_table_full);
+  g_next_id.store(0, std::memory_order_relaxed);
+  uint64_t h = hash_frames(&overflow_frame, 1);
+  uint32_t id = publish(h, &overflow_frame, 1);
+  uint64_t slot = 0;
+  find(h, &overflow_frame, 1, &slot);
+  g_index[slot].store(id, std::memory_order_release);
+  return id == prof::kOverflowStackId;
+}
+
+uint32_t intern(const uintptr_t* frames, uint32_t depth) {
+  uint64_t hash = hash_frames(frames, depth);
+  uint64_t slot;
+  uint32_t id = find(hash, frames, depth, &slot);
+  if (LA_LIKELY(id != 0)) return id;
+  LockGuard g(g_stripes[hash >> 58]);
+  id = find(hash, frames, depth, &slot);
+  if (id != 0) return id;
+  id = publish(hash, frames, depth);
+  if (id == 0) {
+    g_dropped.fetch_add(1, std::memory_order_relaxed);
+    return prof::kOverflowStackId;
+  }
+  for (;;) {
+    uint32_t expected = 0;
+    if (g_index[slot].compare_exchange_strong(expected, id, std::memory_order_release,
+                                              std::memory_order_relaxed))
+      return id;
+    // Another stripe took this slot; probe on (our stack cannot be there: our stripe
+    // lock keeps it out).
+    slot = (slot + 1) & g_mask;
+    while (g_index[slot].load(std::memory_order_acquire) != 0) slot = (slot + 1) & g_mask;
+  }
+}
+
+void count_sample(uint32_t id, uint64_t size) {
+  Entry* e = entry(id);
+  if (e == nullptr) return;
+  e->cum_objs.fetch_add(1, std::memory_order_relaxed);
+  e->cum_bytes.fetch_add(size, std::memory_order_relaxed);
+}
+
+void reset_counts() {
+  uint32_t n = count();
+  for (uint32_t id = 1; id <= n; ++id) {
+    Entry* e = entry(id);
+    if (e == nullptr) continue;
+    e->cum_objs.store(0, std::memory_order_relaxed);
+    e->cum_bytes.store(0, std::memory_order_relaxed);
+  }
+  g_dropped.store(0, std::memory_order_relaxed);
+}
+
+uint32_t count() {
+  uint32_t n = g_next_id.load(std::memory_order_acquire);
+  return n > g_max ? g_max : n;
+}
+
+uint64_t dropped() { return g_dropped.load(std::memory_order_relaxed); }
+
+bool get(uint32_t id, prof::StackView* out) {
+  if (id == 0 || id > count()) return false;
+  Entry* e = entry(id);
+  if (e == nullptr) return false;
+  out->id = id;
+  out->depth = e->depth;
+  out->frames = e->frames;
+  out->cum_objs = e->cum_objs.load(std::memory_order_relaxed);
+  out->cum_bytes = e->cum_bytes.load(std::memory_order_relaxed);
+  return true;
+}
+
+void fork_prepare() {
+  for (auto& l : g_stripes) l.lock();
+}
+void fork_parent() {
+  for (auto& l : g_stripes) l.unlock();
+}
+void fork_child() {
+  for (auto& l : g_stripes) l.reset_in_child();
+}
+
+}  // namespace stacks
+}  // namespace leakalloc

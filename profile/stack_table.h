@@ -1,0 +1,40 @@
+// The deduplicated stack table: every distinct stack stored once, found by hash.
+//
+// Layout. An open-addressing index of 32-bit ids (capacity a power of two >= 2 x
+// max_stacks, linear probing) over an array of entries; each entry is the stack's hash,
+// depth, cumulative counters and frames, bump-allocated from one reserved mapping sized
+// for max_stacks entries at max_depth (committed by the kernel as it is touched, so the
+// cap bounds memory and nothing is ever freed or moved: ids and frame pointers stay
+// valid for the life of the process, which is what lets readers work without locks).
+//
+// Concurrency. Lookups are lock-free: an index slot, once set, never changes, and an
+// entry is fully written before its id is published with a release store. Inserts
+// take one of 64 stripe locks chosen by hash (rank 3), so the same stack is never
+// inserted twice, then claim an empty index slot with a CAS (inserts of different
+// stripes may race for a slot). Past max_stacks, samples go to kOverflowStackId and
+// are counted as dropped.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "profile/profiler.h"
+
+namespace leakalloc {
+namespace stacks {
+
+bool init(uint32_t max_stacks, uint32_t max_depth);
+// Returns the stack's id (>= 1). Never fails: a full table yields kOverflowStackId.
+uint32_t intern(const uintptr_t* frames, uint32_t depth);
+void count_sample(uint32_t id, uint64_t size);
+void reset_counts();
+uint32_t count();
+uint64_t dropped();
+bool get(uint32_t id, prof::StackView* out);
+
+void fork_prepare();
+void fork_parent();
+void fork_child();
+
+}  // namespace stacks
+}  // namespace leakalloc

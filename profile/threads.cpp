@@ -1,0 +1,212 @@
+#include "profile/threads.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "profile/live_set.h"
+#include "profile/profiler.h"
+
+namespace leakalloc {
+namespace threads {
+
+namespace {
+
+struct Entry {
+  ThreadState* state;         // null once the thread has exited
+  int32_t tid;
+  std::atomic<bool> used;
+  char name[16];
+};
+
+Entry* g_entries = nullptr;
+std::atomic<uint32_t> g_count{0};
+RawLock g_lock;
+pthread_key_t g_exit_key;
+std::atomic<bool> g_key_ready{false};
+
+// Totals of threads that have exited (and of allocations made after their exit).
+std::atomic<uint64_t> g_exited_allocs{0}, g_exited_frees{0}, g_exited_alloc_bytes{0},
+    g_exited_free_bytes{0};
+
+void on_thread_exit(void* arg) {
+  ThreadState& t = *static_cast<ThreadState*>(arg);
+  LockGuard g(g_lock);
+  g_exited_allocs.fetch_add(t.allocs.get(), std::memory_order_relaxed);
+  g_exited_frees.fetch_add(t.frees.get(), std::memory_order_relaxed);
+  g_exited_alloc_bytes.fetch_add(t.alloc_bytes.get(), std::memory_order_relaxed);
+  g_exited_free_bytes.fetch_add(t.free_bytes.get(), std::memory_order_relaxed);
+  // The TLS block is about to be recycled for another thread, so it is unlinked here;
+  // whatever this thread still allocates or frees (glibc frees its DTV after every
+  // destructor has run) is counted through count_exited() instead.
+  t.allocs.v.store(0, std::memory_order_relaxed);
+  t.frees.v.store(0, std::memory_order_relaxed);
+  t.alloc_bytes.v.store(0, std::memory_order_relaxed);
+  t.free_bytes.v.store(0, std::memory_order_relaxed);
+  t.phase = kThreadExited;
+  live::drain_cache(t);
+  if (t.thread_index < kMaxThreads - 1) g_entries[t.thread_index].state = nullptr;
+}
+
+void read_comm(int32_t tid, char* out) {
+  char path[64];
+  size_t n = 0;
+  const char* pfx = "/proc/self/task/";
+  for (const char* s = pfx; *s != '\0'; ++s) path[n++] = *s;
+  n += u64_to_dec(static_cast<uint64_t>(tid), path + n);
+  const char* sfx = "/comm";
+  for (const char* s = sfx; *s != '\0'; ++s) path[n++] = *s;
+  path[n] = '\0';
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;  // thread gone: keep the last known name
+  char buf[32];
+  ssize_t r = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (r <= 0) return;
+  size_t len = static_cast<size_t>(r);
+  while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\0')) --len;
+  if (len > 15) len = 15;
+  for (size_t i = 0; i < len; ++i) out[i] = buf[i];
+  out[len] = '\0';
+}
+
+}  // namespace
+
+void init() {
+  if (g_entries != nullptr) return;
+  g_entries = static_cast<Entry*>(os_reserve(sizeof(Entry) * kMaxThreads));
+}
+
+void init_exit_hook() {
+  if (g_key_ready.load(std::memory_order_acquire)) return;
+  if (pthread_key_create(&g_exit_key, on_thread_exit) == 0) {
+    g_key_ready.store(true, std::memory_order_release);
+    // Threads registered before the key existed (the main thread, early helpers)
+    // get their destructor now.
+    ThreadState& t = t_state;
+    if (t.phase == kThreadLive) pthread_setspecific(g_exit_key, &t);
+  }
+}
+
+void register_current(ThreadState& t) {
+  if (g_entries == nullptr) init();
+  int32_t tid = static_cast<int32_t>(syscall(SYS_gettid));
+  {
+    LockGuard g(g_lock);
+    uint32_t idx = g_count.load(std::memory_order_relaxed);
+    if (idx < kMaxThreads - 1) {
+      g_count.store(idx + 1, std::memory_order_release);
+    } else {
+      idx = kMaxThreads - 1;  // shared entry for every thread past the cap
+      if (g_count.load(std::memory_order_relaxed) < kMaxThreads)
+        g_count.store(kMaxThreads, std::memory_order_release);
+    }
+    Entry& e = g_entries[idx];
+    if (idx < kMaxThreads - 1) {
+      e.state = &t;
+      e.tid = tid;
+      cstr_copy(e.name, sizeof e.name, "");
+    } else {
+      e.state = nullptr;  // its counters are summed through the exited totals
+      e.tid = 0;
+      cstr_copy(e.name, sizeof e.name, "(other threads)");
+    }
+    e.used.store(true, std::memory_order_release);
+    t.thread_index = idx;
+    t.phase = kThreadLive;
+  }
+  if (g_key_ready.load(std::memory_order_acquire)) pthread_setspecific(g_exit_key, &t);
+  if (t.thread_index == kMaxThreads - 1) {
+    // No per-thread summation past the cap: behave as an exited thread.
+    t.phase = kThreadExited;
+  }
+}
+
+void fold_counters(uint64_t* allocs, uint64_t* frees, uint64_t* alloc_bytes, uint64_t* free_bytes) {
+  LockGuard g(g_lock);
+  uint64_t a = g_exited_allocs.load(std::memory_order_relaxed);
+  uint64_t f = g_exited_frees.load(std::memory_order_relaxed);
+  uint64_t ab = g_exited_alloc_bytes.load(std::memory_order_relaxed);
+  uint64_t fb = g_exited_free_bytes.load(std::memory_order_relaxed);
+  uint32_t n = g_count.load(std::memory_order_acquire);
+  if (n > kMaxThreads - 1) n = kMaxThreads - 1;
+  for (uint32_t i = 0; g_entries != nullptr && i < n; ++i) {
+    ThreadState* s = g_entries[i].state;
+    if (s == nullptr) continue;
+    a += s->allocs.get();
+    f += s->frees.get();
+    ab += s->alloc_bytes.get();
+    fb += s->free_bytes.get();
+  }
+  *allocs = a;
+  *frees = f;
+  *alloc_bytes = ab;
+  *free_bytes = fb;
+}
+
+void count_exited(uint64_t allocs, uint64_t frees, uint64_t alloc_bytes, uint64_t free_bytes) {
+  if (allocs != 0) g_exited_allocs.fetch_add(allocs, std::memory_order_relaxed);
+  if (frees != 0) g_exited_frees.fetch_add(frees, std::memory_order_relaxed);
+  if (alloc_bytes != 0) g_exited_alloc_bytes.fetch_add(alloc_bytes, std::memory_order_relaxed);
+  if (free_bytes != 0) g_exited_free_bytes.fetch_add(free_bytes, std::memory_order_relaxed);
+}
+
+void fork_prepare() { g_lock.lock(); }
+void fork_parent() { g_lock.unlock(); }
+void fork_child() {
+  g_lock.reset_in_child();
+  // Only the forking thread exists in the child: the others will never exit and never
+  // run their destructors, so fold their counters now and forget them.
+  ThreadState* self = &t_state;
+  uint32_t n = g_count.load(std::memory_order_relaxed);
+  if (n > kMaxThreads - 1) n = kMaxThreads - 1;
+  for (uint32_t i = 0; g_entries != nullptr && i < n; ++i) {
+    ThreadState* s = g_entries[i].state;
+    if (s == nullptr || s == self) continue;
+    g_exited_allocs.fetch_add(s->allocs.get(), std::memory_order_relaxed);
+    g_exited_frees.fetch_add(s->frees.get(), std::memory_order_relaxed);
+    g_exited_alloc_bytes.fetch_add(s->alloc_bytes.get(), std::memory_order_relaxed);
+    g_exited_free_bytes.fetch_add(s->free_bytes.get(), std::memory_order_relaxed);
+    g_entries[i].state = nullptr;
+  }
+  if (self->phase == kThreadLive && self->thread_index < kMaxThreads - 1)
+    g_entries[self->thread_index].tid = static_cast<int32_t>(syscall(SYS_gettid));
+}
+
+}  // namespace threads
+
+namespace prof {
+
+uint32_t thread_count() {
+  uint32_t n = threads::g_count.load(std::memory_order_acquire);
+  return n;
+}
+
+bool thread_get(uint32_t index, ThreadView* out) {
+  if (threads::g_entries == nullptr || index >= thread_count()) return false;
+  threads::Entry& e = threads::g_entries[index];
+  if (!e.used.load(std::memory_order_acquire)) return false;
+  out->index = index;
+  out->tid = e.tid;
+  for (int i = 0; i < 16; ++i) out->name[i] = e.name[i];
+  out->name[15] = '\0';
+  return true;
+}
+
+void threads_refresh_names() {
+  uint32_t n = thread_count();
+  if (n > threads::kMaxThreads - 1) n = threads::kMaxThreads - 1;
+  for (uint32_t i = 0; i < n; ++i) {
+    threads::Entry& e = threads::g_entries[i];
+    if (!e.used.load(std::memory_order_acquire) || e.state == nullptr) continue;
+    char name[16];
+    cstr_copy(name, sizeof name, e.name);
+    threads::read_comm(e.tid, name);
+    LockGuard g(threads::g_lock);
+    cstr_copy(e.name, sizeof e.name, name);
+  }
+}
+
+}  // namespace prof
+}  // namespace leakalloc

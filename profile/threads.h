@@ -1,0 +1,32 @@
+// Thread registry: a small index per thread (stored in live records), its kernel tid and
+// last known name, and the per-thread counters that stats sum.
+//
+// Contract: register_current() runs on a thread's first slow-path allocation; it takes
+// the registry lock (rank 2 in profile/profiler.h) and never allocates (entries live in
+// an os_reserve'd array). Thread exit folds the thread's counters into the exited
+// totals through a pthread key destructor; a thread that allocates after that (glibc's
+// TLS teardown) keeps its index and is counted directly in the exited totals.
+#pragma once
+
+#include <cstdint>
+
+#include "profile/sampler.h"
+
+namespace leakalloc {
+namespace threads {
+
+constexpr uint32_t kMaxThreads = 65536;  // index kMaxThreads-1 is shared by all later threads
+
+void init();                          // reserve the table; idempotent
+void init_exit_hook();                // pthread_key_create; from the constructor
+void register_current(ThreadState& t);
+// Counts activity of a thread in kThreadExited (after its exit hook, or past the cap).
+void count_exited(uint64_t allocs, uint64_t frees, uint64_t alloc_bytes, uint64_t free_bytes);
+void fold_counters(uint64_t* allocs, uint64_t* frees, uint64_t* alloc_bytes, uint64_t* free_bytes);
+
+void fork_prepare();
+void fork_parent();
+void fork_child();
+
+}  // namespace threads
+}  // namespace leakalloc
