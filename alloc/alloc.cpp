@@ -17,18 +17,26 @@ LA_TLS ThreadState t_state;
 
 namespace {
 
-// Counts the block in this thread's totals. Usable bytes (mimalloc's usable size less
-// the header) are what jemalloc's stats.allocated reports; requested sizes are kept
-// only for sampled blocks, in their live records.
-LA_ALWAYS_INLINE void count_alloc(void* base) {
+// Per-thread totals: owner-written counters of blocks and requested bytes, summed on
+// read by stats (profile/threads.h). Exited threads count into shared totals.
+LA_ALWAYS_INLINE void count_alloc(size_t size) {
   ThreadState& t = t_state;
-  size_t usable = mi_usable_size(base) - kHeaderSize;
   if (LA_UNLIKELY(t.phase == kThreadExited)) {
-    threads::count_exited(1, 0, usable, 0);
+    threads::count_exited(1, 0, size, 0);
     return;
   }
   t.allocs.add(1);
-  t.alloc_bytes.add(usable);
+  t.alloc_bytes.add(size);
+}
+
+LA_ALWAYS_INLINE void count_free(size_t size) {
+  ThreadState& t = t_state;
+  if (LA_UNLIKELY(t.phase == kThreadExited)) {
+    threads::count_exited(0, 1, 0, size);
+    return;
+  }
+  t.frees.add(1);
+  t.free_bytes.add(size);
 }
 
 LA_ALWAYS_INLINE void* finish_alloc(void* base, size_t size) {
@@ -37,10 +45,11 @@ LA_ALWAYS_INLINE void* finish_alloc(void* base, size_t size) {
     return nullptr;
   }
   void* user = static_cast<char*>(base) + kHeaderSize;
-  count_alloc(base);
+  count_alloc(size);
   uint32_t record = sample_alloc(size);
   // The birth time is read after sampling so that an unwind does not age the block.
-  header_write(user, coarse_now_ns(), record);
+  uint64_t tag = record == 0 ? size : (kSampledBit | record);
+  header_write(user, tag, coarse_now_ns());
   return user;
 }
 
@@ -56,8 +65,8 @@ LA_ALWAYS_INLINE BlockHeader* checked_header(void* p, const char* op) {
   if (LA_UNLIKELY((a & 4095) == 0) && !mi_is_in_heap_region(header_of(p)))
     bad_pointer(op, p, "not allocated by leakalloc");
   BlockHeader* h = header_of(p);
-  if (LA_UNLIKELY(h->check != header_check(p, h->birth_ns, h->record))) {
-    if (h->check == freed_mark(p)) bad_pointer(op, p, "double free: the block was already freed");
+  if (LA_UNLIKELY(!header_valid(p, h))) {
+    if (h->word1 == freed_mark(p)) bad_pointer(op, p, "double free: the block was already freed");
     if (!mi_is_in_heap_region(h)) bad_pointer(op, p, "not allocated by leakalloc");
     bad_pointer(op, p, "not the start of a leakalloc block (interior pointer) or its header was overwritten");
   }
@@ -65,16 +74,15 @@ LA_ALWAYS_INLINE BlockHeader* checked_header(void* p, const char* op) {
 }
 
 LA_ALWAYS_INLINE void release(void* p, BlockHeader* h) {
-  if (LA_UNLIKELY(h->record != 0)) prof::record_free(h->record);
-  h->check = freed_mark(p);
-  ThreadState& t = t_state;
-  size_t usable = mi_usable_size(h) - kHeaderSize;
-  if (LA_UNLIKELY(t.phase == kThreadExited)) {
-    threads::count_exited(0, 1, 0, usable);
+  size_t size;
+  if (LA_UNLIKELY(h->sampled())) {
+    size = prof::record_size(h->record());
+    prof::record_free(h->record());
   } else {
-    t.frees.add(1);
-    t.free_bytes.add(usable);
+    size = h->tag;
   }
+  h->word1 = freed_mark(p);
+  count_free(size);
   mi_free(h);
 }
 
@@ -128,11 +136,23 @@ void* la_realloc(void* p, size_t size, const char* op) {
   }
   size_t usable = mi_usable_size(h) - kHeaderSize;
   // Shrinking (to no less than half) or growing within the usable size stays in place
-  // for unsampled blocks. A sampled block always moves: its live record then describes
-  // the new size and the sampler sees the new bytes.
-  if (h->record == 0 && size <= usable && size >= usable / 2) return p;
+  // for unsampled blocks; the header then records the new size (birth unchanged: the
+  // memory has been held since then). A sampled block always moves: its live record
+  // then describes the new size and the sampler sees the new bytes.
+  if (!h->sampled() && size > kMaxRequest) { errno = ENOMEM; return nullptr; }
+  if (!h->sampled() && size <= usable && size >= usable / 2) {
+    size_t old = h->tag;
+    uint64_t ticks = h->birth_ticks();
+    h->tag = size;
+    h->word1 = (ticks << 24) | header_check(p, size, ticks);
+    count_free(old);
+    count_alloc(size);
+    return p;
+  }
   void* q = la_malloc(size);
   if (q == nullptr) return nullptr;  // errno is ENOMEM; p is untouched, as C requires
+  // Copy the whole usable size, not just the requested one: programs that grow into
+  // malloc_usable_size() expect those bytes to survive a realloc.
   memcpy(q, p, size < usable ? size : usable);
   release(p, h);
   return q;

@@ -1,19 +1,25 @@
 // The block header: 16 bytes directly before every user pointer.
 //
-//   +0  birth_ns  coarse monotonic birth time (alloc/base.h), 64-bit ns: no wrap-around
-//   +8  record    live-record id + 1 for a sampled block, 0 when not sampled. The live
-//                 record (profile/live_set.h) holds the stack id, requested size, birth
-//                 and thread; keeping its id here (rather than the stack id) makes free
-//                 of a sampled block O(1) with no hash lookup.
-//   +12 check     32-bit keyed hash of (user pointer, birth, record) with a per-process
-//                 secret from AT_RANDOM. free() recomputes it: a mismatch means the
-//                 pointer is not the start of a leakalloc block (foreign, interior, or
-//                 the header was overwritten). On free the check becomes a second keyed
-//                 value, the "freed mark", so a second free of the same pointer is named
-//                 a double free (until mimalloc hands the memory out again, as in glibc).
+//   word0  tag     unsampled block: the requested size (< 2^62, kMaxRequest).
+//                  sampled block:   kSampledBit | live-record id + 1. The live record
+//                  (profile/live_set.h) holds the stack id, requested size, exact birth
+//                  and thread; keeping its id here makes free of a sampled block O(1)
+//                  with no hash lookup.
+//   word1  birth   bits 63..24: birth time in ticks of 2^20 ns (1.05 ms) of the coarse
+//                  monotonic clock: 40 bits last 36 years of uptime, no wrap-around.
+//          check   bits 23..0: keyed hash of (user pointer, tag, birth) with a
+//                  per-process secret from AT_RANDOM. free() recomputes it: a mismatch
+//                  means the pointer is not the start of a live leakalloc block (foreign,
+//                  interior, or the header was overwritten).
 //
-// mimalloc writes its free-list link into the first word of a freed block: that is
-// birth_ns, which is why the freed mark may not depend on it.
+// On free, word1 becomes the "freed mark", a second keyed value of the pointer alone,
+// so a second free of the same pointer is named a double free (until mimalloc hands the
+// memory out again, as with glibc). mimalloc writes its free-list link into word0 of a
+// freed block, which is why the freed mark lives in word1.
+//
+// Keeping the requested size in every header lets free() count bytes without asking
+// mimalloc for the block's size (a page-map lookup that cost more than the rest of
+// the fast path together).
 //
 // Aligned requests use mi_malloc_aligned_at(size + 16, align, 16): the user pointer is
 // aligned and the header still sits right before it.
@@ -27,40 +33,51 @@
 namespace leakalloc {
 
 constexpr size_t kHeaderSize = 16;
+constexpr uint64_t kSampledBit = uint64_t{1} << 63;
+constexpr int kBirthShift = 20;  // ns per tick = 2^20
+constexpr uint64_t kCheckMask = (uint64_t{1} << 24) - 1;
 
 struct BlockHeader {
-  uint64_t birth_ns;
-  uint32_t record;
-  uint32_t check;
+  uint64_t tag;
+  uint64_t word1;
+
+  bool sampled() const { return (tag & kSampledBit) != 0; }
+  uint32_t record() const { return sampled() ? static_cast<uint32_t>(tag) : 0; }
+  uint64_t birth_ticks() const { return word1 >> 24; }
+  uint64_t birth_ns() const { return birth_ticks() << kBirthShift; }
 };
 static_assert(sizeof(BlockHeader) == kHeaderSize, "header must keep 16-byte alignment");
 
 extern uint64_t g_header_secret;
 
-LA_ALWAYS_INLINE uint32_t mix32(uint64_t x) {
+LA_ALWAYS_INLINE uint64_t mix64(uint64_t x) {
   x ^= x >> 31;
   x *= 0x9e3779b97f4a7c15ull;
-  return static_cast<uint32_t>(x >> 32);
+  x ^= x >> 29;
+  return x;
 }
 
-LA_ALWAYS_INLINE uint32_t header_check(const void* user, uint64_t birth, uint32_t record) {
-  return mix32(reinterpret_cast<uintptr_t>(user) ^ g_header_secret ^ birth ^
-               (static_cast<uint64_t>(record) << 40));
+LA_ALWAYS_INLINE uint64_t header_check(const void* user, uint64_t tag, uint64_t ticks) {
+  return mix64(reinterpret_cast<uintptr_t>(user) ^ g_header_secret ^ tag ^ (ticks << 17)) & kCheckMask;
 }
 
-LA_ALWAYS_INLINE uint32_t freed_mark(const void* user) {
-  return mix32((reinterpret_cast<uintptr_t>(user) * 3) ^ ~g_header_secret) | 1u;
+LA_ALWAYS_INLINE uint64_t freed_mark(const void* user) {
+  return mix64((reinterpret_cast<uintptr_t>(user) * 3) ^ ~g_header_secret) | 1;
 }
 
 LA_ALWAYS_INLINE BlockHeader* header_of(void* user) {
   return reinterpret_cast<BlockHeader*>(static_cast<char*>(user) - kHeaderSize);
 }
 
-LA_ALWAYS_INLINE void header_write(void* user, uint64_t birth, uint32_t record) {
+LA_ALWAYS_INLINE bool header_valid(const void* user, const BlockHeader* h) {
+  return (h->word1 & kCheckMask) == header_check(user, h->tag, h->birth_ticks());
+}
+
+LA_ALWAYS_INLINE void header_write(void* user, uint64_t tag, uint64_t now_ns) {
   BlockHeader* h = header_of(user);
-  h->birth_ns = birth;
-  h->record = record;
-  h->check = header_check(user, birth, record);
+  uint64_t ticks = (now_ns >> kBirthShift) & ((uint64_t{1} << 40) - 1);
+  h->tag = tag;
+  h->word1 = (ticks << 24) | header_check(user, tag, ticks);
 }
 
 }  // namespace leakalloc

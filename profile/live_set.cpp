@@ -107,6 +107,10 @@ void remove(uint32_t header_value) {
   }
 }
 
+uint64_t size_of(uint32_t header_value) {
+  return slot(header_value - 1)->size.load(std::memory_order_relaxed);
+}
+
 void drain_cache(ThreadState& t) {
   LockGuard g(g_free_lock);
   while (t.rec_cache_n > 0) push_global(t.rec_cache[--t.rec_cache_n]);

@@ -32,6 +32,8 @@ void init();
 uint32_t add(ThreadState& t, uint32_t stack_id, uint64_t size, uint64_t birth_ns);
 // Retires the record `header_value` (id + 1). Any thread, including exited ones.
 void remove(uint32_t header_value);
+// Requested size of the live record `header_value` (id + 1).
+uint64_t size_of(uint32_t header_value);
 // Drains a thread's slot cache (thread exit).
 void drain_cache(ThreadState& t);
 void walk(uint64_t born_before_ns, prof::LiveBlockFn fn, void* ctx);

@@ -60,7 +60,7 @@ uint32_t record_sample(ThreadState& t, size_t size) {
   size_t max = static_cast<size_t>(opt(kOpt_max_depth));
   if (max > 256) max = 256;
   size_t depth = opt(kOpt_unwind) == kUnwindFp ? unwind::capture_fp(t, frames, max)
-                                               : unwind::capture_libunwind(frames, max);
+                                               : unwind::capture_libunwind(t, frames, max);
   uint32_t sid = stacks::intern(frames, static_cast<uint32_t>(depth));
   stacks::count_sample(sid, size);
   g_sampled_total.fetch_add(1, std::memory_order_relaxed);
@@ -150,6 +150,7 @@ uint32_t sample_slow(ThreadState& t, size_t size) {
 }
 
 void record_free(uint32_t record) { live::remove(record); }
+uint64_t record_size(uint32_t record) { return live::size_of(record); }
 
 uint32_t stack_count() { return stacks::count(); }
 bool stack_get(uint32_t id, StackView* out) { return stacks::get(id, out); }
@@ -174,6 +175,13 @@ void reset(int lg) {
   stacks::reset_counts();
   g_sampled_total.store(0, std::memory_order_relaxed);
   g_sample_gen.fetch_add(1, std::memory_order_relaxed);
+}
+
+void seed_thread_sampler(uint64_t seed) {
+  ThreadState& t = t_state;
+  t.rng = seed | 1;
+  t.sample_gen = 0;  // the next allocation draws a fresh gap from the new seed
+  t.bytes_left = 0;
 }
 
 double unsample_scale(uint64_t size, uint64_t period) {
@@ -205,7 +213,9 @@ AllocTotals alloc_totals() {
 
 size_t capture_stack(uintptr_t* out, size_t max, int kind) {
   ReentrancyGuard g;
-  return kind == kUnwindFp ? unwind::capture_fp(t_state, out, max) : unwind::capture_libunwind(out, max);
+  ThreadState& t = t_state;
+  t.caller_ra = reinterpret_cast<uintptr_t>(__builtin_return_address(0));
+  return kind == kUnwindFp ? unwind::capture_fp(t, out, max) : unwind::capture_libunwind(t, out, max);
 }
 
 }  // namespace prof

@@ -46,6 +46,7 @@ struct ThreadState {
   uint32_t thread_index;   // index in the thread registry
   uint64_t rng;            // sampler PRNG state
   OwnerCounter allocs, frees, alloc_bytes, free_bytes;
+  uintptr_t caller_ra;     // return address into the caller of the current malloc/new
   uintptr_t stack_hi;      // top of this thread's stack, for the frame-pointer walker
   uint32_t rec_cache_n;    // free live-record slots owned by this thread
   uint32_t rec_cache[kRecordCacheMax];
@@ -60,6 +61,8 @@ namespace prof {
 uint32_t sample_slow(ThreadState& t, size_t size);
 // Release a sampled block's live record; any thread.
 void record_free(uint32_t record);
+// Requested size stored in a live record.
+uint64_t record_size(uint32_t record);
 // Ensures the allocator is initialised (secret, options); cheap after the first call.
 void ensure_init();
 }  // namespace prof

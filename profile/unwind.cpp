@@ -3,10 +3,12 @@
 #include <elf.h>
 #include <link.h>
 #include <pthread.h>
+#include <sys/auxv.h>
 
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 
+#include "alloc/alloc.h"
 #include "profile/profiler.h"
 
 extern "C" const ElfW(Ehdr) __ehdr_start;  // our own ELF header (set by the linker)
@@ -32,10 +34,33 @@ void read_own_text() {
     if (ph[i].p_type == PT_LOAD && ph[i].p_offset == 0) first_vaddr = ph[i].p_vaddr;
   if (first_vaddr == UINTPTR_MAX) first_vaddr = 0;
   uintptr_t bias = reinterpret_cast<uintptr_t>(eh) - first_vaddr;
+  // Linked into the executable itself (the unit tests link the allocator's objects),
+  // our ELF is also the caller's: taking all of it would strip the allocating function
+  // and its callers too. The linker lays the objects out in command-line order, the
+  // caller's own objects (and main, in .text.startup) before ours, and our first
+  // object (alloc/alloc.cpp) holds every la_* entry, so own code starts at the
+  // lowest of them; what follows ours (static libraries) is never a leading frame.
+  uintptr_t own_lo = 0;
+  const ElfW(Phdr)* main_phdr = reinterpret_cast<const ElfW(Phdr)*>(getauxval(AT_PHDR));
+  if (main_phdr == ph) {
+    const uintptr_t entries[] = {
+        reinterpret_cast<uintptr_t>(&la_malloc),     reinterpret_cast<uintptr_t>(&la_calloc),
+        reinterpret_cast<uintptr_t>(&la_realloc),    reinterpret_cast<uintptr_t>(&la_reallocarray),
+        reinterpret_cast<uintptr_t>(&la_aligned),    reinterpret_cast<uintptr_t>(&la_posix_memalign),
+        reinterpret_cast<uintptr_t>(&la_aligned_alloc), reinterpret_cast<uintptr_t>(&la_memalign),
+        reinterpret_cast<uintptr_t>(&la_valloc),     reinterpret_cast<uintptr_t>(&la_pvalloc)};
+    own_lo = UINTPTR_MAX;
+    for (uintptr_t a : entries) own_lo = a < own_lo ? a : own_lo;
+  }
   for (int i = 0; i < eh->e_phnum && g_ranges < kMaxRanges; ++i) {
     if (ph[i].p_type != PT_LOAD || (ph[i].p_flags & PF_X) == 0) continue;
-    g_lo[g_ranges] = bias + ph[i].p_vaddr;
-    g_hi[g_ranges] = bias + ph[i].p_vaddr + ph[i].p_memsz;
+    uintptr_t lo = bias + ph[i].p_vaddr, hi = bias + ph[i].p_vaddr + ph[i].p_memsz;
+    if (own_lo != 0) {
+      if (own_lo < lo || own_lo >= hi) continue;
+      lo = own_lo;
+    }
+    g_lo[g_ranges] = lo;
+    g_hi[g_ranges] = hi;
     ++g_ranges;
   }
 }
@@ -46,10 +71,19 @@ inline bool is_ours(uintptr_t ip) {
   return false;
 }
 
-// Moves frames [first non-own frame, n) to the front; returns the new count.
-size_t strip_own(uintptr_t* out, size_t n) {
-  size_t skip = 0;
-  while (skip < n && is_ours(out[skip])) ++skip;
+// Moves the caller's frames to the front; returns the new count. The cut is at the
+// return address the malloc/new entry point recorded (ThreadState::caller_ra); if the
+// unwinder did not see it, every leading frame inside our own text is dropped instead.
+size_t strip_own(uintptr_t* out, size_t n, uintptr_t caller_ra) {
+  size_t skip = n;
+  if (caller_ra != 0) {
+    for (size_t i = 0; i < n; ++i)
+      if (out[i] == caller_ra) { skip = i; break; }
+  }
+  if (skip == n) {
+    skip = 0;
+    while (skip < n && is_ours(out[skip])) ++skip;
+  }
   if (skip == 0) return n;
   for (size_t i = skip; i < n; ++i) out[i - skip] = out[i];
   return n - skip;
@@ -72,7 +106,7 @@ bool primed() { return g_primed.load(std::memory_order_acquire); }
 // captured and then removed, so ask libunwind for that many more.
 constexpr size_t kOwnFramesSlack = 8;
 
-size_t capture_libunwind(uintptr_t* out, size_t max) {
+size_t capture_libunwind(ThreadState& t, uintptr_t* out, size_t max) {
   if (g_ranges == 0) read_own_text();
   void* buf[256 + kOwnFramesSlack];
   size_t want = max + kOwnFramesSlack;
@@ -80,7 +114,7 @@ size_t capture_libunwind(uintptr_t* out, size_t max) {
   int n = unw_backtrace(buf, static_cast<int>(want));
   if (n <= 0) return 0;
   for (int i = 0; i < n; ++i) out[i] = reinterpret_cast<uintptr_t>(buf[i]);
-  size_t kept = strip_own(out, static_cast<size_t>(n));
+  size_t kept = strip_own(out, static_cast<size_t>(n), t.caller_ra);
   return kept < max ? kept : max;
 }
 
@@ -99,24 +133,27 @@ size_t capture_fp(ThreadState& t, uintptr_t* out, size_t max) {
   }
   uintptr_t hi = t.stack_hi;
   uintptr_t fp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  uintptr_t buf[256 + kOwnFramesSlack];
+  size_t want = max + kOwnFramesSlack;
+  if (want > sizeof buf / sizeof buf[0]) want = sizeof buf / sizeof buf[0];
   size_t n = 0;
-  size_t skipping = 1;
-  while (n < max && fp >= reinterpret_cast<uintptr_t>(&hi) && fp + 2 * sizeof(uintptr_t) <= hi &&
+  // Each frame is [saved fp][return address]; the chain must stay inside this thread's
+  // stack, aligned, and grow towards its top, so garbage in %rbp (code built without
+  // frame pointers) ends the walk instead of faulting.
+  while (n < want && fp >= reinterpret_cast<uintptr_t>(&hi) && fp + 2 * sizeof(uintptr_t) <= hi &&
          (fp & (sizeof(uintptr_t) - 1)) == 0) {
     const uintptr_t* frame = reinterpret_cast<const uintptr_t*>(fp);
     uintptr_t ret = frame[1];
     if (ret == 0) break;
-    if (skipping != 0 && is_ours(ret)) {
-      // still inside leakalloc
-    } else {
-      skipping = 0;
-      out[n++] = ret;
-    }
+    buf[n++] = ret;
     uintptr_t next = frame[0];
-    if (next <= fp) break;  // the chain must grow towards the stack top
+    if (next <= fp) break;
     fp = next;
   }
-  return n;
+  size_t kept = strip_own(buf, n, t.caller_ra);
+  if (kept > max) kept = max;
+  for (size_t i = 0; i < kept; ++i) out[i] = buf[i];
+  return kept;
 }
 
 }  // namespace unwind

@@ -20,7 +20,7 @@ namespace unwind {
 void init();
 bool primed();
 // Captures up to `max` frames (leaf first) of the current stack, skipping our own.
-size_t capture_libunwind(uintptr_t* out, size_t max);
+size_t capture_libunwind(ThreadState& t, uintptr_t* out, size_t max);
 // Frame-pointer walk, bounds-checked against [current sp, thread stack top): it cannot
 // fault, and stops at the first frame without a frame pointer chain.
 size_t capture_fp(ThreadState& t, uintptr_t* out, size_t max);
