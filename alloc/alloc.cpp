@@ -22,21 +22,23 @@ namespace {
 LA_ALWAYS_INLINE void count_alloc(size_t size) {
   ThreadState& t = t_state;
   if (LA_UNLIKELY(t.phase == kThreadExited)) {
-    threads::count_exited(1, 0, size, 0);
+    threads::count_exited(kCounter_allocs, 1);
+    threads::count_exited(kCounter_alloc_bytes, size);
     return;
   }
-  t.allocs.add(1);
-  t.alloc_bytes.add(size);
+  t.counter[kCounter_allocs].add(1);
+  t.counter[kCounter_alloc_bytes].add(size);
 }
 
 LA_ALWAYS_INLINE void count_free(size_t size) {
   ThreadState& t = t_state;
   if (LA_UNLIKELY(t.phase == kThreadExited)) {
-    threads::count_exited(0, 1, 0, size);
+    threads::count_exited(kCounter_frees, 1);
+    threads::count_exited(kCounter_free_bytes, size);
     return;
   }
-  t.frees.add(1);
-  t.free_bytes.add(size);
+  t.counter[kCounter_frees].add(1);
+  t.counter[kCounter_free_bytes].add(size);
 }
 
 LA_ALWAYS_INLINE void* finish_alloc(void* base, size_t size) {

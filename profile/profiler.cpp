@@ -32,7 +32,6 @@ std::atomic<bool> g_sampling_ready{false};
 std::atomic<bool> g_active{true};
 std::atomic<int> g_lg_sample{19};
 std::atomic<uint32_t> g_sample_gen{1};
-std::atomic<uint64_t> g_sampled_total{0};
 
 // Exponential gap with mean 2^lg (see profile/sampler.h). A 64-bit LCG is plenty for
 // sampling decisions; 53 bits of it make U, uniform in (0, 1].
@@ -63,7 +62,7 @@ uint32_t record_sample(ThreadState& t, size_t size) {
                                                : unwind::capture_libunwind(t, frames, max);
   uint32_t sid = stacks::intern(frames, static_cast<uint32_t>(depth));
   stacks::count_sample(sid, size);
-  g_sampled_total.fetch_add(1, std::memory_order_relaxed);
+  t.counter[kCounter_samples].add(1);
   return live::add(t, sid, size, coarse_now_ns());
 }
 
@@ -173,7 +172,7 @@ void reset(int lg) {
   set_opt(kOpt_sample, lg);
   g_lg_sample.store(lg, std::memory_order_relaxed);
   stacks::reset_counts();
-  g_sampled_total.store(0, std::memory_order_relaxed);
+  threads::reset_counter(kCounter_samples);
   g_sample_gen.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -193,7 +192,9 @@ double unsample_scale(uint64_t size, uint64_t period) {
 Counters counters() {
   Counters c;
   c.sampled_live = live::count_live();
-  c.sampled_total = g_sampled_total.load(std::memory_order_relaxed);
+  uint64_t sums[kCounterCount];
+  threads::fold_counters(sums);
+  c.sampled_total = sums[kCounter_samples];
   c.stacks = stacks::count();
   c.stacks_dropped = stacks::dropped();
   c.profiler_bytes = os_bytes_mapped();
@@ -201,8 +202,10 @@ Counters counters() {
 }
 
 AllocTotals alloc_totals() {
-  uint64_t allocs, frees, ab, fb;
-  threads::fold_counters(&allocs, &frees, &ab, &fb);
+  uint64_t sums[kCounterCount];
+  threads::fold_counters(sums);
+  uint64_t allocs = sums[kCounter_allocs], frees = sums[kCounter_frees];
+  uint64_t ab = sums[kCounter_alloc_bytes], fb = sums[kCounter_free_bytes];
   AllocTotals a;
   a.live_blocks = allocs >= frees ? allocs - frees : 0;
   a.allocated_bytes = ab >= fb ? ab - fb : 0;

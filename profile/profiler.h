@@ -96,9 +96,9 @@ Counters counters();
 // Whole-allocator totals, from per-thread counters (exact when quiescent).
 struct AllocTotals {
   uint64_t live_blocks;      // blocks malloc'ed and not yet freed (every block, sampled or not)
-  uint64_t allocated_bytes;  // usable bytes in live blocks, headers excluded
+  uint64_t allocated_bytes;  // requested bytes in live blocks (headers excluded)
   uint64_t total_allocs;     // allocations since start
-  uint64_t total_bytes;      // usable bytes allocated since start (drives lg_interval)
+  uint64_t total_bytes;      // requested bytes allocated since start (drives lg_interval)
 };
 AllocTotals alloc_totals();
 

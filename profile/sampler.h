@@ -34,6 +34,22 @@ struct OwnerCounter {
   uint64_t get() const { return v.load(std::memory_order_relaxed); }
 };
 
+// The per-thread counters, one list: the struct field, the exited-thread totals and the
+// summation in profile/threads.cpp all come from it.
+#define LEAKALLOC_THREAD_COUNTERS(X) \
+  X(allocs)      /* blocks allocated */                         \
+  X(frees)       /* blocks freed */                             \
+  X(alloc_bytes) /* requested bytes allocated */                \
+  X(free_bytes)  /* requested bytes freed */                    \
+  X(samples)     /* sampled allocations since start or reset */
+
+enum CounterId : int {
+#define LEAKALLOC_COUNTER_ENUM(name) kCounter_##name,
+  LEAKALLOC_THREAD_COUNTERS(LEAKALLOC_COUNTER_ENUM)
+#undef LEAKALLOC_COUNTER_ENUM
+  kCounterCount
+};
+
 enum ThreadPhase : uint8_t { kThreadNew = 0, kThreadLive = 1, kThreadExited = 2 };
 
 constexpr uint32_t kRecordCacheMax = 64;
@@ -45,7 +61,7 @@ struct ThreadState {
   uint32_t sample_gen;     // sampling generation the countdown was drawn under
   uint32_t thread_index;   // index in the thread registry
   uint64_t rng;            // sampler PRNG state
-  OwnerCounter allocs, frees, alloc_bytes, free_bytes;
+  OwnerCounter counter[kCounterCount];
   uintptr_t caller_ra;     // return address into the caller of the current malloc/new
   uintptr_t stack_hi;      // top of this thread's stack, for the frame-pointer walker
   uint32_t rec_cache_n;    // free live-record slots owned by this thread

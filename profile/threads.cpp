@@ -27,23 +27,21 @@ pthread_key_t g_exit_key;
 std::atomic<bool> g_key_ready{false};
 
 // Totals of threads that have exited (and of allocations made after their exit).
-std::atomic<uint64_t> g_exited_allocs{0}, g_exited_frees{0}, g_exited_alloc_bytes{0},
-    g_exited_free_bytes{0};
+std::atomic<uint64_t> g_exited[kCounterCount];
+
+void fold_into_exited(const ThreadState& t) {
+  for (int i = 0; i < kCounterCount; ++i)
+    g_exited[i].fetch_add(t.counter[i].get(), std::memory_order_relaxed);
+}
 
 void on_thread_exit(void* arg) {
   ThreadState& t = *static_cast<ThreadState*>(arg);
   LockGuard g(g_lock);
-  g_exited_allocs.fetch_add(t.allocs.get(), std::memory_order_relaxed);
-  g_exited_frees.fetch_add(t.frees.get(), std::memory_order_relaxed);
-  g_exited_alloc_bytes.fetch_add(t.alloc_bytes.get(), std::memory_order_relaxed);
-  g_exited_free_bytes.fetch_add(t.free_bytes.get(), std::memory_order_relaxed);
+  fold_into_exited(t);
   // The TLS block is about to be recycled for another thread, so it is unlinked here;
   // whatever this thread still allocates or frees (glibc frees its DTV after every
   // destructor has run) is counted through count_exited() instead.
-  t.allocs.v.store(0, std::memory_order_relaxed);
-  t.frees.v.store(0, std::memory_order_relaxed);
-  t.alloc_bytes.v.store(0, std::memory_order_relaxed);
-  t.free_bytes.v.store(0, std::memory_order_relaxed);
+  for (OwnerCounter& c : t.counter) c.v.store(0, std::memory_order_relaxed);
   t.phase = kThreadExited;
   live::drain_cache(t);
   if (t.thread_index < kMaxThreads - 1) g_entries[t.thread_index].state = nullptr;
@@ -123,33 +121,35 @@ void register_current(ThreadState& t) {
   }
 }
 
-void fold_counters(uint64_t* allocs, uint64_t* frees, uint64_t* alloc_bytes, uint64_t* free_bytes) {
+void fold_counters(uint64_t out[kCounterCount]) {
   LockGuard g(g_lock);
-  uint64_t a = g_exited_allocs.load(std::memory_order_relaxed);
-  uint64_t f = g_exited_frees.load(std::memory_order_relaxed);
-  uint64_t ab = g_exited_alloc_bytes.load(std::memory_order_relaxed);
-  uint64_t fb = g_exited_free_bytes.load(std::memory_order_relaxed);
+  for (int i = 0; i < kCounterCount; ++i) out[i] = g_exited[i].load(std::memory_order_relaxed);
   uint32_t n = g_count.load(std::memory_order_acquire);
   if (n > kMaxThreads - 1) n = kMaxThreads - 1;
-  for (uint32_t i = 0; g_entries != nullptr && i < n; ++i) {
-    ThreadState* s = g_entries[i].state;
+  for (uint32_t e = 0; g_entries != nullptr && e < n; ++e) {
+    ThreadState* s = g_entries[e].state;
     if (s == nullptr) continue;
-    a += s->allocs.get();
-    f += s->frees.get();
-    ab += s->alloc_bytes.get();
-    fb += s->free_bytes.get();
+    for (int i = 0; i < kCounterCount; ++i) out[i] += s->counter[i].get();
   }
-  *allocs = a;
-  *frees = f;
-  *alloc_bytes = ab;
-  *free_bytes = fb;
 }
 
-void count_exited(uint64_t allocs, uint64_t frees, uint64_t alloc_bytes, uint64_t free_bytes) {
-  if (allocs != 0) g_exited_allocs.fetch_add(allocs, std::memory_order_relaxed);
-  if (frees != 0) g_exited_frees.fetch_add(frees, std::memory_order_relaxed);
-  if (alloc_bytes != 0) g_exited_alloc_bytes.fetch_add(alloc_bytes, std::memory_order_relaxed);
-  if (free_bytes != 0) g_exited_free_bytes.fetch_add(free_bytes, std::memory_order_relaxed);
+void count_exited(CounterId id, uint64_t delta) {
+  g_exited[id].fetch_add(delta, std::memory_order_relaxed);
+}
+
+void reset_counter(CounterId id) {
+  LockGuard g(g_lock);
+  g_exited[id].store(0, std::memory_order_relaxed);
+  uint32_t n = g_count.load(std::memory_order_acquire);
+  if (n > kMaxThreads - 1) n = kMaxThreads - 1;
+  // Other threads' counters are owner-written: subtracting a snapshot keeps their
+  // updates, so "reset" records a base instead of storing into their TLS.
+  for (uint32_t e = 0; g_entries != nullptr && e < n; ++e) {
+    ThreadState* s = g_entries[e].state;
+    if (s == nullptr) continue;
+    uint64_t v = s->counter[id].get();
+    g_exited[id].fetch_sub(v, std::memory_order_relaxed);
+  }
 }
 
 void fork_prepare() { g_lock.lock(); }
@@ -164,10 +164,7 @@ void fork_child() {
   for (uint32_t i = 0; g_entries != nullptr && i < n; ++i) {
     ThreadState* s = g_entries[i].state;
     if (s == nullptr || s == self) continue;
-    g_exited_allocs.fetch_add(s->allocs.get(), std::memory_order_relaxed);
-    g_exited_frees.fetch_add(s->frees.get(), std::memory_order_relaxed);
-    g_exited_alloc_bytes.fetch_add(s->alloc_bytes.get(), std::memory_order_relaxed);
-    g_exited_free_bytes.fetch_add(s->free_bytes.get(), std::memory_order_relaxed);
+    fold_into_exited(*s);
     g_entries[i].state = nullptr;
   }
   if (self->phase == kThreadLive && self->thread_index < kMaxThreads - 1)

@@ -21,8 +21,11 @@ void init();                          // reserve the table; idempotent
 void init_exit_hook();                // pthread_key_create; from the constructor
 void register_current(ThreadState& t);
 // Counts activity of a thread in kThreadExited (after its exit hook, or past the cap).
-void count_exited(uint64_t allocs, uint64_t frees, uint64_t alloc_bytes, uint64_t free_bytes);
-void fold_counters(uint64_t* allocs, uint64_t* frees, uint64_t* alloc_bytes, uint64_t* free_bytes);
+void count_exited(CounterId id, uint64_t delta);
+// Sums every thread's counters with the exited totals (exact when quiescent).
+void fold_counters(uint64_t out[kCounterCount]);
+// Makes the sum of one counter read 0 from now on (prof.reset).
+void reset_counter(CounterId id);
 
 void fork_prepare();
 void fork_parent();
