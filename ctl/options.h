@@ -32,7 +32,7 @@ constexpr int64_t kDurationMaxMs = int64_t{100} * 365 * 24 * 3600 * 1000;  // 10
 
 //   key          type                default    min  max              run-time  doc
 #define LEAKALLOC_OPTIONS(X)                                                                  \
-  X(sample,      OptType::kInt,      19,         0,   62,               false,                \
+  X(sample,      OptType::kInt,      19,         0,   62,               true,                 \
     "mean bytes between sampled allocations is 2^N; 0 samples every allocation (exact)")     \
   X(active,      OptType::kBool,     1,          0,   1,                true,                 \
     "sample allocations from the start (prof.active switches it at run time)")               \
@@ -116,7 +116,7 @@ bool options_loaded_from_environment();
 // Formats the value of option `id` as the parser would accept it.
 size_t option_format(OptId id, char* out, size_t cap);
 
-// Prints "leakalloc: opt.<key> = <value>" for every option (verbose:true).
+// Prints "leakalloc: key:value  # doc" for every option, marking defaults (verbose:true).
 void options_print();
 
 }  // namespace leakalloc
