@@ -1,10 +1,482 @@
-// TEMPORARY placeholder, replaced by the real dump machinery before any commit.
+// The dump machinery: file naming, the background dump thread, every trigger, the
+// exit hook (final dump and leak_error), leak totals and the fork handlers. The
+// writers themselves are in dump_heap.cpp (heap, heap_v2) and dump_pb.cpp (pb).
+//
+// Triggers and where they run:
+//   f  final:true         the exit hook (our library destructor; see dump_at_exit)
+//   i  interval:S         dump thread, every S of CLOCK_MONOTONIC
+//   i  lg_interval:N      dump thread: it polls prof::alloc_totals().total_bytes every
+//                         kPollMs and dumps once when the total has crossed the next
+//                         multiple of 2^N (several multiples crossed within one poll
+//                         give one dump). Polling keeps the malloc fast path free of
+//                         any trigger check.
+//   u  gdump:true         dump thread: polls the live bytes (alloc_totals().allocated_
+//                         bytes) every kPollMs; a new high-water mark is when they exceed
+//                         the mark of the last gdump (initially the live bytes at start)
+//                         by max(1 MiB, mark / 8). So a growing heap gives a dump per
+//                         1/8 growth, never a storm, and short spikes between two polls
+//                         can be missed.
+//   s  signal:SIG         the handler sets a flag and wakes the dump thread through a
+//                         futex word; a storm of signals coalesces. No file descriptor
+//                         is involved: daemons that close every fd (or reuse the
+//                         numbers) cannot break the wake-up or have bytes written into
+//                         their own files.
+//   m  request()          the caller's thread (prof.dump through ctl).
+// With age > 0 and final/interval not set by the user, final is on and the interval is
+// `age` (the derived defaults of ctl/options.h, applied here from g_opt_explicit).
+//
+// Files: <prefix>.<pid>.<seq>.<kind><kseq><suffix>; suffix .heap (legacy text, every
+// reader), .heap_v2 (jemalloc's format; jeprof reads any file name) and .pb.gz. One
+// dump of several formats writes several files with the same seq; seq counts dumps of
+// this process, kseq dumps of that kind. A forked child starts both again at 0 (its
+// pid differs). Created O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC mode 0600: a dump never
+// follows a planted symlink nor overwrites anything.
+//
+// Locks: the dump lock (rank 1) serialises dumps and is the first lock the fork
+// handler takes, so no fork happens mid-dump. The dump thread is created with every
+// signal blocked, holds a ReentrancyGuard for its whole life and never exits.
+//
+// Fork: the child has no dump thread. fork_child() recreates it right away when a
+// trigger needs it. That runs in the pthread_atfork child handler, which POSIX does not
+// bless for pthread_create; glibc (2.36, Debian 12) re-initialises the loader locks and
+// its stack cache in the child before it runs the handlers, and our own locks are reset
+// by the earlier handlers, so it is safe in practice, and no malloc-path hook is
+// needed. The cost is one thread creation per fork() in processes that use interval,
+// lg_interval, gdump or signal dumps (posix_spawn and vfork run no handlers).
 #include "profile/dump.h"
-namespace leakalloc { namespace dump {
-void start() {}
-int request(const char*) { return 0; }
-LeakTotals leak_totals(uint64_t) { return {0, 0}; }
-void fork_prepare() {}
-void fork_parent() {}
-void fork_child() {}
-}}  // namespace leakalloc::dump
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "alloc/base.h"
+#include "ctl/options.h"
+#include "profile/dump_writers.h"
+#include "profile/profiler.h"
+
+namespace leakalloc {
+namespace dump {
+
+namespace {
+
+constexpr int kPollMs = 50;
+constexpr uint64_t kGdumpMinStep = uint64_t{1} << 20;
+
+RawLock g_lock;  // rank 1
+uint64_t g_seq = 0;
+uint64_t g_kseq[5] = {0, 0, 0, 0, 0};
+bool g_stopped = false;  // the final dump has run: the dump thread writes no more
+
+std::atomic<bool> g_started{false};
+std::atomic<bool> g_sig_pending{false};
+// Bumped by every wake-up; the dump thread sleeps on it with FUTEX_WAIT.
+std::atomic<uint32_t> g_wake_word{0};
+
+// Trigger configuration, fixed by start().
+bool g_final = false;
+uint64_t g_interval_ns = 0;
+int g_lg_interval = -1;
+bool g_gdump = false;
+int g_signal = 0;
+bool g_thread_wanted = false;
+
+int kind_index(char kind) {
+  switch (kind) {
+    case 'f': return 0;
+    case 'i': return 1;
+    case 'u': return 2;
+    case 's': return 3;
+    default: return 4;
+  }
+}
+
+// strerror() may allocate (unknown errnos, locales) and is not async-signal-safe, so
+// the reasons a dump can fail are spelled here.
+const char* errno_text(int e) {
+  switch (e) {
+    case ENOENT: return "No such file or directory";
+    case EACCES: return "Permission denied";
+    case EPERM: return "Operation not permitted";
+    case EEXIST: return "File exists";
+    case ENOTDIR: return "Not a directory";
+    case EISDIR: return "Is a directory";
+    case ELOOP: return "Too many levels of symbolic links";
+    case ENAMETOOLONG: return "File name too long";
+    case EROFS: return "Read-only file system";
+    case ENOSPC: return "No space left on device";
+    case EDQUOT: return "Disk quota exceeded";
+    case EFBIG: return "File too large";
+    case EIO: return "Input/output error";
+    case EMFILE: return "Too many open files";
+    case ENFILE: return "Too many open files in system";
+    case ENOMEM: return "Cannot allocate memory";
+    case EINVAL: return "Invalid argument";
+    case EBADF: return "Bad file descriptor";
+    case EINTR: return "Interrupted system call";
+    case ETXTBSY: return "Text file busy";
+    case ENXIO: return "No such device or address";
+    case EOVERFLOW: return "Value too large for defined data type";
+    default: return nullptr;
+  }
+}
+
+void report_failure(const char* path, int err) {
+  const char* why = errno_text(err);
+  if (why != nullptr) log_printf("cannot write dump %s: %s", path, why);
+  else log_printf("cannot write dump %s: error %d", path, err);
+}
+
+struct Format {
+  int64_t bit;
+  const char* suffix;
+  int (*write)(int fd, const DumpParams& p, ScratchArena& arena);
+};
+const Format kFormats[] = {
+    {kFormatHeap, ".heap", write_heap},
+    {kFormatHeapV2, ".heap_v2", write_heap_v2},
+    {kFormatPb, ".pb.gz", write_pb},
+};
+
+constexpr size_t kPathMax = 4096 + 64;
+
+// A tiny appender over a fixed buffer; false once the name does not fit.
+struct PathBuf {
+  char buf[kPathMax] = {};
+  size_t n = 0;
+  bool ok = true;
+  void add(const char* s) {
+    for (; *s != '\0'; ++s) {
+      if (n + 1 >= sizeof buf) { ok = false; return; }
+      buf[n++] = *s;
+    }
+    buf[n] = '\0';
+  }
+  void add_u64(uint64_t v) {
+    char tmp[24];
+    size_t len = u64_to_dec(v, tmp);
+    tmp[len] = '\0';
+    add(tmp);
+  }
+};
+
+// Live sampled blocks, all and those at least `age` old, as unsampled estimates.
+struct Census {
+  double all_objs, all_bytes, old_objs, old_bytes;
+  uint64_t cutoff;
+  uint64_t period;
+};
+
+void census_block(void* ctx, const prof::LiveBlock& b) {
+  Census& c = *static_cast<Census*>(ctx);
+  double scale = c.period <= 1 ? 1.0 : prof::unsample_scale(b.size, c.period);
+  double bytes = static_cast<double>(b.size) * scale;
+  c.all_objs += scale;
+  c.all_bytes += bytes;
+  if (b.birth_ns <= c.cutoff) {
+    c.old_objs += scale;
+    c.old_bytes += bytes;
+  }
+}
+
+uint64_t round_u64(double v) { return v <= 0 ? 0 : static_cast<uint64_t>(v + 0.5); }
+
+uint64_t cutoff_for(uint64_t now_ns, uint64_t age_ns) {
+  if (age_ns == 0) return UINT64_MAX;
+  return now_ns > age_ns ? now_ns - age_ns : 0;
+}
+
+// Writes one dump of every configured format. Caller holds the dump lock and a
+// ReentrancyGuard. `path` = null for the automatic names.
+int dump_locked(char kind, const char* path) {
+  DumpParams p;
+  p.now_ns = coarse_now_ns();
+  int64_t age_ms = opt(kOpt_age);
+  p.age_ns = age_ms > 0 ? static_cast<uint64_t>(age_ms) * 1000000ull : 0;
+  p.lg_sample = prof::lg_sample();
+  p.period = prof::sample_period();
+  uint64_t start = process_start_ns();
+  p.uptime_ns = p.now_ns > start ? p.now_ns - start : 0;
+  struct timespec wall;
+  clock_gettime(CLOCK_REALTIME, &wall);
+  p.wall_time_s = static_cast<uint64_t>(wall.tv_sec);
+  p.kind = kind;
+
+  uint64_t seq = g_seq++;
+  uint64_t kseq = g_kseq[kind_index(kind)]++;
+  int64_t formats = opt(kOpt_format);
+  if ((formats & (kFormatHeap | kFormatHeapV2 | kFormatPb)) == 0) formats = kFormatHeap;
+  pid_t pid = getpid();
+
+  // The summary lists every file written. Paths can be long and dumps also run on the
+  // caller's stack (prof.dump, exit), so the buffers are static, guarded by the dump lock.
+  static char sumbuf[3 * kPathMax + 16];
+  static PathBuf name;
+  size_t sumlen = 0;
+  auto sum_add = [&](const char* s) {
+    for (; *s != '\0' && sumlen + 1 < sizeof sumbuf; ++s) sumbuf[sumlen++] = *s;
+  };
+  int first_err = 0;
+  bool first = true;
+  for (const Format& f : kFormats) {
+    if ((formats & f.bit) == 0) continue;
+    name.n = 0;
+    name.ok = true;
+    name.buf[0] = '\0';
+    if (path != nullptr) {
+      name.add(path);
+      if (!first) name.add(f.suffix);
+    } else {
+      name.add(g_opt_prefix[0] != '\0' ? g_opt_prefix : "leakalloc");
+      name.add(".");
+      name.add_u64(static_cast<uint64_t>(pid));
+      name.add(".");
+      name.add_u64(seq);
+      char k[2] = {kind, '\0'};
+      name.add(".");
+      name.add(k);
+      name.add_u64(kseq);
+      name.add(f.suffix);
+    }
+    first = false;
+    int err = 0;
+    int fd = -1;
+    if (!name.ok) {
+      err = ENAMETOOLONG;
+    } else {
+      fd = open(name.buf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+      if (fd < 0) err = errno;
+    }
+    if (fd >= 0) {
+      ScratchArena arena;
+      err = f.write(fd, p, arena);
+      if (close(fd) != 0 && err == 0 && errno != EINTR) err = errno;
+      // A truncated profile is worse than none: readers take it without complaint.
+      if (err != 0) unlink(name.buf);
+    }
+    if (err != 0) {
+      report_failure(name.buf, err);
+      if (first_err == 0) first_err = err;
+      continue;
+    }
+    sum_add(sumlen == 0 ? "" : " ");
+    sum_add(name.buf);
+  }
+  sumbuf[sumlen] = '\0';
+
+  if (opt(kOpt_summary) != 0) {
+    Census c{0, 0, 0, 0, cutoff_for(p.now_ns, p.age_ns), p.period};
+    prof::live_walk(UINT64_MAX, census_block, &c);
+    char kbuf[2] = {kind, '\0'};
+    log_printf("dump %s%llu: %llu live blocks (%llu bytes), %llu blocks (%llu bytes) alive >= %llu ms; %s%s",
+               kbuf, static_cast<unsigned long long>(kseq),
+               static_cast<unsigned long long>(round_u64(c.all_objs)),
+               static_cast<unsigned long long>(round_u64(c.all_bytes)),
+               static_cast<unsigned long long>(round_u64(c.old_objs)),
+               static_cast<unsigned long long>(round_u64(c.old_bytes)),
+               static_cast<unsigned long long>(p.age_ns / 1000000),
+               sumlen != 0 ? "wrote " : "wrote nothing", sumbuf);
+  }
+  return first_err;
+}
+
+int dump_now(char kind, const char* path, bool background) {
+  ReentrancyGuard g;
+  LockGuard l(g_lock);
+  // After the final dump the process is about to _exit: a background dump started now
+  // would be cut off half-written.
+  if (background && g_stopped) return 0;
+  return dump_locked(kind, path);
+}
+
+// Async-signal-safe: an atomic add and a raw futex syscall.
+void wake_dump_thread() {
+  g_wake_word.fetch_add(1, std::memory_order_release);
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(&g_wake_word), FUTEX_WAKE_PRIVATE, 1, nullptr,
+          nullptr, 0);
+}
+
+// Sleeps until woken or `timeout_ms` (-1: no limit) passes, unless the word has moved on
+// from `seen` already (a wake-up between the caller's checks and this call is not lost).
+void sleep_until_woken(uint32_t seen, int timeout_ms) {
+  struct timespec ts;
+  struct timespec* tp = nullptr;
+  if (timeout_ms >= 0) {
+    ts.tv_sec = timeout_ms / 1000;
+    ts.tv_nsec = static_cast<long>(timeout_ms % 1000) * 1000000L;
+    tp = &ts;
+  }
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(&g_wake_word), FUTEX_WAIT_PRIVATE, seen, tp,
+          nullptr, 0);
+}
+
+void on_signal(int) {
+  int saved = errno;
+  g_sig_pending.store(true, std::memory_order_release);
+  wake_dump_thread();
+  errno = saved;
+}
+
+void* dump_thread_main(void*) {
+  ReentrancyGuard g;  // for life: this thread's own allocations are never sampled
+  pthread_setname_np(pthread_self(), "leakalloc-dump");
+  uint64_t next_interval = g_interval_ns != 0 ? precise_now_ns() + g_interval_ns : 0;
+  uint64_t lg_step = g_lg_interval >= 0 ? uint64_t{1} << g_lg_interval : 0;
+  uint64_t next_lg = 0;
+  uint64_t gdump_mark = 0;
+  if (lg_step != 0 || g_gdump) {
+    prof::AllocTotals t = prof::alloc_totals();
+    if (lg_step != 0) next_lg = (t.total_bytes / lg_step + 1) * lg_step;
+    gdump_mark = t.allocated_bytes;
+  }
+  for (;;) {
+    uint32_t seen = g_wake_word.load(std::memory_order_acquire);
+    int timeout = -1;
+    if (g_interval_ns != 0) {
+      uint64_t now = precise_now_ns();
+      uint64_t left = next_interval > now ? next_interval - now : 0;
+      uint64_t ms = (left + 999999) / 1000000;
+      timeout = ms > 3600000 ? 3600000 : static_cast<int>(ms);
+    }
+    if ((lg_step != 0 || g_gdump) && (timeout < 0 || timeout > kPollMs)) timeout = kPollMs;
+    // Checked before sleeping too: a signal that came while the last dump ran.
+    if (!g_sig_pending.load(std::memory_order_acquire)) sleep_until_woken(seen, timeout);
+
+    if (g_sig_pending.exchange(false, std::memory_order_acq_rel)) dump_now('s', nullptr, true);
+    if (g_interval_ns != 0) {
+      uint64_t now = precise_now_ns();
+      if (now >= next_interval) {
+        dump_now('i', nullptr, true);
+        // A late wake-up (suspended process, slow dump) skips the missed ticks rather
+        // than dumping them back to back.
+        while (next_interval <= now) next_interval += g_interval_ns;
+      }
+    }
+    if (lg_step != 0 || g_gdump) {
+      prof::AllocTotals t = prof::alloc_totals();
+      if (lg_step != 0 && t.total_bytes >= next_lg) {
+        dump_now('i', nullptr, true);
+        next_lg = (t.total_bytes / lg_step + 1) * lg_step;
+      }
+      if (g_gdump) {
+        uint64_t step = gdump_mark / 8 > kGdumpMinStep ? gdump_mark / 8 : kGdumpMinStep;
+        if (t.allocated_bytes >= gdump_mark + step) {
+          dump_now('u', nullptr, true);
+          gdump_mark = t.allocated_bytes;
+        }
+      }
+    }
+  }
+  return nullptr;
+}
+
+void start_thread() {
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_t tid;
+  int err = pthread_create(&tid, &attr, dump_thread_main, nullptr);
+  pthread_attr_destroy(&attr);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (err != 0) {
+    const char* why = errno_text(err);
+    log_printf("cannot start the dump thread (%s): interval, lg_interval, gdump and signal dumps are off",
+               why != nullptr ? why : "error");
+  }
+}
+
+// Runs in _dl_fini, after the program's atexit handlers, static destructors and the
+// destructors of every library loaded after us: the latest point at which a final
+// dump still sees the program's view of its heap, with whatever cleanup it does done.
+__attribute__((destructor)) void dump_at_exit() {
+  if (!g_started.load(std::memory_order_acquire)) return;
+  ReentrancyGuard g;
+  {
+    LockGuard l(g_lock);
+    if (g_final) dump_locked('f', nullptr);
+    g_stopped = true;
+  }
+  if (opt(kOpt_leak_error) == 0) return;
+  int64_t age_ms = opt(kOpt_age);
+  LeakTotals t = leak_totals(static_cast<uint64_t>(age_ms > 0 ? age_ms : 0));
+  if (t.blocks == 0) return;
+  log_printf("leak_error: %llu blocks (%llu bytes) alive for at least %llu ms at exit; exit status 1",
+             static_cast<unsigned long long>(t.blocks), static_cast<unsigned long long>(t.bytes),
+             static_cast<unsigned long long>(age_ms > 0 ? age_ms : 0));
+  // _exit skips stdio's flush at the end of exit(): do it here.
+  fflush(nullptr);
+  _exit(1);
+}
+
+}  // namespace
+
+void start() {
+  if (g_started.exchange(true, std::memory_order_acq_rel)) return;
+  ReentrancyGuard g;
+  int64_t age = opt(kOpt_age);
+  g_final = opt(kOpt_final) != 0 || (age > 0 && !g_opt_explicit[kOpt_final]);
+  int64_t interval_ms = opt(kOpt_interval);
+  if (age > 0 && !g_opt_explicit[kOpt_interval]) interval_ms = age;
+  g_interval_ns = interval_ms > 0 ? static_cast<uint64_t>(interval_ms) * 1000000ull : 0;
+  g_lg_interval = static_cast<int>(opt(kOpt_lg_interval));
+  g_gdump = opt(kOpt_gdump) != 0;
+  g_signal = static_cast<int>(opt(kOpt_signal));
+  g_thread_wanted = g_interval_ns != 0 || g_lg_interval >= 0 || g_gdump || g_signal > 0;
+  if (!g_thread_wanted) return;
+  if (g_signal > 0) {
+    struct sigaction sa;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;
+    if (sigaction(g_signal, &sa, nullptr) != 0)
+      log_printf("cannot install a handler for signal %d: signal dumps are off", g_signal);
+  }
+  start_thread();
+}
+
+int request(const char* path) { return dump_now('m', path, false); }
+
+LeakTotals leak_totals(uint64_t age_ms) {
+  uint64_t now = coarse_now_ns();
+  uint64_t period = prof::sample_period();
+  LeakTotals t{0, 0};
+  if (period <= 1) {
+    // Exact: integer sums, no rounding.
+    prof::live_walk(cutoff_for(now, age_ms * 1000000ull), [](void* ctx, const prof::LiveBlock& b) {
+      LeakTotals& s = *static_cast<LeakTotals*>(ctx);
+      ++s.blocks;
+      s.bytes += b.size;
+    }, &t);
+    return t;
+  }
+  Census c{0, 0, 0, 0, UINT64_MAX, period};
+  prof::live_walk(cutoff_for(now, age_ms * 1000000ull), census_block, &c);
+  t.blocks = round_u64(c.all_objs);
+  t.bytes = round_u64(c.all_bytes);
+  return t;
+}
+
+void fork_prepare() { g_lock.lock(); }
+
+void fork_parent() { g_lock.unlock(); }
+
+void fork_child() {
+  g_lock.reset_in_child();
+  g_seq = 0;
+  for (uint64_t& k : g_kseq) k = 0;
+  g_sig_pending.store(false, std::memory_order_relaxed);
+  if (!g_thread_wanted || g_stopped) return;
+  ReentrancyGuard g;
+  start_thread();
+}
+
+}  // namespace dump
+}  // namespace leakalloc

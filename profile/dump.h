@@ -2,12 +2,15 @@
 // interval, lg_interval, gdump, signal, control request).
 //
 // Contract: start() runs once from leakalloc's constructor after the options are
-// loaded; it installs the signal handler and the exit hook and starts the background
-// dump thread (signals blocked in it) when a trigger needs one. Dumps run on that
-// thread or on the caller's (request(), exit) with a ReentrancyGuard held, take the
-// dump lock (rank 1) and allocate nothing through the tracked path. A dump that cannot
-// be written prints one "leakalloc:" line naming the path and the reason and returns
-// an errno value; the program goes on.
+// loaded; it fixes the triggers (with age > 0, final and interval default to on and
+// `age` unless the user set them), installs the signal handler and starts the
+// background dump thread (signals blocked in it) when a trigger needs one. The final
+// dump and leak_error run from the library's destructor. Dumps run on that thread or
+// on the caller's (request(), exit) with a ReentrancyGuard held, take the dump lock
+// (rank 1) and allocate nothing through the tracked path. A dump that cannot be
+// written prints one "leakalloc:" line naming the path and the reason and returns an
+// errno value; the program goes on. File names and the trigger rules are described at
+// the top of profile/dump.cpp.
 #pragma once
 
 #include <cstdint>

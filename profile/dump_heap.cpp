@@ -1,0 +1,320 @@
+// The two text writers: gperftools' legacy heap profile (`heap`, read by jeprof,
+// google-pprof and go tool pprof) and jemalloc's own `heap_v2` (jeprof only, with
+// per-thread lines for `jeprof --thread=N`). FORMATS.md lists what each reader accepts.
+//
+// Both write raw sampled counts and let the reader unsample: `@ heapprofile` (legacy)
+// or `heap_v2/0` (jemalloc) when every allocation is sampled, so the numbers are exact
+// requested bytes; `heap_v2/<period>` otherwise. In-use columns hold only the blocks
+// at least `age` old; the alloc columns are the stack's cumulative sampled counts since
+// start or the last prof.reset (history, not filtered by age).
+//
+// Memory: the per-stack aggregate is an array indexed by stack id (ids are dense,
+// 1..stack_count()) and the per-(stack, thread) aggregate of heap_v2 an open-addressing
+// table, both in the caller's ScratchArena. Output goes through FdWriter over a stack
+// buffer. Nothing here calls malloc.
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "profile/dump_writers.h"
+#include "profile/profiler.h"
+
+#ifndef LEAKALLOC_VERSION_STRING
+#define LEAKALLOC_VERSION_STRING "unknown"
+#endif
+
+namespace leakalloc {
+namespace dump {
+
+namespace {
+
+struct Counts {
+  uint64_t objs;
+  uint64_t bytes;
+};
+
+// One (stack, thread) pair of heap_v2. key = stack_id << 32 | thread_index; 0 = empty
+// (stack ids start at 1, so a used key is never 0).
+struct ThreadCell {
+  uint64_t key;
+  Counts c;
+};
+
+// Blocks created while the walk runs may carry stack ids interned after the array was
+// sized; they are outside "every block live for the whole walk" and may be dropped,
+// but a little headroom keeps most of them.
+constexpr uint32_t kStackSlack = 1024;
+constexpr uint32_t kMaxThreadIndex = 65536;
+
+struct Aggregate {
+  ScratchArena* arena;
+  uint32_t nstacks;   // per_stack covers ids [0, nstacks)
+  Counts* per_stack;  // blocks kept by the age filter, raw sampled counts
+  Counts total;       // sum of per_stack
+  bool per_thread;
+  ThreadCell* cells;
+  uint64_t cap;       // power of two
+  uint64_t used;
+  Counts* per_thread_total;  // indexed by thread index
+  uint32_t max_thread;       // highest thread index seen + 1
+  bool oom;
+};
+
+uint64_t cell_hash(uint64_t key) {
+  key ^= key >> 31;
+  key *= 0x9e3779b97f4a7c15ull;
+  return key ^ (key >> 29);
+}
+
+ThreadCell* cell_find(ThreadCell* cells, uint64_t cap, uint64_t key) {
+  uint64_t mask = cap - 1;
+  for (uint64_t i = cell_hash(key) & mask;; i = (i + 1) & mask) {
+    if (cells[i].key == key || cells[i].key == 0) return &cells[i];
+  }
+}
+
+bool cells_grow(Aggregate& a) {
+  uint64_t ncap = a.cap == 0 ? 4096 : a.cap * 2;
+  ThreadCell* n = a.arena->alloc_array<ThreadCell>(ncap);
+  if (n == nullptr) return false;
+  for (uint64_t i = 0; i < a.cap; ++i) {
+    if (a.cells[i].key == 0) continue;
+    *cell_find(n, ncap, a.cells[i].key) = a.cells[i];
+  }
+  // The old table stays in the arena until the dump ends: the arena frees all at once.
+  a.cells = n;
+  a.cap = ncap;
+  return true;
+}
+
+void on_block(void* ctx, const prof::LiveBlock& b) {
+  Aggregate& a = *static_cast<Aggregate*>(ctx);
+  if (b.stack_id == 0 || b.stack_id >= a.nstacks) return;
+  Counts& s = a.per_stack[b.stack_id];
+  ++s.objs;
+  s.bytes += b.size;
+  ++a.total.objs;
+  a.total.bytes += b.size;
+  if (!a.per_thread || a.oom) return;
+  if (b.thread_index < kMaxThreadIndex) {
+    Counts& t = a.per_thread_total[b.thread_index];
+    ++t.objs;
+    t.bytes += b.size;
+    if (b.thread_index + 1 > a.max_thread) a.max_thread = b.thread_index + 1;
+  }
+  if ((a.used + 1) * 2 > a.cap && !cells_grow(a)) {
+    a.oom = true;
+    return;
+  }
+  uint64_t key = (static_cast<uint64_t>(b.stack_id) << 32) | b.thread_index;
+  ThreadCell* c = cell_find(a.cells, a.cap, key);
+  if (c->key == 0) {
+    c->key = key;
+    ++a.used;
+  }
+  ++c->c.objs;
+  c->c.bytes += b.size;
+}
+
+uint64_t born_before(const DumpParams& p) {
+  if (p.age_ns == 0) return UINT64_MAX;
+  return p.now_ns > p.age_ns ? p.now_ns - p.age_ns : 0;
+}
+
+int aggregate(const DumpParams& p, ScratchArena& arena, bool per_thread, Aggregate* a) {
+  *a = Aggregate{};
+  a->arena = &arena;
+  a->nstacks = prof::stack_count() + 1 + kStackSlack;
+  a->per_stack = arena.alloc_array<Counts>(a->nstacks);
+  if (a->per_stack == nullptr) return ENOMEM;
+  a->per_thread = per_thread;
+  if (per_thread) {
+    a->per_thread_total = arena.alloc_array<Counts>(kMaxThreadIndex);
+    if (a->per_thread_total == nullptr || !cells_grow(*a)) return ENOMEM;
+  }
+  prof::live_walk(born_before(p), on_block, a);
+  return a->oom ? ENOMEM : 0;
+}
+
+// Output buffer, from the arena: dumps also run on the caller's thread (prof.dump, the
+// exit hook), whose stack may be small.
+constexpr size_t kOutBuf = 64 * 1024;
+
+// Header totals: the sums of the lines actually written, as the readers compute them.
+struct Totals {
+  Counts in;
+  Counts cum;
+};
+
+Totals line_totals(const Aggregate& a) {
+  Totals t{{0, 0}, {0, 0}};
+  for (uint32_t id = 1; id < a.nstacks; ++id) {
+    prof::StackView v;
+    // A stack without frames cannot be written as a line every reader accepts.
+    if (!prof::stack_get(id, &v) || v.depth == 0) continue;
+    t.in.objs += a.per_stack[id].objs;
+    t.in.bytes += a.per_stack[id].bytes;
+    t.cum.objs += v.cum_objs;
+    t.cum.bytes += v.cum_objs != 0 ? v.cum_bytes : 0;
+  }
+  return t;
+}
+
+void write_frames(FdWriter& w, const prof::StackView& v) {
+  w.ch('@');
+  for (uint32_t i = 0; i < v.depth; ++i) w.ch(' ').hex(v.frames[i]);
+  w.ch('\n');
+}
+
+// `objs: bytes [objs: bytes]`. A zero count always goes with zero bytes (go tool pprof
+// rejects the whole file otherwise).
+void write_pair(FdWriter& w, Counts in, Counts cum) {
+  if (in.objs == 0) in.bytes = 0;
+  if (cum.objs == 0) cum.bytes = 0;
+  w.u64(in.objs).str(": ").u64(in.bytes).str(" [").u64(cum.objs).str(": ").u64(cum.bytes).ch(']');
+}
+
+void write_metadata(FdWriter& w, const DumpParams& p, const Aggregate& a) {
+  // Every reader skips '#' lines, so the metadata costs no compatibility.
+  w.str("# leakalloc ").str(LEAKALLOC_VERSION_STRING).ch('\n');
+  w.str("# dump_kind: ").ch(p.kind).ch('\n');
+  w.str("# dump_time_s: ").u64(p.wall_time_s).ch('\n');
+  w.str("# uptime_ms: ").u64(p.uptime_ns / 1000000).ch('\n');
+  w.str("# age_threshold_ms: ").u64(p.age_ns / 1000000).ch('\n');
+  w.str("# lg_sample: ").i64(p.lg_sample).str(" period: ").u64(p.period).ch('\n');
+  w.str("# sampled_blocks_older_than_age: ").u64(a.total.objs).str(" bytes: ").u64(a.total.bytes)
+      .ch('\n');
+  prof::Counters c = prof::counters();
+  w.str("# sampled_live_blocks: ").u64(c.sampled_live).str(" sampled_total: ").u64(c.sampled_total)
+      .str(" stacks: ").u64(c.stacks).str(" stacks_dropped: ").u64(c.stacks_dropped).ch('\n');
+  prof::AllocTotals t = prof::alloc_totals();
+  w.str("# process_live_blocks: ").u64(t.live_blocks).str(" bytes: ").u64(t.allocated_bytes)
+      .str(" total_allocs: ").u64(t.total_allocs).str(" total_bytes: ").u64(t.total_bytes).ch('\n');
+}
+
+// jeprof symbolises a PIE only when a maps line names the binary it was given, so the
+// maps go out verbatim.
+int write_maps(FdWriter& w) {
+  w.str("MAPPED_LIBRARIES:\n");
+  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  char buf[4096];
+  int err = 0;
+  for (;;) {
+    ssize_t r = read(fd, buf, sizeof buf);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      err = errno;
+      break;
+    }
+    if (r == 0) break;
+    w.str(buf, static_cast<size_t>(r));
+  }
+  close(fd);
+  return err;
+}
+
+int finish(FdWriter& w, int err) {
+  w.flush();
+  if (w.failed()) return w.error() != 0 ? w.error() : EIO;
+  return err;
+}
+
+}  // namespace
+
+int write_heap(int fd, const DumpParams& p, ScratchArena& arena) {
+  Aggregate a;
+  int err = aggregate(p, arena, false, &a);
+  if (err != 0) return err;
+  // Stacks are read once for the header's totals and again for the lines; cumulative
+  // counters may move in between, which only shifts the history columns.
+  Totals tot = line_totals(a);
+  uint32_t n = a.nstacks;
+  char* buf = static_cast<char*>(arena.alloc(kOutBuf));
+  if (buf == nullptr) return ENOMEM;
+  FdWriter w(fd, buf, kOutBuf);
+  w.str("heap profile: ");
+  write_pair(w, tot.in, tot.cum);
+  if (p.period <= 1) {
+    w.str(" @ heapprofile\n");
+  } else {
+    w.str(" @ heap_v2/").u64(p.period).ch('\n');
+  }
+  for (uint32_t id = 1; id < n && !w.failed(); ++id) {
+    prof::StackView v;
+    if (!prof::stack_get(id, &v) || v.depth == 0) continue;
+    Counts in = a.per_stack[id];
+    if (in.objs == 0 && v.cum_objs == 0) continue;
+    write_pair(w, in, Counts{v.cum_objs, v.cum_bytes});
+    w.ch(' ');
+    write_frames(w, v);
+  }
+  write_metadata(w, p, a);
+  err = write_maps(w);
+  return finish(w, err);
+}
+
+int write_heap_v2(int fd, const DumpParams& p, ScratchArena& arena) {
+  Aggregate a;
+  int err = aggregate(p, arena, true, &a);
+  if (err != 0) return err;
+  // Collect the (stack, thread) cells, ordered by stack then thread, so each stack's
+  // thread lines follow its `@` line.
+  ThreadCell* sorted = arena.alloc_array<ThreadCell>(a.used + 1);
+  if (sorted == nullptr) return ENOMEM;
+  uint64_t m = 0;
+  for (uint64_t i = 0; i < a.cap; ++i)
+    if (a.cells[i].key != 0) sorted[m++] = a.cells[i];
+  std::sort(sorted, sorted + m, [](const ThreadCell& x, const ThreadCell& y) { return x.key < y.key; });
+
+  Totals tot = line_totals(a);
+  uint32_t n = a.nstacks;
+  char* buf = static_cast<char*>(arena.alloc(kOutBuf));
+  if (buf == nullptr) return ENOMEM;
+  FdWriter w(fd, buf, kOutBuf);
+  // heap_v2/0 is exact in jeprof (it skips the adjustment); /1 would inflate small
+  // objects a little (FORMATS.md).
+  w.str("heap_v2/").u64(p.period <= 1 ? 0 : p.period).ch('\n');
+  w.str("  t*: ");
+  write_pair(w, tot.in, tot.cum);
+  w.ch('\n');
+  for (uint32_t t = 0; t < a.max_thread; ++t) {
+    Counts c = a.per_thread_total[t];
+    if (c.objs == 0) continue;
+    w.str("  t").u64(t).str(": ");
+    write_pair(w, c, Counts{0, 0});
+    w.ch('\n');
+  }
+  uint64_t k = 0;
+  for (uint32_t id = 1; id < n && !w.failed(); ++id) {
+    while (k < m && (sorted[k].key >> 32) < id) ++k;
+    prof::StackView v;
+    if (!prof::stack_get(id, &v) || v.depth == 0) continue;
+    Counts in = a.per_stack[id];
+    if (in.objs == 0 && v.cum_objs == 0) continue;
+    write_frames(w, v);
+    w.str("  t*: ");
+    write_pair(w, in, Counts{v.cum_objs, v.cum_bytes});
+    w.ch('\n');
+    for (; k < m && (sorted[k].key >> 32) == id; ++k) {
+      w.str("  t").u64(sorted[k].key & 0xffffffffu).str(": ");
+      write_pair(w, sorted[k].c, Counts{0, 0});
+      w.ch('\n');
+    }
+  }
+  write_metadata(w, p, a);
+  // jeprof --thread=N takes the index above; this maps it to the kernel's view.
+  prof::threads_refresh_names();
+  for (uint32_t t = 0; t < a.max_thread; ++t) {
+    prof::ThreadView tv;
+    if (a.per_thread_total[t].objs == 0 || !prof::thread_get(t, &tv)) continue;
+    w.str("# thread t").u64(t).str(": tid ").i64(tv.tid).str(" name ").str(tv.name).ch('\n');
+  }
+  err = write_maps(w);
+  return finish(w, err);
+}
+
+}  // namespace dump
+}  // namespace leakalloc
