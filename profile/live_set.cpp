@@ -77,6 +77,9 @@ void init() {}
 uint32_t add(ThreadState& t, uint32_t stack_id, uint64_t size, uint64_t birth_ns) {
   if (t.rec_cache_n == 0 && !refill(t)) return 0;
   uint32_t id = t.rec_cache[--t.rec_cache_n];
+  // After its exit hook (glibc's late TLS destructors) a thread's cache is never
+  // drained again: hand back what refill() gave it beyond this one slot.
+  if (LA_UNLIKELY(t.phase == kThreadExited) && t.rec_cache_n > 0) drain_cache(t);
   Record* r = slot(id);
   uint32_t seq = r->seq.load(std::memory_order_relaxed);
   r->stack_id.store(stack_id, std::memory_order_relaxed);
@@ -93,12 +96,15 @@ void remove(uint32_t header_value) {
   uint32_t seq = r->seq.load(std::memory_order_relaxed);
   r->seq.store(seq + 1, std::memory_order_release);  // odd -> even: retired
   ThreadState& t = t_state;
-  if (t.phase != kThreadExited && t.rec_cache_n < kRecordCacheMax) {
+  // Only a registered thread caches: its exit hook drains the cache. A thread that has
+  // never allocated (kThreadNew: a consumer that only frees) has no exit hook, and
+  // slots cached there would be lost for good when it exits.
+  if (t.phase == kThreadLive && t.rec_cache_n < kRecordCacheMax) {
     t.rec_cache[t.rec_cache_n++] = id;
     return;
   }
   LockGuard g(g_free_lock);
-  if (t.phase != kThreadExited) {
+  if (t.phase == kThreadLive) {
     // Spill half the cache so that the next frees stay local.
     while (t.rec_cache_n > kBatch) push_global(t.rec_cache[--t.rec_cache_n]);
     t.rec_cache[t.rec_cache_n++] = id;
