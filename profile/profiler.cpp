@@ -134,11 +134,11 @@ uint32_t sample_slow(ThreadState& t, size_t size) {
     t.sample_gen = gen;
     int64_t left = draw_gap(t, lg) - static_cast<int64_t>(size);
     if (left > 0) {
-      t.bytes_left = left;
+      t.bytes_left.store(left, std::memory_order_relaxed);
       return 0;
     }
   }
-  t.bytes_left = draw_gap(t, lg);
+  t.bytes_left.store(draw_gap(t, lg), std::memory_order_relaxed);
   if (!g_active.load(std::memory_order_relaxed) ||
       !g_sampling_ready.load(std::memory_order_acquire))
     return 0;
@@ -174,13 +174,16 @@ void reset(int lg) {
   stacks::reset_counts();
   threads::reset_counter(kCounter_samples);
   g_sample_gen.fetch_add(1, std::memory_order_relaxed);
+  // Every thread's next allocation takes the slow path and draws under the new rate,
+  // instead of finishing a countdown drawn for the old one (up to 2^old bytes later).
+  threads::restart_countdowns();
 }
 
 void seed_thread_sampler(uint64_t seed) {
   ThreadState& t = t_state;
   t.rng = seed | 1;
   t.sample_gen = 0;  // the next allocation draws a fresh gap from the new seed
-  t.bytes_left = 0;
+  t.bytes_left.store(0, std::memory_order_relaxed);
 }
 
 double unsample_scale(uint64_t size, uint64_t period) {

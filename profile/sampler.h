@@ -55,7 +55,9 @@ enum ThreadPhase : uint8_t { kThreadNew = 0, kThreadLive = 1, kThreadExited = 2 
 constexpr uint32_t kRecordCacheMax = 64;
 
 struct ThreadState {
-  int64_t bytes_left;      // sampler countdown; <= 0 sends the allocation to sample_slow
+  // Sampler countdown; <= 0 sends the allocation to sample_slow. Atomic only so that
+  // prof::reset() may zero other threads' countdowns (relaxed: plain loads and stores).
+  std::atomic<int64_t> bytes_left;
   uint32_t guard;          // ReentrancyGuard depth
   uint8_t phase;           // ThreadPhase
   uint32_t sample_gen;     // sampling generation the countdown was drawn under
@@ -86,9 +88,9 @@ void ensure_init();
 // Fast path of every allocation. Returns the record id for the header.
 LA_ALWAYS_INLINE uint32_t sample_alloc(size_t size) {
   ThreadState& t = t_state;
-  int64_t left = t.bytes_left - static_cast<int64_t>(size);
+  int64_t left = t.bytes_left.load(std::memory_order_relaxed) - static_cast<int64_t>(size);
   if (LA_LIKELY(left > 0)) {
-    t.bytes_left = left;
+    t.bytes_left.store(left, std::memory_order_relaxed);
     return 0;
   }
   return prof::sample_slow(t, size);

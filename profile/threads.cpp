@@ -34,19 +34,6 @@ void fold_into_exited(const ThreadState& t) {
     g_exited[i].fetch_add(t.counter[i].get(), std::memory_order_relaxed);
 }
 
-void on_thread_exit(void* arg) {
-  ThreadState& t = *static_cast<ThreadState*>(arg);
-  LockGuard g(g_lock);
-  fold_into_exited(t);
-  // The TLS block is about to be recycled for another thread, so it is unlinked here;
-  // whatever this thread still allocates or frees (glibc frees its DTV after every
-  // destructor has run) is counted through count_exited() instead.
-  for (OwnerCounter& c : t.counter) c.v.store(0, std::memory_order_relaxed);
-  t.phase = kThreadExited;
-  live::drain_cache(t);
-  if (t.thread_index < kMaxThreads - 1) g_entries[t.thread_index].state = nullptr;
-}
-
 void read_comm(int32_t tid, char* out) {
   char path[64];
   size_t n = 0;
@@ -68,6 +55,24 @@ void read_comm(int32_t tid, char* out) {
   for (size_t i = 0; i < len; ++i) out[i] = buf[i];
   out[len] = '\0';
 }
+
+void on_thread_exit(void* arg) {
+  ThreadState& t = *static_cast<ThreadState*>(arg);
+  LockGuard g(g_lock);
+  fold_into_exited(t);
+  // The TLS block is about to be recycled for another thread, so it is unlinked here;
+  // whatever this thread still allocates or frees (glibc frees its DTV after every
+  // destructor has run) is counted through count_exited() instead.
+  for (OwnerCounter& c : t.counter) c.v.store(0, std::memory_order_relaxed);
+  t.phase = kThreadExited;
+  live::drain_cache(t);
+  // Keep the name the thread had when it ended: its blocks outlive it, and a leaking
+  // worker pool is usually gone by the time a dump names the threads.
+  if (t.thread_index < kMaxThreads - 1)
+    read_comm(g_entries[t.thread_index].tid, g_entries[t.thread_index].name);
+  if (t.thread_index < kMaxThreads - 1) g_entries[t.thread_index].state = nullptr;
+}
+
 
 }  // namespace
 
@@ -149,6 +154,19 @@ void reset_counter(CounterId id) {
     if (s == nullptr) continue;
     uint64_t v = s->counter[id].get();
     g_exited[id].fetch_sub(v, std::memory_order_relaxed);
+  }
+}
+
+void restart_countdowns() {
+  LockGuard g(g_lock);
+  t_state.bytes_left.store(0, std::memory_order_relaxed);
+  uint32_t n = g_count.load(std::memory_order_acquire);
+  if (n > kMaxThreads - 1) n = kMaxThreads - 1;
+  // A store racing with the owner's own update may be lost; that thread then switches
+  // at the end of its current countdown, as it would without this.
+  for (uint32_t e = 0; g_entries != nullptr && e < n; ++e) {
+    ThreadState* s = g_entries[e].state;
+    if (s != nullptr) s->bytes_left.store(0, std::memory_order_relaxed);
   }
 }
 
