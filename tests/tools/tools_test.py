@@ -1,0 +1,652 @@
+#!/usr/bin/env python3
+"""End-to-end tests of the `leakalloc` command (tools/).
+
+Usage: tools_test.py CASE --tool T --asan-tool T --lib L --fixture F --static-fixture S
+                      --source SRC --work DIR
+
+Every case runs the real programs and checks their output, never just an exit status:
+the report's numbers are compared with `go tool pprof -top` on the same dump.
+"""
+import argparse
+import gzip
+import os
+import random
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+
+ARGS = None
+FAILURES = []
+
+
+def check(cond, what):
+    if not cond:
+        FAILURES.append(what)
+        print("FAIL: " + what, flush=True)
+    return cond
+
+
+def run(cmd, env=None, timeout=60, check_rc=None, cwd=None):
+    e = dict(os.environ)
+    e.setdefault("HOME", ARGS.work)
+    if env:
+        e.update(env)
+    p = subprocess.run(cmd, env=e, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=timeout, text=True, errors="replace")
+    if check_rc is not None and p.returncode != check_rc:
+        raise SystemExit("command %s exited %d (wanted %d)\nstdout:\n%s\nstderr:\n%s" %
+                         (cmd, p.returncode, check_rc, p.stdout, p.stderr))
+    return p
+
+
+def fresh_dir(name):
+    d = os.path.join(ARGS.work, name)
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    return d
+
+
+def source_line(needle):
+    """Line number in leak_fixture.c of the one line containing `needle`."""
+    with open(os.path.join(ARGS.source, "leak_fixture.c")) as f:
+        hits = [i + 1 for i, l in enumerate(f) if needle in l]
+    assert len(hits) == 1, (needle, hits)
+    return hits[0]
+
+
+# The fixture's leaks at sample:0: function -> (blocks, bytes, source line of the malloc).
+def expected_sites():
+    return {
+        "leak_large_buffers": (10, 40000, source_line("ALLOC(4000)")),
+        "leak_medium_records": (20, 20000, source_line("ALLOC(1000)")),
+        "leak_small_strings": (30, 3000, source_line("ALLOC(100)")),
+        "leak_growing_cache": (8, 512, source_line("ALLOC(64)")),
+    }
+
+
+REPORT_HEAD = re.compile(r"^#(\d+): (\d+) bytes \([^)]*\) in (\d+) blocks?")
+FRAME = re.compile(r"^\s+(at|by) 0x[0-9a-f]+: (.*?)(?: \((.*)\))?(?: \[inlined\])?$")
+
+
+def parse_report(text):
+    """[(rank, bytes, blocks, leaf function, leaf file:line, [all frame texts])]"""
+    out = []
+    cur = None
+    for line in text.splitlines():
+        m = REPORT_HEAD.match(line)
+        if m:
+            cur = [int(m.group(1)), int(m.group(2)), int(m.group(3)), None, None, []]
+            out.append(cur)
+            continue
+        m = FRAME.match(line)
+        if m and cur is not None:
+            cur[5].append(m.group(2))
+            if cur[3] is None:
+                cur[3] = m.group(2)
+                cur[4] = m.group(3)
+    return out
+
+
+def pprof_top(dump, binary=None, extra=()):
+    """function -> flat value from `go tool pprof -top`."""
+    cmd = ["go", "tool", "pprof", "-top", "-nodecount=1000", "-nodefraction=0", "-edgefraction=0"]
+    cmd += list(extra)
+    if binary:
+        cmd.append(binary)
+    cmd.append(dump)
+    p = run(cmd, timeout=120)
+    check(p.returncode == 0, "pprof failed on %s: %s" % (dump, p.stderr))
+    rows = {}
+    started = False
+    for line in p.stdout.splitlines():
+        if line.strip().startswith("flat"):
+            started = True
+            continue
+        if not started or not line.strip():
+            continue
+        parts = line.split(None, 5)
+        if len(parts) < 6:
+            continue
+        flat = parts[0]
+        flat = flat[:-1] if flat.endswith("B") else flat
+        try:
+            rows[parts[5].strip()] = float(flat)
+        except ValueError:
+            pass
+    return rows
+
+
+def pprof_values(dump, binary, kind, extra=()):
+    """In-use `kind` ("space" or "objects") per function. A legacy file whose alloc and
+    in-use columns agree has only "objects" and "space" in Go's reading."""
+    unit = ("-unit=B",) if kind == "space" else ()
+    for index in ("inuse_" + kind, kind):
+        cmd = ["go", "tool", "pprof", "-raw", "-sample_index=" + index]
+        p = run(cmd + ([binary] if binary else []) + [dump], timeout=120)
+        if p.returncode == 0:
+            return pprof_top(dump, binary, unit + ("-sample_index=" + index,) + tuple(extra))
+    check(False, "pprof has neither inuse_%s nor %s for %s" % (kind, kind, dump))
+    return {}
+
+
+def check_report_against_pprof(report_text, dump, label, binary=None, pprof_extra=(),
+                               sites=None, exact=True):
+    sites = sites if sites is not None else expected_sites()
+    rep = parse_report(report_text)
+    by_func = {r[3]: r for r in rep}
+    order = sorted(sites, key=lambda f: -sites[f][1])
+    ranked = [r[3] for r in rep if r[3] in sites]
+    check(ranked == order, "%s: ranking %s, wanted %s" % (label, ranked, order))
+    for r in rep:
+        check(r[0] == rep.index(r) + 1, "%s: rank numbers out of order" % label)
+    space = pprof_values(dump, binary, "space", pprof_extra)
+    objects = pprof_values(dump, binary, "objects", pprof_extra)
+    fname = os.path.join(ARGS.source, "leak_fixture.c")
+    for func, (blocks, nbytes, line) in sites.items():
+        r = by_func.get(func)
+        if not check(r is not None, "%s: %s missing from the report:\n%s" % (label, func, report_text)):
+            continue
+        if exact:
+            check(r[1] == nbytes and r[2] == blocks,
+                  "%s: %s has %d bytes in %d blocks, wanted %d in %d" % (label, func, r[1], r[2], nbytes, blocks))
+        check(r[4] == "%s:%d" % (fname, line),
+              "%s: %s is at %s, wanted %s:%d" % (label, func, r[4], fname, line))
+        # The numbers must agree with pprof's on the very same file.
+        pb = space.get(func)
+        po = objects.get(func)
+        if exact:
+            check(pb == r[1], "%s: %s: report says %d bytes, pprof -top %s" % (label, func, r[1], pb))
+            check(po == r[2], "%s: %s: report says %d blocks, pprof -top %s" % (label, func, r[2], po))
+        else:
+            check(pb is not None and abs(pb - r[1]) <= 2,
+                  "%s: %s: report says %d bytes, pprof -top %s" % (label, func, r[1], pb))
+            check(po is not None and abs(po - r[2]) <= 2,
+                  "%s: %s: report says %d blocks, pprof -top %s" % (label, func, r[2], po))
+    return rep
+
+
+def report(*args, tool=None):
+    p = run([tool or ARGS.tool, "report"] + list(args))
+    check(p.returncode == 0, "report %s exited %d: %s" % (args, p.returncode, p.stderr))
+    return p.stdout
+
+
+def self_dumps(d, *extra):
+    run([ARGS.fixture, "--self-dump", os.path.join(d, "self")] + list(extra), check_rc=0)
+
+
+def preload_env(conf):
+    return {"LD_PRELOAD": ARGS.lib, "LEAKALLOC_CONF": conf}
+
+
+def find(d, suffix):
+    got = sorted(f for f in os.listdir(d) if f.endswith(suffix))
+    check(len(got) >= 1, "no *%s in %s: %s" % (suffix, d, os.listdir(d)))
+    return os.path.join(d, got[-1]) if got else None
+
+
+# ---------------------------------------------------------------------------- cases
+
+def case_report_selfdump():
+    """Hand-made legacy .heap (the fixture describes itself) and pb files converted from
+    it by `go tool pprof -proto`, with and without Go's symbols."""
+    d = fresh_dir("selfdump")
+    self_dumps(d)
+    heap = os.path.join(d, "self.heap")
+    out = report("--top", "20", heap)
+    check("ages: not recorded in this format" in out, "a .heap report must say ages are not in it")
+    check_report_against_pprof(out, heap, "selfdump heap", binary=ARGS.fixture)
+    for mode in ("sym", "nosym"):
+        pb = os.path.join(d, "self.%s.pb.gz" % mode)
+        cmd = ["go", "tool", "pprof", "-proto"]
+        if mode == "nosym":
+            cmd.append("-symbolize=none")
+        p = subprocess.run(cmd + [ARGS.fixture, heap], stdout=open(pb, "wb"), stderr=subprocess.PIPE,
+                           env=dict(os.environ, HOME=ARGS.work), timeout=120)
+        check(p.returncode == 0 and os.path.getsize(pb) > 0, "go tool pprof -proto failed")
+        out = report("--top", "20", pb)
+        check_report_against_pprof(out, pb, "selfdump pb " + mode, binary=ARGS.fixture)
+
+
+def case_report_gperftools():
+    """A foreign .heap: gperftools' own heap profiler (HEAPPROFILE under libtcmalloc),
+    whose numbers are padded to a width. Exact, so equal to pprof's."""
+    d = fresh_dir("gperftools")
+    run([ARGS.fixture], env={"LD_PRELOAD": ARGS.tcmalloc, "HEAPPROFILE": os.path.join(d, "hp")}, check_rc=0)
+    heap = find(d, ".heap")
+    if not heap:
+        return
+    with open(heap) as f:
+        check(re.match(r"heap profile: +\d+: +\d+ \[ +\d+: +\d+\] @ heapprofile", f.readline()),
+              "expected gperftools' padded header")
+    out = report("--top", "20", heap)
+    check("ages: not recorded in this format." in out, "gperftools dump: ages line:\n" + out)
+    check_report_against_pprof(out, heap, "gperftools heap", binary=ARGS.fixture)
+
+
+def case_report_e2e():
+    """Dumps written by the library itself: ages, threads, file:line, agreement with pprof
+    with and without an age filter."""
+    d = fresh_dir("e2e")
+    conf = "sample:0,final:true,format:heap+pb,prefix:%s/fx" % d
+    run([ARGS.fixture, "--age-gap-ms", "2500"], env=preload_env(conf), check_rc=0)
+    pb = find(d, ".pb.gz")
+    heap = find(d, ".heap")
+    if not pb or not heap:
+        return
+    # Everything: the four old sites plus the young leak_recent_items.
+    sites = dict(expected_sites())
+    sites["leak_recent_items"] = (7, 3500, source_line("ALLOC(500)"))
+    out = report("--top", "20", pb)
+    check_report_against_pprof(out, pb, "e2e pb all ages", sites=sites)
+    # The thread's name is its comm: the program name cut to 15 characters.
+    check(re.search(r"threads: %s \(tid \d+\)" % re.escape(os.path.basename(ARGS.fixture)[:15]), out),
+          "pb report must name the allocating thread:\n" + out)
+    check("Live bytes by age" in out, "pb report must have the age histogram")
+    # Older than 2 s (the young leak is 2.5 s younger than the rest; ages are whole
+    # seconds): the young site is gone, and pprof with the same age focus agrees.
+    out = report("--age", "2s", "--top", "20", pb)
+    check_report_against_pprof(out, pb, "e2e pb age 2s", pprof_extra=("-tagfocus=age=2s:",))
+    check("leak_recent_items" not in out, "--age 2s must leave out the young leak:\n" + out)
+    check("older than 2s: 63512 bytes" in out, "total older than 2s must be 63512 bytes:\n" + out)
+    check(re.search(r"ages: oldest [2-9]s, youngest [2-9]s", out), "ages line missing:\n" + out)
+    # The .heap of the same dump: same numbers, no ages.
+    out = report("--top", "20", heap)
+    check("ages: not recorded" in out, "heap report must say ages are not in the format")
+    check_report_against_pprof(out, heap, "e2e heap", binary=ARGS.fixture, sites=sites)
+    # --binary: the executable named explicitly (here: a copy at another path).
+    copy = os.path.join(d, "renamed_fixture")
+    shutil.copy(ARGS.fixture, copy)
+    out = report("--binary", copy, "--top", "1", pb)
+    check("leak_large_buffers (%s:" % os.path.join(ARGS.source, "leak_fixture.c") in out,
+          "--binary copy must still symbolise:\n" + out)
+    # --binary pointing at nothing: hex offsets, a note, no crash.
+    out = report("--binary", os.path.join(d, "missing"), "--top", "1", pb)
+    check("could not open" in out and "+0x" in out, "a missing binary must be noted:\n" + out)
+
+
+def case_report_sampled():
+    """sample:N > 0: the .heap carries raw counts with heap_v2/P, the pb unsampled ones;
+    both readers must agree with pprof's unsampling on the same file."""
+    d = fresh_dir("sampled")
+    conf = "sample:10,final:true,format:heap+pb,prefix:%s/fx" % d
+    run([ARGS.fixture], env=preload_env(conf), check_rc=0)
+    heap, pb = find(d, ".heap"), find(d, ".pb.gz")
+    if not heap or not pb:
+        return
+    with open(heap) as f:
+        check("@ heap_v2/1024" in f.readline(), "sample:10 heap dump must say heap_v2/1024")
+    for dump in (heap, pb):
+        out = report("--top", "20", dump)
+        check("sampled (mean period 1024 bytes)" in out, "sampled report must say so:\n" + out)
+        rep = parse_report(out)
+        space = pprof_values(dump, ARGS.fixture, "space")
+        objects = pprof_values(dump, ARGS.fixture, "objects")
+        for r in rep:
+            if r[3] not in space:
+                continue
+            # pprof rounds its own way; a byte or a block either side is the same estimate.
+            check(abs(space[r[3]] - r[1]) <= 2, "sampled %s: %s: %d bytes vs pprof %s" % (dump, r[3], r[1], space[r[3]]))
+            check(abs(objects.get(r[3], -99) - r[2]) <= 2,
+                  "sampled %s: %s: %d blocks vs pprof %s" % (dump, r[3], r[2], objects.get(r[3])))
+        check(any(r[3] == "leak_large_buffers" for r in rep), "sampled: the 40 KB leak must be seen")
+
+
+def check_diff(out, label):
+    check("#1: +3200 bytes" in out and "+50 blocks: 512 -> 3712 bytes, 8 -> 58 blocks" in out,
+          "%s: diff must show leak_growing_cache +3200 bytes, +50 blocks:\n%s" % (label, out))
+    rep = [l for l in out.splitlines() if l.startswith("#")]
+    check(len(rep) == 1, "%s: only one stack grew:\n%s" % (label, out))
+    first_frame = [l for l in out.splitlines() if l.strip().startswith("at ")]
+    check(first_frame and "leak_growing_cache (" in first_frame[0] and
+          ":%d)" % source_line("ALLOC(64)") in first_frame[0],
+          "%s: the grown site is leak_growing_cache at its line:\n%s" % (label, out))
+    for flat in ("leak_large_buffers", "leak_medium_records", "leak_small_strings"):
+        check(flat not in out, "%s: %s stayed flat and must not be listed:\n%s" % (label, flat, out))
+    check("1 grew, 0 shrank, 3 unchanged" in out, "%s: stack counts:\n%s" % (label, out))
+
+
+def case_diff():
+    d = fresh_dir("diff")
+    self_dumps(d, "--diff", os.path.join(d, "sd"))
+    check_diff(report_diff(os.path.join(d, "sd.1.heap"), os.path.join(d, "sd.2.heap")), "self-dump diff")
+    # No growth the other way round.
+    out = report_diff(os.path.join(d, "sd.2.heap"), os.path.join(d, "sd.1.heap"))
+    check("No stack grew." in out and "0 grew, 1 shrank" in out, "reverse diff shows no growth:\n" + out)
+    # Real dumps requested through leakalloc_mallctl("prof.dump") in one process.
+    conf = "sample:0,format:heap+pb,prefix:%s/fx" % d
+    run([ARGS.fixture, "--diff", os.path.join(d, "real")], env=preload_env(conf), check_rc=0)
+    check_diff(report_diff(os.path.join(d, "real.1.heap"), os.path.join(d, "real.2.heap")), "real heap diff")
+    pbs = sorted(f for f in os.listdir(d) if f.startswith("real.1") and f.endswith(".pb.gz"))
+    pbs2 = sorted(f for f in os.listdir(d) if f.startswith("real.2") and f.endswith(".pb.gz"))
+    if check(pbs and pbs2, "prof.dump with heap+pb must write a .pb.gz too: %s" % os.listdir(d)):
+        check_diff(report_diff(os.path.join(d, pbs[0]), os.path.join(d, pbs2[0])), "real pb diff")
+
+
+def report_diff(a, b):
+    p = run([ARGS.tool, "diff", a, b])
+    check(p.returncode == 0, "diff exited %d: %s" % (p.returncode, p.stderr))
+    return p.stdout
+
+
+def case_run_status():
+    d = fresh_dir("run_status")
+    env = {"LEAKALLOC_LIB": ARGS.lib}
+    p = run([ARGS.tool, "run", "--sample", "0", "--out", d, "--", ARGS.fixture, "--exit", "7"], env=env)
+    check(p.returncode == 7, "run must pass the exit status 7 through, got %d: %s" % (p.returncode, p.stderr))
+    dumps = os.listdir(d)
+    check(any(f.endswith(".pb.gz") for f in dumps) and any(f.endswith(".heap") for f in dumps),
+          "run must leave .heap and .pb.gz dumps in --out: %s" % dumps)
+    for f in dumps:
+        check(os.path.join(d, f) in p.stderr, "run must list the dump %s:\n%s" % (f, p.stderr))
+    check("leak_large_buffers (" in p.stderr and "Leak report for" in p.stderr,
+          "run must print the top of the report:\n" + p.stderr)
+    p = run([ARGS.tool, "run", "--out", d, "--quiet", "--", ARGS.fixture], env=env)
+    check(p.returncode == 0 and p.stderr == "", "run --quiet of a clean exit: rc %d, stderr %r" % (p.returncode, p.stderr))
+    # The options reach LEAKALLOC_CONF: --age 1s leaves out the young leak in the final report.
+    d2 = fresh_dir("run_age")
+    p = run([ARGS.tool, "run", "--age", "2s", "--sample", "0", "--top", "10", "--out", d2, "--",
+             ARGS.fixture, "--age-gap-ms", "2500"], env=env)
+    check(p.returncode == 0, "run --age exit status %d: %s" % (p.returncode, p.stderr))
+    check("age:2000ms" in p.stderr and "sample:0" in p.stderr, "run must show the conf:\n" + p.stderr)
+    check("older than 2s: 63512 bytes" in p.stderr and "leak_recent_items" not in p.stderr,
+          "run --age 2s: report must hold only the old leaks:\n" + p.stderr)
+    # Without LEAKALLOC_LIB the build tree's library is found (baked-in path).
+    p = run([ARGS.tool, "run", "--quiet", "--out", d, "--", ARGS.fixture, "--exit", "3"],
+            env={"LEAKALLOC_LIB": ""})
+    check(p.returncode == 3, "run with the baked-in library: rc %d: %s" % (p.returncode, p.stderr))
+    # A bad LEAKALLOC_LIB and an unknown program are clear errors.
+    p = run([ARGS.tool, "run", "--", ARGS.fixture], env={"LEAKALLOC_LIB": "/nonexistent/lib.so"})
+    check(p.returncode != 0 and "LEAKALLOC_LIB=/nonexistent/lib.so: no such file" in p.stderr,
+          "bad LEAKALLOC_LIB: rc %d: %s" % (p.returncode, p.stderr))
+    p = run([ARGS.tool, "run", "--", "no-such-program-xyz"], env=env)
+    check(p.returncode != 0 and "no-such-program-xyz: command not found" in p.stderr,
+          "unknown program: rc %d: %s" % (p.returncode, p.stderr))
+    p = run([ARGS.tool, "run", "--age", "soon", "--", ARGS.fixture], env=env)
+    check(p.returncode != 0 and "--age: bad duration" in p.stderr, "bad --age: " + p.stderr)
+
+
+def case_run_lookup():
+    """Library lookup order: LEAKALLOC_LIB, then <bindir>/<rel libdir> of an installed
+    layout, then the build tree."""
+    d = fresh_dir("lookup")
+    bindir = os.path.join(d, "prefix", "bin")
+    libdir = os.path.normpath(os.path.join(bindir, ARGS.rel_libdir))
+    os.makedirs(bindir)
+    os.makedirs(libdir, exist_ok=True)
+    tool = os.path.join(bindir, "leakalloc")
+    shutil.copy(ARGS.tool, tool)
+    installed_lib = os.path.join(libdir, "libleakalloc.so")
+    shutil.copy(ARGS.lib, installed_lib)
+    out = os.path.join(d, "dumps")
+
+    def lib_used(env):
+        p = run([tool, "run", "--top", "0", "--out", out, "--", ARGS.fixture, "--exit", "4"], env=env)
+        check(p.returncode == 4, "lookup run: rc %d %s" % (p.returncode, p.stderr))
+        m = re.search(r"^leakalloc: running \S+ with (\S+), LEAKALLOC_CONF=", p.stderr, re.M)
+        return m.group(1) if m else p.stderr
+
+    got = lib_used({"LEAKALLOC_LIB": ""})
+    check(got == os.path.realpath(installed_lib), "installed layout must win over the build tree: %s" % got)
+    got = lib_used({"LEAKALLOC_LIB": ARGS.lib})
+    check(got == ARGS.lib, "LEAKALLOC_LIB must win: %s" % got)
+    os.unlink(installed_lib)
+    got = lib_used({"LEAKALLOC_LIB": ""})
+    check(os.path.realpath(got) == os.path.realpath(ARGS.lib), "the build tree is the last resort: %s" % got)
+
+
+def case_cpp_names():
+    """Demangled, simplified C++ names and inline chains, from a -O2 build."""
+    d = fresh_dir("cpp")
+    src = os.path.join(ARGS.source, "cpp_fixture.cpp")
+    lines = {}
+    with open(src) as f:
+        for i, l in enumerate(f):
+            m = re.search(r"// (LEAK|CALL):(\w+)", l)
+            if m:
+                lines[m.group(1) + ":" + m.group(2)] = i + 1
+    conf = "sample:0,final:true,format:pb,prefix:%s/cpp" % d
+    run([ARGS.cpp_fixture], env=preload_env(conf), check_rc=0)
+    pb = find(d, ".pb.gz")
+    if not pb:
+        return
+    out = report("--top", "20", "--depth", "6", pb)
+    rep = parse_report(out)
+    # 5 std::string objects (32 bytes each) from Cart::add, at the `new T(t)` line.
+    add = [r for r in rep if r[3] == "shop::Cart<std::string>::add"]
+    check(len(add) == 1 and add[0][2] == 5 and add[0][1] == 5 * 32 and
+          add[0][4] == "%s:%d" % (src, lines["LEAK:cart_add"]),
+          "Cart<std::string>::add must hold 5 x 32 bytes at its line:\n" + out)
+    # make_counter is inlined into leak_inline: the leaf names it, marked inlined, and
+    # the next frame is leak_inline at the call.
+    inl = [r for r in rep if r[3] == "make_counter"]
+    if check(len(inl) >= 1, "no inlined make_counter frame:\n" + out):
+        check(inl[0][4] == "%s:%d" % (src, lines["LEAK:make_counter"]), "make_counter line: %s" % inl[0][4])
+        text = out.split("make_counter (%s" % src, 1)[1]
+        check(text.split("\n", 1)[0].endswith("[inlined]"), "make_counter must be marked [inlined]:\n" + out)
+        nxt = text.split("\n")[1]
+        check("shop::leak_inline (%s:%d)" % (src, lines["CALL:make_counter"]) in nxt,
+              "the frame after the inlined one is leak_inline at the call: %r\n%s" % (nxt, out))
+        check(sum(r[2] for r in inl) == 3 and sum(r[1] for r in inl) == 12,
+              "3 ints leaked through make_counter:\n" + out)
+    check("std::__cxx11" not in out and "basic_string<char" not in out, "names must be simplified:\n" + out)
+
+
+def case_demo():
+    """examples/demo.sh, the README's leak hunt: the report's first stack ends in the
+    leaking line of leaky_server.c, and the diff's first stack is the same one."""
+    src = os.path.join(ARGS.examples, "leaky_server.c")
+    with open(src) as f:
+        line = [i + 1 for i, l in enumerate(f) if "malloc(sizeof *e)" in l][0]
+    p = run(["sh", os.path.join(ARGS.examples, "demo.sh"), ARGS.build], timeout=100)
+    check(p.returncode == 0, "demo.sh exited %d: %s" % (p.returncode, p.stderr))
+    leak = "record_login_audit_entry (%s:%d)" % (src, line)
+    firsts = [l for l in p.stdout.splitlines() if l.strip().startswith("at 0x")]
+    check(len(firsts) >= 2 and leak in firsts[0], "demo report #1 must be %s:\n%s" % (leak, p.stdout))
+    check(leak in firsts[-1], "demo diff #1 must be %s:\n%s" % (leak, p.stdout))
+    check(re.search(r"threads: worker-\d \(tid \d+\), worker-\d \(tid \d+\)", p.stdout),
+          "demo report must name both worker threads:\n" + p.stdout)
+    check("render_page" not in p.stdout and "handle_search" not in p.stdout,
+          "freed and young memory must not show as leaks:\n" + p.stdout)
+    m = re.search(r"dumps kept in (\S+)\)", p.stdout)
+    if m and m.group(1).startswith("/tmp/leakalloc-demo."):
+        shutil.rmtree(m.group(1), ignore_errors=True)
+
+
+def wait_for(path, seconds):
+    end = time.time() + seconds
+    while time.time() < end:
+        if os.path.exists(path) and os.path.getsize(path) > 0:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def case_run_signals():
+    env = dict(os.environ, LEAKALLOC_LIB=ARGS.lib, HOME=ARGS.work)
+    for sig, handled in ((signal.SIGTERM, True), (signal.SIGINT, False), (signal.SIGTERM, False)):
+        d = fresh_dir("run_sig")
+        marker = os.path.join(d, "term.marker")
+        cmd = [ARGS.tool, "run", "--quiet", "--out", d, "--", ARGS.fixture, "--sleep-ms", "20000"]
+        if handled:
+            cmd += ["--term-marker", marker]
+        p = subprocess.Popen(cmd, cwd=d, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        pidfile = os.path.join(d, "fixture.pid")
+        if not check(wait_for(pidfile, 20), "child never started"):
+            p.kill()
+            continue
+        child = int(open(pidfile).read())
+        os.kill(p.pid, sig)  # to leakalloc only: it must forward
+        try:
+            _, err = p.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            check(False, "leakalloc did not end after %s" % sig.name)
+            continue
+        label = "%s %s" % (sig.name, "handled" if handled else "default")
+        if handled:
+            check(p.returncode == 42, "%s: the child's exit status 42 must pass through, got %d %s" % (label, p.returncode, err))
+            check(os.path.exists(marker) and open(marker).read().strip() == str(int(sig)),
+                  "%s: the child must have received the signal" % label)
+        else:
+            check(p.returncode == -int(sig), "%s: leakalloc must die of the child's signal, got %d %s" % (label, p.returncode, err))
+        time.sleep(0.05)
+        check(not alive(child), "%s: child %d still running" % (label, child))
+
+
+def case_run_refuse():
+    d = fresh_dir("refuse")
+    env = {"LEAKALLOC_LIB": ARGS.lib}
+    if ARGS.static_fixture and os.path.exists(ARGS.static_fixture):
+        p = run([ARGS.tool, "run", "--out", d, "--", ARGS.static_fixture], env=env)
+        check(p.returncode != 0 and "is statically linked" in p.stderr and "running" not in p.stderr,
+              "static binary must be refused: rc %d %s" % (p.returncode, p.stderr))
+    else:
+        print("note: no static libc: static-binary refusal not tested")
+    suid = os.path.join(d, "suid_fixture")
+    shutil.copy(ARGS.fixture, suid)
+    os.chmod(suid, 0o755 | stat.S_ISUID)
+    p = run([ARGS.tool, "run", "--out", d, "--", suid, "--exit", "5"], env=env)
+    check(p.returncode not in (0, 5) and "set-user-ID or set-group-ID" in p.stderr,
+          "setuid program must be refused: rc %d %s" % (p.returncode, p.stderr))
+    os.chmod(suid, 0o755 | stat.S_ISGID)
+    p = run([ARGS.tool, "run", "--out", d, "--", suid, "--exit", "5"], env=env)
+    check(p.returncode not in (0, 5) and "set-user-ID or set-group-ID" in p.stderr,
+          "setgid program must be refused: rc %d %s" % (p.returncode, p.stderr))
+    # A script is checked through its interpreter and then runs.
+    script = os.path.join(d, "wrapper.sh")
+    with open(script, "w") as f:
+        f.write("#!/bin/sh\nexec %s --exit 9\n" % ARGS.fixture)
+    os.chmod(script, 0o755)
+    p = run([ARGS.tool, "run", "--quiet", "--out", d, "--", script], env=env)
+    check(p.returncode == 9, "script run: rc %d %s" % (p.returncode, p.stderr))
+
+
+def bad_files(d):
+    """name -> (path, substring the error must contain)"""
+    rnd = random.Random(7)
+    files = {}
+
+    def put(name, data, expect):
+        path = os.path.join(d, name)
+        with open(path, "wb") as f:
+            f.write(data)
+        files[name] = (path, expect)
+
+    put("empty.pb.gz", b"", "empty file")
+    put("random.bin", bytes(rnd.getrandbits(8) for _ in range(4096)), "not a heap dump")
+    put("garbage.pb.gz", gzip.compress(bytes(rnd.getrandbits(8) for _ in range(4096))),
+        "not a valid pprof protobuf profile")
+    put("text.pb.gz", gzip.compress(b"hello, this is not a profile\n" * 50), "not a valid pprof protobuf profile")
+    put("jemalloc.heap", b"heap_v2/524288\n  t*: 16: 1433600 [0: 0]\n@ 0x556b3beed1a1 0x7f5f9fe4524a\n"
+        b"  t*: 10: 1146880 [0: 0]\n  t0: 10: 1146880 [0: 0]\nMAPPED_LIBRARIES:\n", "jemalloc heap_v2")
+    put("badheader.heap", b"heap profile: 1: 2 [1: 2] @ heap/0\n", "unsupported heap profile type")
+    put("zeroperiod.heap", b"heap profile: 1: 2 [1: 2] @ heap_v2/0\n", "bad sampling period")
+    put("zerocount.heap", b"heap profile: 1: 2 [1: 2] @ heapprofile\n0: 100 [0: 100] @ 0x1234\n",
+        "zero blocks with nonzero bytes")
+    put("hugecount.heap", b"heap profile: 1: 2 [1: 2] @ heapprofile\n1: 99999999999999999999999 [1: 1] @ 0x1\n",
+        "malformed stack line")
+    put("badmaps.heap", b"heap profile: 1: 2 [1: 2] @ heapprofile\n1: 2 [1: 2] @ 0x1234\nMAPPED_LIBRARIES:\n"
+        b"zzzz-yyyy r-xp\n", "malformed MAPPED_LIBRARIES line")
+    # Truncations of real dumps.
+    src = fresh_dir("bad_src")
+    conf = "sample:0,final:true,format:heap+pb,prefix:%s/fx" % src
+    run([ARGS.fixture], env=preload_env(conf), check_rc=0)
+    pb, heap = find(src, ".pb.gz"), find(src, ".heap")
+    if pb and heap:
+        data = open(pb, "rb").read()
+        put("truncated.pb.gz", data[: len(data) // 2], "truncated gzip stream")
+        put("truncated_inner.pb.gz", gzip.compress(gzip.decompress(data)[:-7]), "not a valid pprof protobuf profile")
+        text = open(heap, "rb").read()
+        second = text.index(b"\n", text.index(b"\n") + 1)  # cut inside the second stack line
+        put("truncated.heap", text[: second + 12], "malformed")
+    return files, pb, heap
+
+
+def case_malformed():
+    d = fresh_dir("malformed")
+    files, pb, heap = bad_files(d)
+    tools = [("release", ARGS.tool)]
+    if ARGS.asan_tool and os.path.exists(ARGS.asan_tool):
+        tools.append(("asan", ARGS.asan_tool))
+    asan_env = {"ASAN_OPTIONS": "detect_leaks=0:abort_on_error=0:exitcode=99",
+                "UBSAN_OPTIONS": "halt_on_error=1:exitcode=99"}
+    for kind, tool in tools:
+        for name, (path, expect) in sorted(files.items()):
+            for cmd in (["report", path], ["diff", path, path]):
+                p = run([tool] + cmd, env=asan_env)
+                label = "%s %s %s" % (kind, cmd[0], name)
+                check(p.returncode == 1, "%s: exit status %d, wanted 1; stderr %s" % (label, p.returncode, p.stderr))
+                check(p.stderr.startswith("leakalloc: ") and path in p.stderr and expect in p.stderr,
+                      "%s: error must name the file and say '%s', got %r" % (label, expect, p.stderr))
+                check("internal error" not in p.stderr and "Sanitizer" not in p.stderr, "%s: %s" % (label, p.stderr))
+        # A missing file, a directory.
+        p = run([tool, "report", os.path.join(d, "nope.heap")])
+        check(p.returncode == 1 and "No such file" in p.stderr, "%s missing file: %s" % (kind, p.stderr))
+        p = run([tool, "report", d])
+        check(p.returncode == 1 and "not a regular file" in p.stderr, "%s directory: %s" % (kind, p.stderr))
+    # Mutations of good dumps through the ASan build: never a crash or sanitizer report.
+    if len(tools) < 2 or not pb:
+        return
+    rnd = random.Random(11)
+    raw_pb = gzip.decompress(open(pb, "rb").read())
+    raw_heap = open(heap, "rb").read()
+    cases = []
+    for i in range(60):
+        b = bytearray(raw_pb)
+        for _ in range(rnd.randint(1, 8)):
+            b[rnd.randrange(len(b))] = rnd.getrandbits(8)
+        cases.append(("mut%d.pb.gz" % i, gzip.compress(bytes(b[: rnd.randint(1, len(b))] if i % 3 == 0 else b))))
+    for i in range(30):
+        b = bytearray(raw_heap)
+        for _ in range(rnd.randint(1, 4)):
+            b[rnd.randrange(len(b))] = rnd.choice(b"0123456789abcdefx :@[]\n#")
+        cases.append(("mut%d.heap" % i, bytes(b)))
+    for name, data in cases:
+        path = os.path.join(d, name)
+        with open(path, "wb") as f:
+            f.write(data)
+        p = run([ARGS.asan_tool, "report", "--top", "3", path], env=asan_env)
+        check(p.returncode in (0, 1) and "Sanitizer" not in p.stderr and "internal error" not in p.stderr,
+              "asan mutation %s: rc %d %s" % (name, p.returncode, p.stderr[-2000:]))
+        if p.returncode == 1:
+            check(p.stderr.startswith("leakalloc: " + path), "mutation %s: unclear error %r" % (name, p.stderr))
+    # And the good files themselves under ASan, with symbolisation.
+    for good in (pb, heap):
+        p = run([ARGS.asan_tool, "report", good], env=asan_env)
+        check(p.returncode == 0 and "leak_large_buffers (" in p.stdout, "asan good %s: %s" % (good, p.stderr))
+
+
+def main():
+    global ARGS
+    ap = argparse.ArgumentParser()
+    ap.add_argument("case")
+    for a in ("tool", "asan-tool", "lib", "fixture", "cpp-fixture", "static-fixture", "source", "work", "rel-libdir",
+              "tcmalloc",
+              "build", "examples"):
+        ap.add_argument("--" + a, default="")
+    ARGS = ap.parse_args()
+    os.makedirs(ARGS.work, exist_ok=True)
+    ARGS.work = os.path.abspath(ARGS.work)
+    globals()["case_" + ARGS.case]()
+    if FAILURES:
+        print("%d check(s) failed" % len(FAILURES))
+        return 1
+    print("ok: " + ARGS.case)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

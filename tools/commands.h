@@ -1,0 +1,34 @@
+// The three subcommands of `leakalloc`. Each takes its own arguments (after the
+// subcommand name) and returns the process exit status; usage errors and bad files
+// throw ToolError.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+namespace leakalloc_tool {
+
+int cmd_run(const std::vector<std::string>& args);
+int cmd_report(const std::vector<std::string>& args);
+int cmd_diff(const std::vector<std::string>& args);
+
+struct ReportOptions {
+  uint64_t age_ms = 0;
+  bool age_given = false;
+  size_t top = 10;
+  size_t depth = 16;     // frames printed per stack
+  bool histogram = true;
+  std::string binary;    // overrides the main executable's path
+};
+
+// Prints the leak report of one dump to `out`; used by `report` and at the end of `run`.
+void print_report(const std::string& path, const ReportOptions& opt, FILE* out);
+
+// "1.5 KiB" etc.
+std::string human_bytes(double bytes);
+// "950ms", "42s", "3m20s", "5h2m", "3d4h"
+std::string human_age(double seconds);
+
+}  // namespace leakalloc_tool

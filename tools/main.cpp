@@ -1,0 +1,55 @@
+// leakalloc: run a program under the allocator, and read the dumps it leaves.
+//
+// The tool is an ordinary program: it does not link libleakalloc, so reading a dump
+// never perturbs a heap under study and the tool runs where the library is not built.
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "tools/commands.h"
+#include "tools/profile_data.h"
+
+namespace {
+
+const char kUsage[] =
+    "usage:\n"
+    "  leakalloc run [--age 60s] [--sample N] [--interval 30s] [--out DIR] [--format heap+pb]\n"
+    "                [--top N] [--quiet] -- PROG [ARGS...]\n"
+    "      run PROG with libleakalloc.so preloaded; exits with PROG's status, then lists\n"
+    "      the dumps and prints the top of the leak report (on stderr)\n"
+    "  leakalloc report [--age 60s] [--top N] [--depth N] [--binary PATH] [--no-histogram] DUMP...\n"
+    "      stacks holding memory older than --age, largest first, symbolised\n"
+    "  leakalloc diff [--top N] [--binary PATH] OLD NEW\n"
+    "      stacks whose live bytes grew between two dumps of one process\n"
+    "\n"
+    "DUMP is a .pb.gz (pprof protobuf, carries ages and threads) or a .heap (gperftools\n"
+    "text) file. Durations take ms, s, m or h; a bare number is seconds.\n"
+    "The library comes from $LEAKALLOC_LIB, else <prefix>/lib next to this program,\n"
+    "else the build tree it was built in.\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "help")) {
+    std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  std::string cmd = argv[1];
+  std::vector<std::string> args(argv + 2, argv + argc);
+  try {
+    if (cmd == "run") return leakalloc_tool::cmd_run(args);
+    if (cmd == "report") return leakalloc_tool::cmd_report(args);
+    if (cmd == "diff") return leakalloc_tool::cmd_diff(args);
+    std::fprintf(stderr, "leakalloc: unknown command \"%s\"\n%s", cmd.c_str(), kUsage);
+    return 2;
+  } catch (const leakalloc_tool::ToolError& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "leakalloc: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "leakalloc: internal error: %s\n", e.what());
+    return 1;
+  }
+}

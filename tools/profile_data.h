@@ -1,0 +1,78 @@
+// The in-memory form of one dump, whatever file format it came from.
+//
+// Contract: the readers (read_pb.cpp, read_heap.cpp) fill a Profile or throw
+// ToolError with a message that names the file and what is wrong with it; they never
+// crash on hostile input (every length and index is checked before use). Addresses in
+// Sample::pcs are *lookup* addresses — a return address minus one, so that symbolising
+// lands on the call instruction's line — for every format, so that two dumps of one
+// process compare equal stack for stack whichever format each came in.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace leakalloc_tool {
+
+// Every user-facing failure of the tool. main() prints "leakalloc: <what>" and exits 1.
+struct ToolError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// One executable mapping of the dumped process.
+struct Mapping {
+  uint64_t start = 0;
+  uint64_t limit = 0;   // one past the end
+  uint64_t offset = 0;  // file offset mapped at `start`
+  std::string path;
+  bool executable = true;
+};
+
+struct Sample {
+  std::vector<uint64_t> pcs;  // leaf first, lookup addresses (see above)
+  double count = 0;           // live blocks (unsampled estimate when sampled)
+  double bytes = 0;           // live bytes  (unsampled estimate when sampled)
+  bool has_age = false;
+  double age_s = 0;           // seconds the block(s) had been alive at dump time
+  std::string thread;         // thread name, when the format carries it
+  int64_t thread_id = -1;     // kernel tid, -1 when unknown
+};
+
+// Names for one address that a pprof file already carries (a symbolised profile).
+struct EmbeddedFrame {
+  std::string function;
+  std::string file;
+  int64_t line = 0;
+};
+
+struct Profile {
+  std::string path;
+  std::string format;        // "pprof protobuf" or "gperftools heap (legacy text)"
+  bool has_ages = false;     // true when every sample carries an age
+  bool has_threads = false;
+  uint64_t period = 1;       // sampling period in bytes; 1 = exact
+  bool sampled = false;
+  std::vector<Mapping> mappings;  // mappings[0] is the main executable when known
+  std::vector<Sample> samples;
+  std::vector<std::string> comments;  // '#' lines of a .heap, comment strings of a pb
+  // Symbolised pprof files: lookup address -> frames, innermost first.
+  std::map<uint64_t, std::vector<EmbeddedFrame>> embedded;
+};
+
+// Reads a dump, detecting the format from its content (not its name).
+Profile read_dump(const std::string& path);
+
+// Format-specific readers over the raw bytes of a file; exposed for the tests.
+Profile parse_pprof(const std::string& path, const std::string& data);
+Profile parse_heap_text(const std::string& path, const std::string& text);
+
+// Inflates a gzip stream; throws ToolError on a corrupt or truncated stream or when the
+// output would pass `max_out` bytes (a gzip bomb).
+std::string gunzip(const std::string& path, const std::string& data, size_t max_out);
+
+// "60s", "500ms", "2m", "1h", "90" (seconds) -> milliseconds; false on junk.
+bool parse_duration_ms(const std::string& s, uint64_t* ms);
+
+}  // namespace leakalloc_tool

@@ -1,0 +1,387 @@
+// `leakalloc report` and `leakalloc diff`: aggregate a dump's samples by stack, rank,
+// symbolise and print.
+//
+// Numbers printed are the dump's own values summed per stack (for sampled .heap dumps,
+// unsampled with the formula in FORMATS.md, per line, before summing), so that they
+// agree with `go tool pprof -top` on the same file.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <set>
+
+#include "tools/commands.h"
+#include "tools/symbolize.h"
+
+namespace leakalloc_tool {
+
+namespace {
+
+struct StackTotals {
+  const std::vector<uint64_t>* pcs = nullptr;
+  double count = 0, bytes = 0;            // blocks older than the age
+  double all_count = 0, all_bytes = 0;    // every live block on this stack
+  double oldest = -1, youngest = -1;      // of the blocks counted (seconds)
+  std::map<std::string, double> threads;  // "name (tid N)" -> bytes
+};
+
+std::string thread_key(const Sample& s) {
+  std::string k = s.thread.empty() ? std::string("?") : s.thread;
+  if (s.thread_id >= 0) k += " (tid " + std::to_string(s.thread_id) + ")";
+  return k;
+}
+
+std::string fmt_count(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.0f", std::round(v));
+  return buf;
+}
+
+// "1 block", "2 blocks"
+std::string blocks(double v) {
+  std::string n = fmt_count(v);
+  return n + (n == "1" || n == "-1" ? " block" : " blocks");
+}
+
+std::string frame_text(const Frame& f) {
+  std::string s = f.function.empty() ? std::string("???") : simplify_function(f.function);
+  if (!f.file.empty()) {
+    s += " (" + f.file;
+    if (f.line > 0) s += ":" + std::to_string(f.line);
+    s += ")";
+  } else if (!f.module.empty()) {
+    char off[32];
+    std::snprintf(off, sizeof off, "+0x%llx", static_cast<unsigned long long>(f.module_offset));
+    s += " (in " + f.module + off + ")";
+  }
+  return s;
+}
+
+void print_stack(FILE* out, Symbolizer& sym, const std::vector<uint64_t>& pcs, size_t depth) {
+  size_t printed = 0;
+  for (size_t i = 0; i < pcs.size(); ++i) {
+    const std::vector<Frame>& frames = sym.frames(pcs[i]);
+    for (size_t j = 0; j < frames.size(); ++j) {
+      if (printed == depth) {
+        std::fprintf(out, "      ... %zu more frames\n", pcs.size() - i);
+        return;
+      }
+      // pcs are return address - 1; show the return address as a debugger would.
+      // One address can stand for several frames: the functions inlined at it, innermost
+      // first, then the function the code really belongs to.
+      const char* inl = j + 1 < frames.size() ? " [inlined]" : "";
+      if (j == 0)
+        std::fprintf(out, "      %s 0x%llx: %s%s\n", printed == 0 ? "at" : "by",
+                     static_cast<unsigned long long>(pcs[i] + 1), frame_text(frames[j]).c_str(), inl);
+      else
+        std::fprintf(out, "      %s %*s  %s%s\n", printed == 0 ? "at" : "by", 14, "",
+                     frame_text(frames[j]).c_str(), inl);
+      ++printed;
+    }
+  }
+}
+
+// Live bytes by age in doubling buckets: young churn piles up on the left, a leak
+// builds a tail on the right.
+void print_histogram(FILE* out, const Profile& prof, double age_s) {
+  double max_age = 0;
+  for (const Sample& s : prof.samples) max_age = std::max(max_age, s.age_s);
+  std::vector<double> lo = {0};
+  double edge = 1;
+  while (edge <= max_age) {
+    lo.push_back(edge);
+    edge *= 2;
+  }
+  std::vector<double> old_b(lo.size()), young_b(lo.size());
+  double total = 0;
+  for (const Sample& s : prof.samples) {
+    size_t b = 0;
+    while (b + 1 < lo.size() && s.age_s >= lo[b + 1]) ++b;
+    (s.age_s >= age_s ? old_b : young_b)[b] += s.bytes;
+    total += s.bytes;
+  }
+  double peak = 0;
+  for (size_t b = 0; b < lo.size(); ++b) peak = std::max(peak, old_b[b] + young_b[b]);
+  std::fprintf(out, "Live bytes by age (# = older than %s, - = younger):\n", human_age(age_s).c_str());
+  const int kWidth = 40;
+  for (size_t b = 0; b < lo.size(); ++b) {
+    std::string label = human_age(lo[b]) + "-" + (b + 1 < lo.size() ? human_age(lo[b + 1]) : human_age(edge));
+    double sum = old_b[b] + young_b[b];
+    int n_old = peak > 0 ? static_cast<int>(std::lround(old_b[b] / peak * kWidth)) : 0;
+    int n_young = peak > 0 ? static_cast<int>(std::lround(sum / peak * kWidth)) - n_old : 0;
+    if (n_old == 0 && old_b[b] > 0) n_old = 1;
+    if (n_young <= 0 && young_b[b] > 0) n_young = 1;
+    if (n_young < 0) n_young = 0;
+    std::string bar = std::string(static_cast<size_t>(n_old), '#') + std::string(static_cast<size_t>(n_young), '-');
+    std::fprintf(out, "  %12s |%-*s| %10s  %5.1f%%\n", label.c_str(), kWidth + 1, bar.c_str(),
+                 human_bytes(sum).c_str(), total > 0 ? 100.0 * sum / total : 0.0);
+  }
+  std::fputc('\n', out);
+}
+
+void parse_report_flag(const std::vector<std::string>& args, size_t* i, ReportOptions* opt,
+                       std::vector<std::string>* files, bool allow_age) {
+  const std::string& a = args[*i];
+  auto value = [&](const char* name) -> std::string {
+    size_t n = std::strlen(name);
+    if (a.size() > n && a.compare(0, n, name) == 0 && a[n] == '=') return a.substr(n + 1);
+    if (*i + 1 >= args.size()) throw ToolError(std::string(name) + " needs a value");
+    return args[++*i];
+  };
+  auto is = [&](const char* name) {
+    size_t n = std::strlen(name);
+    return a == name || (a.size() > n && a.compare(0, n, name) == 0 && a[n] == '=');
+  };
+  if (allow_age && is("--age")) {
+    std::string v = value("--age");
+    if (!parse_duration_ms(v, &opt->age_ms))
+      throw ToolError("--age: bad duration \"" + v + "\" (use e.g. 500ms, 60s, 5m, 2h)");
+    opt->age_given = true;
+  } else if (is("--top")) {
+    std::string v = value("--top");
+    char* end = nullptr;
+    unsigned long n = std::strtoul(v.c_str(), &end, 10);
+    if (v.empty() || *end || n == 0 || n > 1000000) throw ToolError("--top: expected a positive number, got \"" + v + "\"");
+    opt->top = n;
+  } else if (is("--depth")) {
+    std::string v = value("--depth");
+    char* end = nullptr;
+    unsigned long n = std::strtoul(v.c_str(), &end, 10);
+    if (v.empty() || *end || n == 0 || n > 10000) throw ToolError("--depth: expected a positive number, got \"" + v + "\"");
+    opt->depth = n;
+  } else if (is("--binary")) {
+    opt->binary = value("--binary");
+  } else if (a == "--no-histogram") {
+    opt->histogram = false;
+  } else if (a == "--") {
+    for (++*i; *i < args.size(); ++*i) files->push_back(args[*i]);
+  } else if (!a.empty() && a[0] == '-' && a != "-") {
+    throw ToolError("unknown option " + a);
+  } else {
+    files->push_back(a);
+  }
+}
+
+}  // namespace
+
+std::string human_bytes(double bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  double v = bytes;
+  while (std::fabs(v) >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  char buf[32];
+  if (u == 0) std::snprintf(buf, sizeof buf, "%.0f B", v);
+  else std::snprintf(buf, sizeof buf, "%.1f %s", v, units[u]);
+  return buf;
+}
+
+std::string human_age(double s) {
+  char buf[32];
+  if (s < 0) s = 0;
+  if (s < 1 && s > 0) std::snprintf(buf, sizeof buf, "%.0fms", s * 1000);
+  else if (s < 60) std::snprintf(buf, sizeof buf, "%.0fs", std::floor(s));
+  else if (s < 3600) std::snprintf(buf, sizeof buf, "%.0fm%02.0fs", std::floor(s / 60), std::fmod(std::floor(s), 60));
+  else if (s < 86400) std::snprintf(buf, sizeof buf, "%.0fh%02.0fm", std::floor(s / 3600), std::floor(std::fmod(s, 3600) / 60));
+  else std::snprintf(buf, sizeof buf, "%.0fd%02.0fh", std::floor(s / 86400), std::floor(std::fmod(s, 86400) / 3600));
+  return buf;
+}
+
+void print_report(const std::string& path, const ReportOptions& opt, FILE* out) {
+  Profile prof = read_dump(path);
+  double age_s = static_cast<double>(opt.age_ms) / 1000.0;
+
+  std::map<std::vector<uint64_t>, StackTotals> stacks;
+  double live_count = 0, live_bytes = 0, old_count = 0, old_bytes = 0;
+  for (const Sample& s : prof.samples) {
+    StackTotals& t = stacks[s.pcs];
+    t.all_count += s.count;
+    t.all_bytes += s.bytes;
+    live_count += s.count;
+    live_bytes += s.bytes;
+    if (prof.has_ages && s.age_s < age_s) continue;
+    t.count += s.count;
+    t.bytes += s.bytes;
+    old_count += s.count;
+    old_bytes += s.bytes;
+    if (s.has_age) {
+      t.oldest = t.oldest < 0 ? s.age_s : std::max(t.oldest, s.age_s);
+      t.youngest = t.youngest < 0 ? s.age_s : std::min(t.youngest, s.age_s);
+    }
+    if (!s.thread.empty() || s.thread_id >= 0) t.threads[thread_key(s)] += s.bytes;
+  }
+  std::vector<StackTotals*> ranked;
+  for (auto& kv : stacks) {
+    kv.second.pcs = &kv.first;
+    if (kv.second.bytes > 0 || kv.second.count > 0) ranked.push_back(&kv.second);
+  }
+  std::stable_sort(ranked.begin(), ranked.end(), [](const StackTotals* a, const StackTotals* b) {
+    if (a->bytes != b->bytes) return a->bytes > b->bytes;
+    return a->count > b->count;
+  });
+
+  std::fprintf(out, "Leak report for %s\n", path.c_str());
+  std::fprintf(out, "  format: %s, %s\n", prof.format.c_str(),
+               prof.sampled ? ("sampled (mean period " + std::to_string(prof.period) +
+                               " bytes): counts and bytes are estimates").c_str()
+                            : "exact (every allocation recorded)");
+  if (!prof.mappings.empty()) {
+    std::string bin = opt.binary.empty() ? prof.mappings[0].path : opt.binary + " (--binary)";
+    std::fprintf(out, "  binary: %s\n", bin.c_str());
+  }
+  // leakalloc's .heap writer puts one "key: value" per '#' line; show the telling ones.
+  std::string writer, heap_age;
+  for (const std::string& c : prof.comments) {
+    if (c.compare(0, 17, "age_threshold_ms:") == 0) heap_age = c.substr(17);
+    if (c.compare(0, 10, "dump_kind:") == 0 || c.compare(0, 10, "uptime_ms:") == 0)
+      writer += (writer.empty() ? "" : ", ") + c;
+    else if (c.find(':') == std::string::npos || c.compare(0, 1, "(") == 0 || prof.format[0] == 'p')
+      std::fprintf(out, "  note: %s\n", c.c_str());
+  }
+  if (!writer.empty()) std::fprintf(out, "  dump: %s\n", writer.c_str());
+  std::fprintf(out, "  live: %s bytes (%s) in %s blocks from %zu stacks\n", fmt_count(live_bytes).c_str(),
+               human_bytes(live_bytes).c_str(), fmt_count(live_count).c_str(), stacks.size());
+  if (prof.has_ages) {
+    std::fprintf(out, "  %s: %s bytes (%s) in %s blocks from %zu stacks\n\n",
+                 age_s > 0 ? ("older than " + human_age(age_s)).c_str() : "at any age", fmt_count(old_bytes).c_str(), human_bytes(old_bytes).c_str(),
+                 fmt_count(old_count).c_str(), ranked.size());
+    if (opt.histogram && !prof.samples.empty()) print_histogram(out, prof, age_s);
+  } else {
+    // leakalloc's writer notes the age it filtered with; other writers keep every block.
+    std::string held;
+    uint64_t heap_age_ms = 0;
+    size_t b = heap_age.find_first_not_of(' ');
+    if (b != std::string::npos && parse_duration_ms(heap_age.substr(b) + "ms", &heap_age_ms))
+      held = heap_age_ms == 0 ? "; the dump holds every live block"
+                              : "; the dump holds only the blocks older than " + human_age(heap_age_ms / 1000.0) +
+                                    " (the writer's age)";
+    std::fprintf(out, "  ages: not recorded in this format%s.%s\n\n", held.c_str(),
+                 opt.age_given ? " --age is ignored for it; use the .pb.gz dump for ages." : "");
+  }
+
+  if (ranked.empty()) {
+    std::fprintf(out, "No live blocks%s.\n",
+                 prof.has_ages && age_s > 0 ? (" older than " + human_age(age_s)).c_str() : "");
+    return;
+  }
+
+  Symbolizer sym(prof, opt.binary);
+  size_t shown = std::min(opt.top, ranked.size());
+  for (size_t r = 0; r < shown; ++r) {
+    const StackTotals& t = *ranked[r];
+    std::fprintf(out, "#%zu: %s bytes (%s) in %s%s, stack %zu of %zu (%.1f%%)\n", r + 1,
+                 fmt_count(t.bytes).c_str(), human_bytes(t.bytes).c_str(), blocks(t.count).c_str(),
+                 prof.has_ages && age_s > 0 ? (" older than " + human_age(age_s)).c_str() : "", r + 1, ranked.size(),
+                 old_bytes > 0 ? 100.0 * t.bytes / old_bytes : 0.0);
+    if (prof.has_ages) {
+      std::fprintf(out, "    ages: oldest %s, youngest %s", human_age(t.oldest).c_str(), human_age(t.youngest).c_str());
+      if (t.all_bytes > t.bytes)
+        std::fprintf(out, "; %s more bytes in %s younger on this stack",
+                     fmt_count(t.all_bytes - t.bytes).c_str(), blocks(t.all_count - t.count).c_str());
+      std::fputc('\n', out);
+    }
+    if (!t.threads.empty()) {
+      std::string list;
+      for (const auto& th : t.threads) list += (list.empty() ? "" : ", ") + th.first;
+      std::fprintf(out, "    threads: %s\n", list.c_str());
+    }
+    print_stack(out, sym, *t.pcs, opt.depth);
+    std::fputc('\n', out);
+  }
+  if (ranked.size() > shown) {
+    double rest = 0, rest_n = 0;
+    for (size_t r = shown; r < ranked.size(); ++r) {
+      rest += ranked[r]->bytes;
+      rest_n += ranked[r]->count;
+    }
+    std::fprintf(out, "... and %zu more stacks holding %s bytes in %s blocks (--top N shows more)\n",
+                 ranked.size() - shown, fmt_count(rest).c_str(), fmt_count(rest_n).c_str());
+  }
+  if (!sym.missing().empty()) {
+    std::string list;
+    for (const std::string& m : sym.missing()) list += (list.empty() ? "" : ", ") + m;
+    std::fprintf(out, "note: could not open %s; their frames show as file+offset%s\n", list.c_str(),
+                 opt.binary.empty() ? " (--binary PATH names the executable)" : "");
+  }
+}
+
+int cmd_report(const std::vector<std::string>& args) {
+  ReportOptions opt;
+  std::vector<std::string> files;
+  for (size_t i = 0; i < args.size(); ++i) parse_report_flag(args, &i, &opt, &files, true);
+  if (files.empty()) throw ToolError("report: no dump given (usage: leakalloc report [--age 60s] [--top N] [--binary PATH] DUMP...)");
+  for (size_t f = 0; f < files.size(); ++f) {
+    if (f > 0) std::fputs("\n", stdout);
+    print_report(files[f], opt, stdout);
+  }
+  return 0;
+}
+
+int cmd_diff(const std::vector<std::string>& args) {
+  ReportOptions opt;
+  std::vector<std::string> files;
+  for (size_t i = 0; i < args.size(); ++i) parse_report_flag(args, &i, &opt, &files, false);
+  if (files.size() != 2) throw ToolError("diff: need exactly two dumps (usage: leakalloc diff [--top N] [--binary PATH] OLD NEW)");
+  Profile old_p = read_dump(files[0]);
+  Profile new_p = read_dump(files[1]);
+
+  struct Pair {
+    double old_count = 0, old_bytes = 0, new_count = 0, new_bytes = 0;
+  };
+  std::map<std::vector<uint64_t>, Pair> by_stack;
+  double old_total = 0, new_total = 0;
+  for (const Sample& s : old_p.samples) {
+    by_stack[s.pcs].old_count += s.count;
+    by_stack[s.pcs].old_bytes += s.bytes;
+    old_total += s.bytes;
+  }
+  for (const Sample& s : new_p.samples) {
+    by_stack[s.pcs].new_count += s.count;
+    by_stack[s.pcs].new_bytes += s.bytes;
+    new_total += s.bytes;
+  }
+  std::vector<std::pair<const std::vector<uint64_t>*, Pair>> grew;
+  size_t shrank = 0, flat = 0;
+  for (const auto& kv : by_stack) {
+    double d = kv.second.new_bytes - kv.second.old_bytes;
+    // Sampled estimates wobble by rounding; under a byte is no growth.
+    if (d >= 0.5) grew.push_back({&kv.first, kv.second});
+    else if (d <= -0.5) ++shrank;
+    else ++flat;
+  }
+  std::stable_sort(grew.begin(), grew.end(), [](const auto& a, const auto& b) {
+    return a.second.new_bytes - a.second.old_bytes > b.second.new_bytes - b.second.old_bytes;
+  });
+
+  std::printf("Growth from %s to %s\n", files[0].c_str(), files[1].c_str());
+  std::printf("  live bytes: %s -> %s (%+.0f)\n", fmt_count(old_total).c_str(), fmt_count(new_total).c_str(),
+              std::round(new_total) - std::round(old_total));
+  std::printf("  stacks: %zu grew, %zu shrank, %zu unchanged\n", grew.size(), shrank, flat);
+  // Stacks are matched by raw addresses: only meaningful within one process.
+  if (!old_p.mappings.empty() && !new_p.mappings.empty() &&
+      (old_p.mappings[0].start != new_p.mappings[0].start || old_p.mappings[0].path != new_p.mappings[0].path))
+    std::printf("  warning: the executables are mapped differently: these dumps are not from one "
+                "process, so stacks do not match by address (use `go tool pprof -base` across runs)\n");
+  std::printf("\n");
+  if (grew.empty()) {
+    std::printf("No stack grew.\n");
+    return 0;
+  }
+  Symbolizer sym(new_p, opt.binary);
+  size_t shown = std::min(opt.top, grew.size());
+  for (size_t r = 0; r < shown; ++r) {
+    const Pair& p = grew[r].second;
+    std::printf("#%zu: +%s bytes (%s), %+.0f %s: %s -> %s bytes, %s -> %s blocks\n", r + 1,
+                fmt_count(p.new_bytes - p.old_bytes).c_str(), human_bytes(p.new_bytes - p.old_bytes).c_str(),
+                std::round(p.new_count - p.old_count), std::fabs(std::round(p.new_count - p.old_count)) == 1 ? "block" : "blocks", fmt_count(p.old_bytes).c_str(),
+                fmt_count(p.new_bytes).c_str(), fmt_count(p.old_count).c_str(), fmt_count(p.new_count).c_str());
+    print_stack(stdout, sym, *grew[r].first, opt.depth);
+    std::printf("\n");
+  }
+  if (grew.size() > shown) std::printf("... and %zu more stacks grew (--top N shows more)\n", grew.size() - shown);
+  return 0;
+}
+
+}  // namespace leakalloc_tool

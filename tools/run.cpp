@@ -1,0 +1,458 @@
+// `leakalloc run`: start a program with libleakalloc.so preloaded and a matching
+// LEAKALLOC_CONF, pass its exit status and signals through, then show the dumps.
+//
+// Library lookup, first hit wins:
+//   1. $LEAKALLOC_LIB (a path to the .so)
+//   2. next to this binary's install: <bindir>/<relative path to libdir>/libleakalloc.so
+//      ($ORIGIN/../lib/libleakalloc.so for the usual layouts)
+//   3. the build tree this binary was built in (LEAKALLOC_BUILD_LIB, baked in by CMake)
+//
+// Signals: SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to leakalloc with kill(2) are
+// forwarded to the child. The same signals coming from the terminal (si_code
+// SI_KERNEL) are not: the child is in our process group and got its own copy, and a
+// second SIGINT would cut short a program that shuts down cleanly on the first.
+#include <dirent.h>
+#include <elf.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "tools/commands.h"
+#include "tools/profile_data.h"
+
+extern char** environ;
+
+#ifndef LEAKALLOC_REL_LIBDIR
+#define LEAKALLOC_REL_LIBDIR "../lib"
+#endif
+#ifndef LEAKALLOC_BUILD_LIB
+#define LEAKALLOC_BUILD_LIB ""
+#endif
+
+namespace leakalloc_tool {
+
+namespace {
+
+volatile sig_atomic_t g_child = 0;
+
+void forward_signal(int sig, siginfo_t* info, void*) {
+  if (g_child <= 0) return;
+  if (info && info->si_code == SI_KERNEL) return;  // from the tty: the child has its own
+  int saved = errno;
+  kill(static_cast<pid_t>(g_child), sig);
+  errno = saved;
+}
+
+bool is_file(const std::string& p) {
+  struct stat st;
+  return stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+std::string self_dir() {
+  char buf[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return "";
+  buf[n] = '\0';
+  std::string s(buf);
+  size_t slash = s.rfind('/');
+  return slash == std::string::npos ? "." : s.substr(0, slash);
+}
+
+std::string find_library(std::string* tried) {
+  const char* env = std::getenv("LEAKALLOC_LIB");
+  if (env && *env) {
+    if (!is_file(env)) throw ToolError(std::string("LEAKALLOC_LIB=") + env + ": no such file");
+    return env;
+  }
+  std::string dir = self_dir();
+  std::vector<std::string> candidates;
+  if (!dir.empty()) candidates.push_back(dir + "/" LEAKALLOC_REL_LIBDIR "/libleakalloc.so");
+  if (*LEAKALLOC_BUILD_LIB) candidates.push_back(LEAKALLOC_BUILD_LIB);
+  for (const std::string& c : candidates) {
+    *tried += "\n  " + c;
+    if (is_file(c)) {
+      char real[PATH_MAX];
+      return realpath(c.c_str(), real) ? std::string(real) : c;
+    }
+  }
+  throw ToolError("cannot find libleakalloc.so; tried:" + *tried + "\nset LEAKALLOC_LIB=/path/to/libleakalloc.so");
+}
+
+// Resolves PROG as execvp would: a name with a slash as is, otherwise through $PATH.
+std::string resolve_program(const std::string& prog) {
+  if (prog.find('/') != std::string::npos) return prog;
+  const char* path = std::getenv("PATH");
+  std::string p = path ? path : "/usr/local/bin:/usr/bin:/bin";
+  size_t start = 0;
+  for (;;) {
+    size_t colon = p.find(':', start);
+    std::string dir = p.substr(start, colon == std::string::npos ? std::string::npos : colon - start);
+    std::string cand = (dir.empty() ? "." : dir) + "/" + prog;
+    if (is_file(cand) && access(cand.c_str(), X_OK) == 0) return cand;
+    if (colon == std::string::npos) break;
+    start = colon + 1;
+  }
+  throw ToolError(prog + ": command not found in PATH");
+}
+
+struct ElfInfo {
+  bool elf = false;
+  bool has_interp = false;
+  bool has_dynamic = false;
+  unsigned char elf_class = 0;
+  uint16_t machine = 0;
+};
+
+ElfInfo read_elf_info(const std::string& path) {
+  ElfInfo info;
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw ToolError(path + ": " + std::strerror(errno));
+  Elf64_Ehdr eh;
+  ssize_t n = pread(fd, &eh, sizeof eh, 0);
+  if (n >= static_cast<ssize_t>(sizeof(Elf32_Ehdr)) && std::memcmp(eh.e_ident, ELFMAG, SELFMAG) == 0) {
+    info.elf = true;
+    info.elf_class = eh.e_ident[EI_CLASS];
+    if (info.elf_class == ELFCLASS64 && n == sizeof eh) {
+      info.machine = eh.e_machine;
+      for (uint16_t i = 0; i < eh.e_phnum; ++i) {
+        Elf64_Phdr ph;
+        if (pread(fd, &ph, sizeof ph, static_cast<off_t>(eh.e_phoff + i * sizeof ph)) != sizeof ph) break;
+        if (ph.p_type == PT_INTERP) info.has_interp = true;
+        if (ph.p_type == PT_DYNAMIC) info.has_dynamic = true;
+      }
+    } else if (info.elf_class == ELFCLASS32) {
+      Elf32_Ehdr eh32;
+      if (pread(fd, &eh32, sizeof eh32, 0) == sizeof eh32) {
+        info.machine = eh32.e_machine;
+        for (uint16_t i = 0; i < eh32.e_phnum; ++i) {
+          Elf32_Phdr ph;
+          if (pread(fd, &ph, sizeof ph, static_cast<off_t>(eh32.e_phoff + i * sizeof ph)) != sizeof ph) break;
+          if (ph.p_type == PT_INTERP) info.has_interp = true;
+          if (ph.p_type == PT_DYNAMIC) info.has_dynamic = true;
+        }
+      }
+    }
+  }
+  close(fd);
+  return info;
+}
+
+// Refuses, with the reason, programs into which LD_PRELOAD cannot load the library.
+void check_preloadable(const std::string& path, const std::string& lib, int depth = 0) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) throw ToolError(path + ": " + std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) throw ToolError(path + ": not a regular file");
+  if (st.st_mode & (S_ISUID | S_ISGID))
+    throw ToolError(path + " is set-user-ID or set-group-ID: the dynamic loader ignores LD_PRELOAD "
+                    "and leakalloc ignores LEAKALLOC_CONF in such programs; run a copy without the "
+                    "setuid/setgid bit");
+  char head[256] = {0};
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw ToolError(path + ": " + std::strerror(errno));
+  ssize_t n = read(fd, head, sizeof head - 1);
+  close(fd);
+  if (n >= 2 && head[0] == '#' && head[1] == '!' && depth < 4) {
+    // A script: the library is loaded into its interpreter.
+    std::string line(head + 2, static_cast<size_t>(n - 2));
+    line = line.substr(0, line.find('\n'));
+    size_t b = line.find_first_not_of(" \t");
+    if (b == std::string::npos) throw ToolError(path + ": script without an interpreter");
+    std::string interp = line.substr(b, line.find_first_of(" \t", b) - b);
+    check_preloadable(interp, lib, depth + 1);
+    return;
+  }
+  ElfInfo prog = read_elf_info(path);
+  if (!prog.elf) return;  // not ELF and not a script: let execve report what it is
+  if (!prog.has_interp)
+    throw ToolError(path + " is statically linked (no PT_INTERP" +
+                    std::string(prog.has_dynamic ? ", static-pie" : ", no PT_DYNAMIC") +
+                    "): LD_PRELOAD cannot load libleakalloc.so into it; link it dynamically, or "
+                    "with -lleakalloc");
+  ElfInfo l = read_elf_info(lib);
+  if (l.elf && (l.elf_class != prog.elf_class || l.machine != prog.machine))
+    throw ToolError(path + " is built for another architecture (ELF class " + std::to_string(prog.elf_class) +
+                    ", machine " + std::to_string(prog.machine) + ") than " + lib +
+                    " (class " + std::to_string(l.elf_class) + ", machine " + std::to_string(l.machine) + ")");
+}
+
+struct DumpFile {
+  std::string path;
+  long seq;
+  char kind;
+  bool pb;
+};
+
+// Files named <base>.<pid>.<seq>.<kind><kseq>.<ext> in `dir`, by sequence number.
+std::vector<DumpFile> find_dumps(const std::string& dir, const std::string& base, pid_t pid) {
+  std::vector<DumpFile> out;
+  DIR* d = opendir(dir.c_str());
+  if (!d) return out;
+  std::string want = base + "." + std::to_string(pid) + ".";
+  while (dirent* e = readdir(d)) {
+    std::string name = e->d_name;
+    if (name.compare(0, want.size(), want) != 0) continue;
+    const char* p = name.c_str() + want.size();
+    char* end = nullptr;
+    long seq = std::strtol(p, &end, 10);
+    if (end == p || *end != '.' || !end[1]) continue;
+    DumpFile f{dir + "/" + name, seq, end[1], name.size() > 6 && name.compare(name.size() - 6, 6, ".pb.gz") == 0};
+    out.push_back(f);
+  }
+  closedir(d);
+  std::sort(out.begin(), out.end(), [](const DumpFile& a, const DumpFile& b) {
+    return a.seq != b.seq ? a.seq < b.seq : a.path < b.path;
+  });
+  return out;
+}
+
+// Dumps of the program's descendants: they inherit LEAKALLOC_CONF, so the same prefix.
+size_t count_other_dumps(const std::string& dir, const std::string& base, pid_t pid) {
+  size_t n = 0;
+  DIR* d = opendir(dir.c_str());
+  if (!d) return 0;
+  std::string want = base + ".", mine = base + "." + std::to_string(pid) + ".";
+  while (dirent* e = readdir(d)) {
+    std::string name = e->d_name;
+    if (name.compare(0, want.size(), want) == 0 && name.compare(0, mine.size(), mine) != 0 &&
+        name.size() > want.size() && name[want.size()] >= '0' && name[want.size()] <= '9')
+      ++n;
+  }
+  closedir(d);
+  return n;
+}
+
+[[noreturn]] void usage_error(const std::string& what) {
+  throw ToolError("run: " + what +
+                  "\nusage: leakalloc run [--age 60s] [--sample N] [--interval 30s] [--out DIR] "
+                  "[--format heap+pb] [--top N] [--quiet] -- PROG [ARGS...]");
+}
+
+}  // namespace
+
+int cmd_run(const std::vector<std::string>& args) {
+  std::string age, sample, interval, format = "heap+pb", out_dir = ".";
+  uint64_t age_ms = 0;
+  size_t top = 3;
+  bool quiet = false;
+  size_t i = 0;
+  for (; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--") {
+      ++i;
+      break;
+    }
+    if (a.empty() || a[0] != '-') break;
+    std::string name = a, value;
+    size_t eq = a.find('=');
+    bool has_value = eq != std::string::npos;
+    if (has_value) {
+      name = a.substr(0, eq);
+      value = a.substr(eq + 1);
+    }
+    auto take = [&]() {
+      if (has_value) return;
+      if (i + 1 >= args.size()) usage_error(name + " needs a value");
+      value = args[++i];
+    };
+    uint64_t ms;
+    if (name == "--quiet" && !has_value) {
+      quiet = true;
+    } else if (name == "--age") {
+      take();
+      if (!parse_duration_ms(value, &ms)) usage_error("--age: bad duration \"" + value + "\" (e.g. 500ms, 60s, 5m, 2h)");
+      age = std::to_string(ms) + "ms";
+      age_ms = ms;
+    } else if (name == "--interval") {
+      take();
+      if (!parse_duration_ms(value, &ms)) usage_error("--interval: bad duration \"" + value + "\"");
+      interval = std::to_string(ms) + "ms";
+    } else if (name == "--sample") {
+      take();
+      char* end = nullptr;
+      long n = std::strtol(value.c_str(), &end, 10);
+      if (value.empty() || *end || n < 0 || n > 62) usage_error("--sample: expected 0..62 (mean 2^N bytes between samples), got \"" + value + "\"");
+      sample = value;
+    } else if (name == "--out") {
+      take();
+      if (value.empty()) usage_error("--out: empty directory");
+      out_dir = value;
+    } else if (name == "--format") {
+      take();
+      size_t s = 0;
+      bool ok = !value.empty();
+      while (ok && s <= value.size()) {
+        size_t plus = value.find('+', s);
+        std::string f = value.substr(s, plus == std::string::npos ? std::string::npos : plus - s);
+        ok = f == "heap" || f == "heap_v2" || f == "pb";
+        if (plus == std::string::npos) break;
+        s = plus + 1;
+      }
+      if (!ok) usage_error("--format: expected heap, heap_v2 or pb joined by '+', got \"" + value + "\"");
+      format = value;
+    } else if (name == "--top") {
+      take();
+      char* end = nullptr;
+      long n = std::strtol(value.c_str(), &end, 10);
+      if (value.empty() || *end || n < 0) usage_error("--top: expected a number, got \"" + value + "\"");
+      top = static_cast<size_t>(n);
+    } else {
+      usage_error("unknown option " + a);
+    }
+  }
+  if (i >= args.size()) usage_error("no program given");
+  std::vector<std::string> child_args(args.begin() + static_cast<long>(i), args.end());
+
+  std::string prog = resolve_program(child_args[0]);
+  std::string tried;
+  std::string lib = find_library(&tried);
+  check_preloadable(prog, lib);
+
+  struct stat st;
+  if (stat(out_dir.c_str(), &st) != 0) {
+    if (mkdir(out_dir.c_str(), 0755) != 0) throw ToolError("--out " + out_dir + ": " + std::strerror(errno));
+  } else if (!S_ISDIR(st.st_mode)) {
+    throw ToolError("--out " + out_dir + ": not a directory");
+  }
+  // Absolute, so that a program that changes directory still dumps where we look.
+  char real_out[PATH_MAX];
+  if (realpath(out_dir.c_str(), real_out)) out_dir = real_out;
+  if (out_dir.find(',') != std::string::npos)
+    throw ToolError("--out " + out_dir + ": a ',' in the path cannot pass through LEAKALLOC_CONF");
+  std::string base = child_args[0].substr(child_args[0].rfind('/') + 1);
+  if (base.empty() || base.find(',') != std::string::npos) base = "leakalloc";
+
+  // The user's own LEAKALLOC_CONF comes first; ours follows and wins key by key.
+  std::string conf;
+  if (const char* c = std::getenv("LEAKALLOC_CONF")) conf = c;
+  auto add = [&](const std::string& kv) { conf += (conf.empty() ? "" : ",") + kv; };
+  if (!age.empty()) add("age:" + age);
+  if (!sample.empty()) add("sample:" + sample);
+  if (!interval.empty()) add("interval:" + interval);
+  add("format:" + format);
+  add("final:true");
+  add("prefix:" + out_dir + "/" + base);
+  std::string preload = lib;
+  if (const char* p = std::getenv("LD_PRELOAD"); p && *p) preload += std::string(":") + p;
+
+  std::vector<char*> argv;
+  for (std::string& a : child_args) argv.push_back(&a[0]);
+  argv.push_back(nullptr);
+  std::string env_conf = "LEAKALLOC_CONF=" + conf, env_preload = "LD_PRELOAD=" + preload;
+  std::vector<char*> envp;
+  for (char** e = environ; *e; ++e)
+    if (std::strncmp(*e, "LEAKALLOC_CONF=", 15) != 0 && std::strncmp(*e, "LD_PRELOAD=", 11) != 0) envp.push_back(*e);
+  envp.push_back(&env_conf[0]);
+  envp.push_back(&env_preload[0]);
+  envp.push_back(nullptr);
+
+  if (!quiet) std::fprintf(stderr, "leakalloc: running %s with %s, LEAKALLOC_CONF=%s\n", prog.c_str(), lib.c_str(), conf.c_str());
+  std::fflush(nullptr);
+
+  const int kForwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+  sigset_t block, old_mask;
+  sigemptyset(&block);
+  for (int s : kForwarded) sigaddset(&block, s);
+  sigprocmask(SIG_BLOCK, &block, &old_mask);
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = forward_signal;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  for (int s : kForwarded) sigaction(s, &sa, nullptr);
+
+  pid_t pid = fork();
+  if (pid < 0) throw ToolError(std::string("fork: ") + std::strerror(errno));
+  if (pid == 0) {
+    struct sigaction dfl;
+    std::memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int s : kForwarded) sigaction(s, &dfl, nullptr);
+    sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+    execve(prog.c_str(), argv.data(), envp.data());
+    int e = errno;
+    std::fprintf(stderr, "leakalloc: cannot run %s: %s\n", prog.c_str(), std::strerror(e));
+    _exit(e == ENOENT ? 127 : 126);
+  }
+  g_child = pid;
+  sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) throw ToolError(std::string("waitpid: ") + std::strerror(errno));
+  }
+  g_child = 0;
+
+  // The program's exit status is what the caller asked for; the report is extra and
+  // its failure must not change the status.
+  if (!quiet) {
+    std::vector<DumpFile> dumps = find_dumps(out_dir, base, pid);
+    if (WIFEXITED(status))
+      std::fprintf(stderr, "\nleakalloc: %s (pid %d) exited with status %d\n", base.c_str(), pid, WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+      std::fprintf(stderr, "\nleakalloc: %s (pid %d) was killed by signal %d (%s)\n", base.c_str(), pid,
+                   WTERMSIG(status), strsignal(WTERMSIG(status)));
+    if (dumps.empty()) {
+      std::fprintf(stderr, "leakalloc: no dumps named %s/%s.%d.* were written (a program that ends by a "
+                           "signal or _exit() writes no final dump)\n", out_dir.c_str(), base.c_str(), pid);
+      size_t others = count_other_dumps(out_dir, base, pid);
+      if (others > 0)
+        std::fprintf(stderr, "leakalloc: %zu dump%s from other processes it started: %s/%s.<pid>.*\n", others,
+                     others == 1 ? "" : "s", out_dir.c_str(), base.c_str());
+    } else {
+      std::fprintf(stderr, "leakalloc: %zu dump%s in %s/:\n", dumps.size(), dumps.size() == 1 ? "" : "s", out_dir.c_str());
+      for (const DumpFile& d : dumps) std::fprintf(stderr, "  %s\n", d.path.c_str());
+      size_t others = count_other_dumps(out_dir, base, pid);
+      if (others > 0)
+        std::fprintf(stderr, "  (and %zu from other processes it started: %s/%s.<pid>.*)\n", others,
+                     out_dir.c_str(), base.c_str());
+      // The last dump, the final one if there is one; protobuf first, for its ages.
+      const DumpFile* pick = nullptr;
+      for (const DumpFile& d : dumps) {
+        if (!pick || d.seq > pick->seq || (d.seq == pick->seq && d.pb && !pick->pb)) pick = &d;
+      }
+      for (const DumpFile& d : dumps)
+        if (d.kind == 'f' && (!pick || pick->kind != 'f' || (d.pb && !pick->pb))) pick = &d;
+      if (top > 0) {
+        std::fprintf(stderr, "\n");
+        ReportOptions ro;
+        ro.age_ms = age_ms;
+        ro.top = top;
+        ro.histogram = true;
+        try {
+          std::fflush(stderr);
+          print_report(pick->path, ro, stderr);
+          std::fprintf(stderr, "Full report: leakalloc report --age %s %s\n", age.empty() ? "0s" : age.c_str(),
+                       pick->path.c_str());
+        } catch (const ToolError& e) {
+          std::fprintf(stderr, "leakalloc: %s\n", e.what());
+        }
+      }
+    }
+  }
+
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  int sig = WIFSIGNALED(status) ? WTERMSIG(status) : SIGKILL;
+  // Die the same way, so that a shell sees "Terminated", not an exit status; but no
+  // second core file.
+  std::fflush(nullptr);
+  struct rlimit no_core = {0, 0};
+  setrlimit(RLIMIT_CORE, &no_core);
+  signal(sig, SIG_DFL);
+  sigset_t one;
+  sigemptyset(&one);
+  sigaddset(&one, sig);
+  sigprocmask(SIG_UNBLOCK, &one, nullptr);
+  raise(sig);
+  return 128 + sig;
+}
+
+}  // namespace leakalloc_tool

@@ -1,0 +1,276 @@
+// Offline symbolisation with elfutils libdwfl; see symbolize.h for the contract.
+#include "tools/symbolize.h"
+
+#include <cxxabi.h>
+#include <dwarf.h>
+#include <elfutils/libdw.h>
+#include <elfutils/libdwfl.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <set>
+
+namespace leakalloc_tool {
+
+namespace {
+
+char* g_debuginfo_path = nullptr;  // libdwfl's default: .debug dirs and /usr/lib/debug
+
+const Dwfl_Callbacks kOfflineCallbacks = {
+    dwfl_build_id_find_elf,
+    dwfl_standard_find_debuginfo,
+    dwfl_offline_section_address,
+    &g_debuginfo_path,
+};
+
+// The load bias the object had in the dumped process: the mapping at `start` holds file
+// offset `offset`, which the PT_LOAD segment containing it places at
+// p_vaddr + (offset - p_offset) before relocation.
+bool load_bias(const std::string& path, const Mapping& m, uint64_t* bias, bool* readable) {
+  *readable = false;
+  // A dump names files by path; only a regular file may be opened (a FIFO or a device
+  // named by a damaged or hostile dump would block or mislead).
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return false;
+  elf_version(EV_CURRENT);
+  Elf* elf = elf_begin(fd, ELF_C_READ_MMAP, nullptr);
+  bool ok = false;
+  size_t n = 0;
+  if (elf && elf_kind(elf) == ELF_K_ELF && elf_getphdrnum(elf, &n) == 0) {
+    *readable = true;
+    GElf_Ehdr eh;
+    if (gelf_getehdr(elf, &eh) && eh.e_type == ET_EXEC) {
+      *bias = 0;
+      ok = true;
+    }
+    for (size_t i = 0; i < n && !ok; ++i) {
+      GElf_Phdr ph;
+      if (!gelf_getphdr(elf, static_cast<int>(i), &ph) || ph.p_type != PT_LOAD) continue;
+      uint64_t seg_page = ph.p_offset & ~uint64_t{0xfff};
+      bool holds = seg_page == m.offset ||
+                   (m.offset >= ph.p_offset && m.offset < ph.p_offset + ph.p_filesz);
+      if (!holds) continue;
+      if (m.executable != ((ph.p_flags & PF_X) != 0) && seg_page != m.offset) continue;
+      *bias = m.start - m.offset + ph.p_offset - ph.p_vaddr;
+      ok = true;
+    }
+  }
+  if (elf) elf_end(elf);
+  close(fd);
+  return ok;
+}
+
+std::string die_name(Dwarf_Die* die) {
+  Dwarf_Attribute attr;
+  const char* linkage = nullptr;
+  if (dwarf_attr_integrate(die, DW_AT_linkage_name, &attr) ||
+      dwarf_attr_integrate(die, DW_AT_MIPS_linkage_name, &attr))
+    linkage = dwarf_formstring(&attr);
+  if (linkage) return demangle(linkage);
+  const char* name = dwarf_diename(die);
+  return name ? name : "";
+}
+
+}  // namespace
+
+namespace {
+
+void replace_all(std::string* s, const std::string& from, const std::string& to) {
+  for (size_t at = s->find(from); at != std::string::npos; at = s->find(from, at + to.size()))
+    s->replace(at, from.size(), to);
+}
+
+// Position of the '(' that opens the parameter list ending the name, or npos.
+size_t params_start(const std::string& s) {
+  size_t end = s.size();
+  // Trailing qualifiers of a member function: "() const", "() &&".
+  for (const char* q : {" const", " volatile", " &&", " &"})
+    while (end >= std::strlen(q) && s.compare(end - std::strlen(q), std::strlen(q), q) == 0) end -= std::strlen(q);
+  if (end == 0 || s[end - 1] != ')') return std::string::npos;
+  int depth = 0;
+  for (size_t i = end; i-- > 0;) {
+    if (s[i] == ')') ++depth;
+    else if (s[i] == '(' && --depth == 0) {
+      // "operator()(int)": the first "()" is part of the name.
+      if (i >= 8 && s.compare(i - 8, 8, "operator") == 0) return std::string::npos;
+      return i;
+    }
+  }
+  return std::string::npos;
+}
+
+}  // namespace
+
+// Readable C++ names, as pprof shows them: no parameter list, no return type of a
+// function template, std::string for the basic_string it stands for. The file and line
+// next to the name say which overload it was.
+std::string simplify_function(const std::string& full) {
+  std::string s = full;
+  replace_all(&s, "std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >", "std::string");
+  replace_all(&s, "std::__cxx11::", "std::");
+  replace_all(&s, "std::string >", "std::string>");
+  size_t p = params_start(s);
+  if (p != std::string::npos && p > 0) s.resize(p);
+  // A template function's return type comes first, separated by a space at depth 0.
+  int depth = 0;
+  size_t cut = std::string::npos;
+  for (size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    if (c == '<' || c == '(') ++depth;
+    else if ((c == '>' || c == ')') && depth > 0) --depth;
+    else if (c == ' ' && depth == 0) {
+      // "operator new", "operator delete[]": part of the name.
+      if (i >= 8 && s.compare(i - 8, 8, "operator") == 0) continue;
+      cut = i;
+    }
+  }
+  if (cut != std::string::npos && cut + 1 < s.size()) s = s.substr(cut + 1);
+  return s.empty() ? full : s;
+}
+
+std::string demangle(const std::string& versioned) {
+  // ELF symbol versions ("__libc_start_main@@GLIBC_2.34") are noise in a report.
+  std::string name = versioned.substr(0, versioned.find('@'));
+  if (name.empty()) name = versioned;
+  if (name.compare(0, 2, "_Z") != 0) return name;
+  int status = 0;
+  char* out = abi::__cxa_demangle(name.c_str(), nullptr, nullptr, &status);
+  if (status != 0 || !out) return name;
+  std::string s(out);
+  std::free(out);
+  return s;
+}
+
+struct Symbolizer::Impl {
+  Dwfl* dwfl = nullptr;
+  ~Impl() {
+    if (dwfl) dwfl_end(dwfl);
+  }
+};
+
+Symbolizer::Symbolizer(const Profile& prof, const std::string& binary_override)
+    : impl_(new Impl), prof_(prof) {
+  impl_->dwfl = dwfl_begin(&kOfflineCallbacks);
+  if (!impl_->dwfl) return;
+  dwfl_report_begin(impl_->dwfl);
+  std::set<std::string> done;
+  // Executable mappings first: they pin the bias of the text segment exactly.
+  for (int pass = 0; pass < 2; ++pass) {
+    for (size_t i = 0; i < prof.mappings.size(); ++i) {
+      const Mapping& m = prof.mappings[i];
+      if (m.executable != (pass == 0) || done.count(m.path)) continue;
+      std::string file = m.path;
+      if (i == 0 && !binary_override.empty()) file = binary_override;
+      if (m.path == prof.mappings[0].path && !binary_override.empty()) file = binary_override;
+      // The maps line of a file replaced after it was mapped ends in " (deleted)".
+      const std::string deleted = " (deleted)";
+      if (file.size() > deleted.size() && file.compare(file.size() - deleted.size(), deleted.size(), deleted) == 0)
+        file.resize(file.size() - deleted.size());
+      uint64_t bias = 0;
+      bool readable = false;
+      if (!load_bias(file, m, &bias, &readable)) {
+        if (!readable) {
+          done.insert(m.path);
+          missing_.push_back(file);
+        }
+        continue;
+      }
+      done.insert(m.path);
+      dwfl_report_elf(impl_->dwfl, m.path.c_str(), file.c_str(), -1, bias, true);
+    }
+  }
+  dwfl_report_end(impl_->dwfl, nullptr, nullptr);
+}
+
+Symbolizer::~Symbolizer() = default;
+
+const std::vector<Frame>& Symbolizer::frames(uint64_t pc) {
+  auto it = cache_.find(pc);
+  if (it != cache_.end()) return it->second;
+  return cache_.emplace(pc, resolve(pc)).first->second;
+}
+
+std::vector<Frame> Symbolizer::resolve(uint64_t pc) {
+  std::vector<Frame> out;
+  Frame base;
+  for (const Mapping& m : prof_.mappings) {
+    if (pc >= m.start && pc < m.limit) {
+      base.module = m.path;
+      base.module_offset = pc - m.start + m.offset;
+      break;
+    }
+  }
+
+  // A pprof file that already carries names (e.g. one `go tool pprof -proto` wrote).
+  auto emb = prof_.embedded.find(pc);
+  if (emb != prof_.embedded.end()) {
+    for (const EmbeddedFrame& e : emb->second) {
+      Frame f = base;
+      f.function = demangle(e.function);
+      f.file = e.file;
+      f.line = static_cast<int>(e.line);
+      out.push_back(f);
+    }
+    if (!out.empty()) return out;
+  }
+
+  Dwfl_Module* mod = impl_->dwfl ? dwfl_addrmodule(impl_->dwfl, pc) : nullptr;
+  if (!mod) {
+    out.push_back(base);
+    return out;
+  }
+  const char* sym = dwfl_module_addrname(mod, pc);
+  Frame leaf = base;
+  leaf.function = sym ? demangle(sym) : "";
+  if (Dwfl_Line* line = dwfl_module_getsrc(mod, pc)) {
+    int lineno = 0;
+    const char* src = dwfl_lineinfo(line, nullptr, &lineno, nullptr, nullptr, nullptr);
+    if (src) leaf.file = src;
+    leaf.line = lineno;
+  }
+
+  // Inline chain: innermost scope first; each inlined_subroutine's call site is the
+  // position in the next frame out.
+  Dwarf_Addr bias = 0;
+  Dwarf_Die* cudie = dwfl_module_addrdie(mod, pc, &bias);
+  Dwarf_Die* scopes = nullptr;
+  int nscopes = cudie ? dwarf_getscopes(cudie, pc - bias, &scopes) : 0;
+  Dwarf_Files* files = nullptr;
+  size_t nfiles = 0;
+  if (cudie) dwarf_getsrcfiles(cudie, &files, &nfiles);
+  Frame cur = leaf;
+  bool had_inline = false;
+  for (int i = 0; i < nscopes; ++i) {
+    int tag = dwarf_tag(&scopes[i]);
+    if (tag == DW_TAG_subprogram) {
+      if (had_inline) cur.function = sym ? demangle(sym) : die_name(&scopes[i]);
+      break;
+    }
+    if (tag != DW_TAG_inlined_subroutine) continue;
+    had_inline = true;
+    cur.function = die_name(&scopes[i]);
+    out.push_back(cur);
+    Frame caller = base;
+    Dwarf_Attribute attr;
+    Dwarf_Word file_idx = 0, call_line = 0;
+    if (dwarf_formudata(dwarf_attr(&scopes[i], DW_AT_call_file, &attr), &file_idx) == 0 && files) {
+      const char* f = dwarf_filesrc(files, file_idx, nullptr, nullptr);
+      if (f) caller.file = f;
+    }
+    if (dwarf_formudata(dwarf_attr(&scopes[i], DW_AT_call_line, &attr), &call_line) == 0)
+      caller.line = static_cast<int>(call_line);
+    cur = caller;
+  }
+  std::free(scopes);
+  if (had_inline && cur.function.empty()) cur.function = sym ? demangle(sym) : "";
+  out.push_back(cur);
+  return out;
+}
+
+}  // namespace leakalloc_tool

@@ -1,0 +1,54 @@
+// Turns the addresses of a dump into function, file and line, offline, with elfutils.
+//
+// Contract: each file-backed mapping of the dump is reported to libdwfl at the load
+// bias it had in the dumped process (computed from the mapping's start and file offset
+// and the ELF program headers), so nothing about the current process matters. Frames
+// come innermost first: an address inside inlined code yields the inlined function,
+// then each caller it was inlined into. Without debug info a frame still gets the ELF
+// symbol name; without a readable file it gets "path+0xoffset".
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tools/profile_data.h"
+
+namespace leakalloc_tool {
+
+struct Frame {
+  std::string function;  // demangled; empty when unknown
+  std::string file;      // source file; empty without debug info
+  int line = 0;
+  std::string module;    // path of the object, or empty when no mapping covers the address
+  uint64_t module_offset = 0;
+};
+
+class Symbolizer {
+ public:
+  // `binary_override`: use this file for the main executable (mappings[0]).
+  Symbolizer(const Profile& prof, const std::string& binary_override);
+  ~Symbolizer();
+  Symbolizer(const Symbolizer&) = delete;
+  Symbolizer& operator=(const Symbolizer&) = delete;
+
+  // Frames for one lookup address (return address - 1), innermost first; never empty.
+  const std::vector<Frame>& frames(uint64_t pc);
+  // Objects that could not be opened, for one note in the report.
+  const std::vector<std::string>& missing() const { return missing_; }
+
+ private:
+  std::vector<Frame> resolve(uint64_t pc);
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  const Profile& prof_;
+  std::map<uint64_t, std::vector<Frame>> cache_;
+  std::vector<std::string> missing_;
+};
+
+std::string demangle(const std::string& name);
+std::string simplify_function(const std::string& demangled);
+
+}  // namespace leakalloc_tool
