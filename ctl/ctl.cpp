@@ -30,10 +30,6 @@
 #include "profile/dump.h"
 #include "profile/profiler.h"
 
-#ifndef LEAKALLOC_VERSION_STRING
-#define LEAKALLOC_VERSION_STRING LEAKALLOC_VERSION
-#endif
-
 #define LA_EXPORT extern "C" __attribute__((visibility("default")))
 
 namespace leakalloc {
@@ -103,7 +99,7 @@ constexpr Node dir(const char* name, const Node (&kids)[N]) {
 // ---- handlers ------------------------------------------------------------------------
 
 int h_version(const Node&, Value* old_out, const Value*) {
-  if (old_out != nullptr) old_out->s = LEAKALLOC_VERSION_STRING;
+  if (old_out != nullptr) old_out->s = LEAKALLOC_VERSION;
   return 0;
 }
 

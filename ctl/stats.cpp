@@ -7,6 +7,7 @@
 // adds the profiler's own mappings, as jemalloc's includes its metadata; resident does
 // not, because most of those are reserved address space that is never touched (the
 // stack table is sized for max_stacks up front).
+#include "leakalloc/leakalloc.h"
 #include "ctl/stats.h"
 
 #include <mimalloc.h>
@@ -20,10 +21,6 @@
 #include "ctl/ctl.h"
 #include "profile/dump.h"
 #include "profile/profiler.h"
-
-#ifndef LEAKALLOC_VERSION_STRING
-#define LEAKALLOC_VERSION_STRING "unknown"
-#endif
 
 namespace leakalloc {
 
@@ -227,7 +224,7 @@ struct Report {
 
 void print_text(CbWriter& w, const Report& r) {
   w.str("___ Begin leakalloc statistics ___\n");
-  w.str("Version: ").str(LEAKALLOC_VERSION_STRING).ch('\n');
+  w.str("Version: ").str(LEAKALLOC_VERSION).ch('\n');
   w.str("Epoch: ").u64(r.epoch).ch('\n');
   w.str("Options:\n");
   for (int i = 0; i < kOptCount; ++i) {
@@ -253,7 +250,7 @@ void print_text(CbWriter& w, const Report& r) {
 
 void print_json(CbWriter& w, const Report& r) {
   w.str("{\n\"leakalloc\": {\n");
-  w.str("  \"version\": ").json_str(LEAKALLOC_VERSION_STRING).str(",\n");
+  w.str("  \"version\": ").json_str(LEAKALLOC_VERSION).str(",\n");
   w.str("  \"epoch\": ").u64(r.epoch).str(",\n");
   w.str("  \"opt\": {\n");
   for (int i = 0; i < kOptCount; ++i) {

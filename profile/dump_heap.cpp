@@ -18,12 +18,9 @@
 
 #include <algorithm>
 
+#include "leakalloc/leakalloc.h"
 #include "profile/dump_writers.h"
 #include "profile/profiler.h"
-
-#ifndef LEAKALLOC_VERSION_STRING
-#define LEAKALLOC_VERSION_STRING "unknown"
-#endif
 
 namespace leakalloc {
 namespace dump {
@@ -178,7 +175,7 @@ void write_pair(FdWriter& w, Counts in, Counts cum) {
 
 void write_metadata(FdWriter& w, const DumpParams& p, const Aggregate& a) {
   // Every reader skips '#' lines, so the metadata costs no compatibility.
-  w.str("# leakalloc ").str(LEAKALLOC_VERSION_STRING).ch('\n');
+  w.str("# leakalloc ").str(LEAKALLOC_VERSION).ch('\n');
   w.str("# dump_kind: ").ch(p.kind).ch('\n');
   w.str("# dump_time_s: ").u64(p.wall_time_s).ch('\n');
   w.str("# uptime_ms: ").u64(p.uptime_ns / 1000000).ch('\n');

@@ -41,14 +41,11 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "leakalloc/leakalloc.h"
 #include "alloc/base.h"
 #include "profile/dump_writers.h"
 #include "profile/pb_encode.h"
 #include "profile/profiler.h"
-
-#ifndef LEAKALLOC_VERSION_STRING
-#define LEAKALLOC_VERSION_STRING "unknown"
-#endif
 
 namespace leakalloc {
 namespace dump {
@@ -700,7 +697,7 @@ void PbWriter::emit_comments() {
     size_t k = u64_to_dec(v, tmp);
     for (size_t i = 0; i < k && n < sizeof line; ++i) line[n++] = tmp[i];
   };
-  add("leakalloc " LEAKALLOC_VERSION_STRING ": live blocks older than ");
+  add("leakalloc " LEAKALLOC_VERSION ": live blocks older than ");
   num(p_.age_ns / 1000000);
   add(" ms, sample:");
   num(static_cast<uint64_t>(p_.lg_sample));
