@@ -17,35 +17,43 @@ LA_TLS ThreadState t_state;
 
 namespace {
 
+// Everything cold is out of line (LA_SLOW_PATH), so that the fast paths below need few
+// registers and no stack frame of their own.
+#define LA_SLOW_PATH __attribute__((noinline, cold))
+
+LA_SLOW_PATH void* fail_enomem() {
+  errno = ENOMEM;
+  return nullptr;
+}
+
+LA_SLOW_PATH void count_exited_alloc(size_t size) {
+  threads::count_exited(kCounter_allocs, 1);
+  threads::count_exited(kCounter_alloc_bytes, size);
+}
+
+LA_SLOW_PATH void count_exited_free(size_t size) {
+  threads::count_exited(kCounter_frees, 1);
+  threads::count_exited(kCounter_free_bytes, size);
+}
+
 // Per-thread totals: owner-written counters of blocks and requested bytes, summed on
 // read by stats (profile/threads.h). Exited threads count into shared totals.
 LA_ALWAYS_INLINE void count_alloc(size_t size) {
   ThreadState& t = t_state;
-  if (LA_UNLIKELY(t.phase == kThreadExited)) {
-    threads::count_exited(kCounter_allocs, 1);
-    threads::count_exited(kCounter_alloc_bytes, size);
-    return;
-  }
+  if (LA_UNLIKELY(t.phase == kThreadExited)) return count_exited_alloc(size);
   t.counter[kCounter_allocs].add(1);
   t.counter[kCounter_alloc_bytes].add(size);
 }
 
 LA_ALWAYS_INLINE void count_free(size_t size) {
   ThreadState& t = t_state;
-  if (LA_UNLIKELY(t.phase == kThreadExited)) {
-    threads::count_exited(kCounter_frees, 1);
-    threads::count_exited(kCounter_free_bytes, size);
-    return;
-  }
+  if (LA_UNLIKELY(t.phase == kThreadExited)) return count_exited_free(size);
   t.counter[kCounter_frees].add(1);
   t.counter[kCounter_free_bytes].add(size);
 }
 
 LA_ALWAYS_INLINE void* finish_alloc(void* base, size_t size) {
-  if (LA_UNLIKELY(base == nullptr)) {
-    errno = ENOMEM;
-    return nullptr;
-  }
+  if (LA_UNLIKELY(base == nullptr)) return fail_enomem();
   void* user = static_cast<char*>(base) + kHeaderSize;
   count_alloc(size);
   uint32_t record = sample_alloc(size);
@@ -61,17 +69,21 @@ LA_ALWAYS_INLINE bool is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
 // otherwise. Reading p - 16 is safe unless p starts a page (the header is then on the
 // previous page, which may be unmapped for a foreign pointer): only in that case is
 // mimalloc's segment map consulted first.
+[[noreturn]] LA_SLOW_PATH void diagnose_bad_pointer(void* p, const char* op) {
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  if ((a & 15) != 0) bad_pointer(op, p, "not the start of a block allocated by leakalloc");
+  BlockHeader* h = header_of(p);
+  if (!mi_is_in_heap_region(h)) bad_pointer(op, p, "not allocated by leakalloc");
+  if (h->word1 == freed_mark(p)) bad_pointer(op, p, "double free: the block was already freed");
+  bad_pointer(op, p, "not the start of a leakalloc block (interior pointer) or its header was overwritten");
+}
+
 LA_ALWAYS_INLINE BlockHeader* checked_header(void* p, const char* op) {
   uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  if (LA_UNLIKELY((a & 15) != 0)) bad_pointer(op, p, "not the start of a block allocated by leakalloc");
-  if (LA_UNLIKELY((a & 4095) == 0) && !mi_is_in_heap_region(header_of(p)))
-    bad_pointer(op, p, "not allocated by leakalloc");
+  if (LA_UNLIKELY((a & 15) != 0)) diagnose_bad_pointer(p, op);
+  if (LA_UNLIKELY((a & 4095) == 0) && !mi_is_in_heap_region(header_of(p))) diagnose_bad_pointer(p, op);
   BlockHeader* h = header_of(p);
-  if (LA_UNLIKELY(!header_valid(p, h))) {
-    if (h->word1 == freed_mark(p)) bad_pointer(op, p, "double free: the block was already freed");
-    if (!mi_is_in_heap_region(h)) bad_pointer(op, p, "not allocated by leakalloc");
-    bad_pointer(op, p, "not the start of a leakalloc block (interior pointer) or its header was overwritten");
-  }
+  if (LA_UNLIKELY(!header_valid(p, h))) diagnose_bad_pointer(p, op);
   return h;
 }
 
@@ -90,13 +102,13 @@ LA_ALWAYS_INLINE void release(void* p, BlockHeader* h) {
 
 }  // namespace
 
-[[noreturn]] void bad_pointer(const char* op, const void* p, const char* why) {
+[[noreturn]] __attribute__((cold)) void bad_pointer(const char* op, const void* p, const char* why) {
   log_printf("%s(): invalid pointer %p: %s; aborting", op, p, why);
   abort();
 }
 
 void* la_malloc(size_t size) {
-  if (LA_UNLIKELY(size > kMaxRequest)) { errno = ENOMEM; return nullptr; }
+  if (LA_UNLIKELY(size > kMaxRequest)) return fail_enomem();
   return finish_alloc(mi_malloc(size + kHeaderSize), size);
 }
 

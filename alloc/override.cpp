@@ -53,15 +53,22 @@ LA_EXPORT int __posix_memalign(void** out, size_t align, size_t size) noexcept {
 // ---- C++ ----------------------------------------------------------------------------
 namespace {
 
-// operator new: retry through the new_handler, then throw (the standard's loop).
-void* new_or_throw(size_t size, size_t align) {
+// operator new after a failed attempt: retry through the new_handler, then throw (the
+// standard's loop). Out of line so that the common case is a plain call to la_malloc.
+__attribute__((noinline, cold)) void* new_retry(size_t size, size_t align) {
   for (;;) {
-    void* p = align > 16 ? la_aligned(align, size) : la_malloc(size);
-    if (p != nullptr) return p;
     std::new_handler handler = std::get_new_handler();
     if (handler == nullptr) throw std::bad_alloc();
     handler();
+    void* p = align > 16 ? la_aligned(align, size) : la_malloc(size);
+    if (p != nullptr) return p;
   }
+}
+
+inline void* new_or_throw(size_t size, size_t align) {
+  void* p = align > 16 ? la_aligned(align, size) : la_malloc(size);
+  if (__builtin_expect(p != nullptr, 1)) return p;
+  return new_retry(size, align);
 }
 
 void* new_nothrow(size_t size, size_t align) noexcept {
