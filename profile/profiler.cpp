@@ -8,6 +8,7 @@
 // are served and counted, but not sampled.
 #include "profile/profiler.h"
 
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <sys/auxv.h>
@@ -54,12 +55,51 @@ void apply_options() {
   g_sample_gen.fetch_add(1, std::memory_order_relaxed);
 }
 
-uint32_t record_sample(ThreadState& t, size_t size) {
+// fork() must not happen while another thread is inside the unwinder: libunwind's
+// dl_iterate_phdr holds glibc's dl_load_write_lock, which glibc does not reset in the
+// child, so the child's first unwind (or any dl_iterate_phdr) would hang forever
+// (tests/profile ProfUnwind.ForkWhileAnotherThreadIsInsideTheUnwinder). A capturing
+// thread raises its own flag, then checks the gate; fork_prepare closes the gate, then
+// waits for every flag (Dekker: both sides store, then load, with seq_cst). The flag is
+// per thread so that sampling threads share no cache line; threads past their exit hook
+// are no longer in the registry and count in one shared counter instead (rare).
+// (glibc's own dlopen/dlclose hold the same lock briefly; that window is not ours.)
+std::atomic<bool> g_fork_gate{false};
+std::atomic<uint32_t> g_exited_unwinding{0};
+
+void leave_unwind(ThreadState& t) {
+  if (LA_LIKELY(t.phase == kThreadLive)) t.unwinding.store(0, std::memory_order_release);
+  else g_exited_unwinding.fetch_sub(1, std::memory_order_release);
+}
+
+void enter_unwind(ThreadState& t) {
+  for (;;) {
+    if (LA_LIKELY(t.phase == kThreadLive)) t.unwinding.store(1, std::memory_order_seq_cst);
+    else g_exited_unwinding.fetch_add(1, std::memory_order_seq_cst);
+    if (LA_LIKELY(!g_fork_gate.load(std::memory_order_seq_cst))) return;
+    leave_unwind(t);
+    while (g_fork_gate.load(std::memory_order_acquire)) sched_yield();
+  }
+}
+
+void close_fork_gate() {
+  g_fork_gate.store(true, std::memory_order_seq_cst);
+  // Bounded: a fork from a signal handler that interrupted a capture on this very
+  // thread would otherwise wait for itself.
+  for (int i = 0; i < 200000; ++i) {
+    if (g_exited_unwinding.load(std::memory_order_seq_cst) == 0 && !threads::any_unwinding()) return;
+    sched_yield();
+  }
+}
+
+uint32_t record_sample(ThreadState& t, uintptr_t caller_ra, size_t size) {
   uintptr_t frames[256];
   size_t max = static_cast<size_t>(opt(kOpt_max_depth));
   if (max > 256) max = 256;
-  size_t depth = opt(kOpt_unwind) == kUnwindFp ? unwind::capture_fp(t, frames, max)
-                                               : unwind::capture_libunwind(t, frames, max);
+  enter_unwind(t);
+  size_t depth = opt(kOpt_unwind) == kUnwindFp ? unwind::capture_fp(t, caller_ra, frames, max)
+                                               : unwind::capture_libunwind(caller_ra, frames, max);
+  leave_unwind(t);
   uint32_t sid = stacks::intern(frames, static_cast<uint32_t>(depth));
   stacks::count_sample(sid, size);
   t.counter[kCounter_samples].add(1);
@@ -67,6 +107,7 @@ uint32_t record_sample(ThreadState& t, size_t size) {
 }
 
 void fork_prepare() {
+  close_fork_gate();
   dump::fork_prepare();
   threads::fork_prepare();
   stacks::fork_prepare();
@@ -78,6 +119,7 @@ void fork_parent() {
   stacks::fork_parent();
   threads::fork_parent();
   dump::fork_parent();
+  g_fork_gate.store(false, std::memory_order_release);
 }
 
 void fork_child() {
@@ -85,6 +127,8 @@ void fork_child() {
   stacks::fork_child();
   threads::fork_child();
   dump::fork_child();
+  g_exited_unwinding.store(0, std::memory_order_relaxed);  // the other threads are gone
+  g_fork_gate.store(false, std::memory_order_release);
 }
 
 }  // namespace
@@ -121,6 +165,15 @@ void ensure_init() {
 
 uint32_t sample_slow(ThreadState& t, size_t size) {
   if (t.guard != 0) return 0;  // leakalloc's own allocation: untracked
+  // Read before anything below allocates (and so overwrites it through an entry point).
+  uintptr_t caller_ra = t.caller_ra;
+  // A successful malloc leaves errno alone, as glibc's does: callers read errno after
+  // allocating an error message. Init opens files, and libunwind's address validation
+  // drains a pipe until read() fails with EAGAIN (whenever errno is EINTR on entry).
+  struct ErrnoKeeper {
+    int saved = errno;
+    ~ErrnoKeeper() { errno = saved; }
+  } keep_errno;
   if (LA_UNLIKELY(t.phase == kThreadNew)) {
     ensure_init();
     ++t.guard;
@@ -143,7 +196,7 @@ uint32_t sample_slow(ThreadState& t, size_t size) {
       !g_sampling_ready.load(std::memory_order_acquire))
     return 0;
   ++t.guard;
-  uint32_t rec = record_sample(t, size);
+  uint32_t rec = record_sample(t, caller_ra, size);
   --t.guard;
   return rec;
 }
@@ -220,8 +273,8 @@ AllocTotals alloc_totals() {
 size_t capture_stack(uintptr_t* out, size_t max, int kind) {
   ReentrancyGuard g;
   ThreadState& t = t_state;
-  t.caller_ra = reinterpret_cast<uintptr_t>(__builtin_return_address(0));
-  return kind == kUnwindFp ? unwind::capture_fp(t, out, max) : unwind::capture_libunwind(t, out, max);
+  uintptr_t ra = reinterpret_cast<uintptr_t>(__builtin_return_address(0));
+  return kind == kUnwindFp ? unwind::capture_fp(t, ra, out, max) : unwind::capture_libunwind(ra, out, max);
 }
 
 }  // namespace prof

@@ -65,6 +65,7 @@ struct ThreadState {
   uint64_t rng;            // sampler PRNG state
   OwnerCounter counter[kCounterCount];
   uintptr_t caller_ra;     // return address into the caller of the current malloc/new
+  std::atomic<uint8_t> unwinding;  // inside a stack capture (the fork gate waits for it)
   uintptr_t stack_hi;      // top of this thread's stack, for the frame-pointer walker
   uint32_t rec_cache_n;    // free live-record slots owned by this thread
   uint32_t rec_cache[kRecordCacheMax];

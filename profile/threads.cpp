@@ -157,6 +157,17 @@ void reset_counter(CounterId id) {
   }
 }
 
+bool any_unwinding() {
+  LockGuard g(g_lock);
+  uint32_t n = g_count.load(std::memory_order_acquire);
+  if (n > kMaxThreads - 1) n = kMaxThreads - 1;
+  for (uint32_t e = 0; g_entries != nullptr && e < n; ++e) {
+    ThreadState* s = g_entries[e].state;
+    if (s != nullptr && s->unwinding.load(std::memory_order_seq_cst) != 0) return true;
+  }
+  return false;
+}
+
 void restart_countdowns() {
   LockGuard g(g_lock);
   t_state.bytes_left.store(0, std::memory_order_relaxed);

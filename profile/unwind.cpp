@@ -106,7 +106,7 @@ bool primed() { return g_primed.load(std::memory_order_acquire); }
 // captured and then removed, so ask libunwind for that many more.
 constexpr size_t kOwnFramesSlack = 8;
 
-size_t capture_libunwind(ThreadState& t, uintptr_t* out, size_t max) {
+size_t capture_libunwind(uintptr_t caller_ra, uintptr_t* out, size_t max) {
   if (g_ranges == 0) read_own_text();
   void* buf[256 + kOwnFramesSlack];
   size_t want = max + kOwnFramesSlack;
@@ -114,11 +114,11 @@ size_t capture_libunwind(ThreadState& t, uintptr_t* out, size_t max) {
   int n = unw_backtrace(buf, static_cast<int>(want));
   if (n <= 0) return 0;
   for (int i = 0; i < n; ++i) out[i] = reinterpret_cast<uintptr_t>(buf[i]);
-  size_t kept = strip_own(out, static_cast<size_t>(n), t.caller_ra);
+  size_t kept = strip_own(out, static_cast<size_t>(n), caller_ra);
   return kept < max ? kept : max;
 }
 
-size_t capture_fp(ThreadState& t, uintptr_t* out, size_t max) {
+size_t capture_fp(ThreadState& t, uintptr_t caller_ra, uintptr_t* out, size_t max) {
   if (g_ranges == 0) read_own_text();
   if (t.stack_hi == 0) {
     pthread_attr_t attr;
@@ -150,7 +150,7 @@ size_t capture_fp(ThreadState& t, uintptr_t* out, size_t max) {
     if (next <= fp) break;
     fp = next;
   }
-  size_t kept = strip_own(buf, n, t.caller_ra);
+  size_t kept = strip_own(buf, n, caller_ra);
   if (kept > max) kept = max;
   for (size_t i = 0; i < kept; ++i) out[i] = buf[i];
   return kept;

@@ -19,11 +19,14 @@ namespace unwind {
 // so that the first sampled allocation does not pay for it. From the constructor.
 void init();
 bool primed();
-// Captures up to `max` frames (leaf first) of the current stack, skipping our own.
-size_t capture_libunwind(ThreadState& t, uintptr_t* out, size_t max);
+// Captures up to `max` frames (leaf first) of the current stack, cut at `caller_ra`,
+// the return address into the caller of malloc/new that the entry point recorded. It is
+// passed in, not read from ThreadState, because leakalloc's own allocations between the
+// entry point and the capture (pthread_getattr_np, libunwind) overwrite the TLS copy.
+size_t capture_libunwind(uintptr_t caller_ra, uintptr_t* out, size_t max);
 // Frame-pointer walk, bounds-checked against [current sp, thread stack top): it cannot
 // fault, and stops at the first frame without a frame pointer chain.
-size_t capture_fp(ThreadState& t, uintptr_t* out, size_t max);
+size_t capture_fp(ThreadState& t, uintptr_t caller_ra, uintptr_t* out, size_t max);
 
 }  // namespace unwind
 }  // namespace leakalloc

@@ -1,0 +1,691 @@
+// Profiler core (issue 3): exact counts at sample:0, unsampling accuracy at sample:N,
+// ages, the stack-table cap, fork and thread exit while sampling, reset and active.
+//
+// Each test runs in its own process with its own LEAKALLOC_CONF (tests/profile/
+// CMakeLists.txt), and the process *is* the allocator (linked with its objects), so
+// the internal API of profile/profiler.h observes what malloc recorded.
+#include <gtest/gtest.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cmath>
+#include <map>
+#include <new>
+#include <set>
+#include <thread>
+
+#include "profile/profiler.h"
+#include "profile/sampler.h"
+#include "tests/profile/prof_test_util.h"
+
+namespace prof = leakalloc::prof;
+using namespace proftest;
+
+namespace {
+
+// The configuration comes from LEAKALLOC_CONF in the test's environment; a test that
+// runs without it (or with a parser that ignored it) must not pass by accident.
+void require_sample(int lg) {
+  ASSERT_EQ(prof::lg_sample(), lg) << "LEAKALLOC_CONF=" << (getenv("LEAKALLOC_CONF") ? getenv("LEAKALLOC_CONF") : "(unset)")
+                                   << " was not applied";
+  ASSERT_TRUE(prof::active());
+}
+
+// A thread gets its index on its first allocation.
+uint32_t my_thread_index() {
+  free(bt_leaf(1));
+  return leakalloc::t_state.thread_index;
+}
+
+// Live blocks per stack id, for the stacks that decode as bt_root(n, bits).
+struct PerN {
+  uint64_t objs = 0, bytes = 0;
+  std::set<uint32_t> stack_ids;
+  std::set<uint32_t> threads;
+  std::set<uint64_t> sizes;
+};
+
+std::map<int64_t, PerN> live_by_n(uint32_t bits, uint64_t born_before = UINT64_MAX) {
+  std::map<int64_t, PerN> out;
+  std::map<uint32_t, int64_t> decoded;  // stack id -> n (-1: not a bt stack)
+  for (const LiveBlock& b : snapshot(born_before)) {
+    auto it = decoded.find(b.stack_id);
+    if (it == decoded.end()) {
+      StackView v;
+      int64_t n = prof::stack_get(b.stack_id, &v) ? decode_bt(v, bits) : -1;
+      it = decoded.emplace(b.stack_id, n).first;
+    }
+    if (it->second < 0) continue;
+    PerN& p = out[it->second];
+    ++p.objs;
+    p.bytes += b.size;
+    p.stack_ids.insert(b.stack_id);
+    p.threads.insert(b.thread_index);
+    p.sizes.insert(b.size);
+  }
+  return out;
+}
+
+// Every stack in the table that decodes as bt_root(n, bits): n -> ids.
+std::map<int64_t, std::vector<uint32_t>> table_by_n(uint32_t bits) {
+  std::map<int64_t, std::vector<uint32_t>> out;
+  uint32_t n = prof::stack_count();
+  for (uint32_t id = 1; id <= n; ++id) {
+    StackView v;
+    if (!prof::stack_get(id, &v)) continue;
+    int64_t k = decode_bt(v, bits);
+    if (k >= 0) out[k].push_back(id);
+  }
+  return out;
+}
+
+// ---- exactness at sample:0 ------------------------------------------------------------
+
+constexpr uint32_t kBits = 6;
+constexpr uint32_t kStacks = 1u << kBits;
+size_t size_of(uint32_t n) { return 3000 + 17 * n; }
+uint32_t count_of(uint32_t n) { return 1 + n % 4; }
+
+// Which blocks are freed, and by whom: (n, j) -> 0 kept, 1 freed on thread A, 2 on
+// thread B, 3 on the main thread.
+int fate(uint32_t n, uint32_t j) {
+  if (j == 0 && n % 3 == 0) return 1;
+  if (j == 1 && n % 2 == 0) return 2;
+  if (j == 2 && n % 5 == 0) return 3;
+  return 0;
+}
+
+TEST(ProfExact, BtallocStacksCountsBytesAndFrames) {
+  require_sample(0);
+  std::vector<std::vector<void*>> blocks(kStacks);
+  for (uint32_t n = 0; n < kStacks; ++n) blocks[n].resize(count_of(n));
+  uint32_t main_index = my_thread_index(), worker_index = UINT32_MAX;
+
+  // n < 32 from the main thread, n >= 32 from a worker: stacks of both threads.
+  for (uint32_t n = 0; n < kStacks / 2; ++n)
+    for (uint32_t j = 0; j < count_of(n); ++j) blocks[n][j] = bt_root(n, kBits, size_of(n));
+  std::thread worker([&] {
+    worker_index = my_thread_index();
+    for (uint32_t n = kStacks / 2; n < kStacks; ++n)
+      for (uint32_t j = 0; j < count_of(n); ++j) blocks[n][j] = bt_root(n, kBits, size_of(n));
+  });
+  worker.join();
+  ASSERT_NE(worker_index, main_index);
+
+  auto free_fate = [&](int who) {
+    for (uint32_t n = 0; n < kStacks; ++n)
+      for (uint32_t j = 0; j < count_of(n); ++j)
+        if (fate(n, j) == who) { free(blocks[n][j]); blocks[n][j] = nullptr; }
+  };
+  std::thread a(free_fate, 1), b(free_fate, 2);
+  a.join();
+  b.join();
+  free_fate(3);
+
+  // The stack table: exactly one stack per n, with the cumulative counts of every
+  // allocation made from it (freed or not).
+  auto table = table_by_n(kBits);
+  ASSERT_EQ(table.size(), kStacks) << "distinct stacks found for bt_root(n, " << kBits << ")";
+  for (uint32_t n = 0; n < kStacks; ++n) {
+    ASSERT_EQ(table[n].size(), 1u) << "n=" << n << " is stored under more than one stack id";
+    StackView v;
+    ASSERT_TRUE(prof::stack_get(table[n][0], &v));
+    EXPECT_EQ(v.cum_objs, count_of(n)) << "n=" << n;
+    EXPECT_EQ(v.cum_bytes, uint64_t{count_of(n)} * size_of(n)) << "n=" << n;
+    // Frame 0 is the return address in the caller of malloc (bt_leaf, checked by
+    // decode_bt), in the test executable: no allocator or mimalloc frame is left.
+    std::string obj = object_of(v.frames[0]);
+    EXPECT_EQ(obj.find("mimalloc"), std::string::npos) << obj;
+    EXPECT_EQ(obj.find("libleakalloc"), std::string::npos) << obj;
+    EXPECT_EQ(func_of(v.frames[0]), reinterpret_cast<void*>(&bt_leaf));
+    EXPECT_GT(v.frames[0], reinterpret_cast<uintptr_t>(&bt_leaf));
+  }
+  // Stacks of numbers that differ only in bit i differ exactly in frame kBits - i (the
+  // function taken, bt_0 or bt_1) and frame kBits - i + 1 (the call site in its
+  // caller), wherever the rest of the number goes.
+  for (uint32_t base = 0; base < kStacks; base += 21) {
+    StackView s0, s1;
+    for (uint32_t i = 0; i < kBits; ++i) {
+      uint32_t a = base & ~(1u << i), b = base | (1u << i);
+      ASSERT_TRUE(prof::stack_get(table[a][0], &s0));
+      ASSERT_TRUE(prof::stack_get(table[b][0], &s1));
+      for (uint32_t k = 0; k <= kBits + 1; ++k) {
+        bool differs = k == kBits - i || k == kBits - i + 1;
+        EXPECT_EQ(s0.frames[k] != s1.frames[k], differs) << a << " vs " << b << " frame " << k;
+      }
+    }
+  }
+
+  // The live set: exactly the blocks not freed, on their stack, with their size and
+  // the allocating thread.
+  auto live = live_by_n(kBits);
+  for (uint32_t n = 0; n < kStacks; ++n) {
+    uint64_t want = 0;
+    for (uint32_t j = 0; j < count_of(n); ++j) want += fate(n, j) == 0;
+    auto it = live.find(n);
+    if (want == 0) {
+      EXPECT_TRUE(it == live.end()) << "n=" << n << " has freed blocks in the walk";
+      continue;
+    }
+    ASSERT_TRUE(it != live.end()) << "n=" << n;
+    const PerN& p = it->second;
+    EXPECT_EQ(p.objs, want) << "n=" << n;
+    EXPECT_EQ(p.bytes, want * size_of(n)) << "n=" << n;
+    EXPECT_EQ(p.stack_ids, std::set<uint32_t>{table[n][0]}) << "n=" << n;
+    EXPECT_EQ(p.sizes, std::set<uint64_t>{size_of(n)}) << "n=" << n;
+    EXPECT_EQ(p.threads, std::set<uint32_t>{n < kStacks / 2 ? main_index : worker_index}) << "n=" << n;
+  }
+  for (auto& v : blocks)
+    for (void* p : v) free(p);
+  EXPECT_TRUE(live_by_n(kBits).empty());
+}
+
+TEST(ProfExact, FreeOnAnotherThreadLeavesTheWalk) {
+  require_sample(0);
+  constexpr int kN = 100;
+  void* blocks[kN];
+  prof::Counters c0 = prof::counters();
+  for (int i = 0; i < kN; ++i) blocks[i] = bt_root(5, 3, 4242);
+  prof::Counters c1 = prof::counters();
+  EXPECT_EQ(c1.sampled_live - c0.sampled_live, uint64_t{kN});
+  EXPECT_EQ(c1.sampled_total - c0.sampled_total, uint64_t{kN});
+  auto live = live_by_n(3);
+  ASSERT_EQ(live[5].objs, uint64_t{kN});
+
+  std::thread([&] { for (int i = 0; i < 40; ++i) free(blocks[i]); }).join();
+  live = live_by_n(3);
+  EXPECT_EQ(live[5].objs, uint64_t{kN - 40});
+  EXPECT_EQ(live[5].bytes, uint64_t{kN - 40} * 4242);
+
+  // The freeing thread's record cache outlives the thread: its slots are recycled.
+  std::thread([&] { for (int i = 40; i < kN; ++i) free(blocks[i]); }).join();
+  EXPECT_EQ(live_by_n(3).count(5), 0u);
+}
+
+TEST(ProfExact, ResetClearsCumulativeCountsKeepsLiveBlocks) {
+  require_sample(0);
+  // Both rounds allocate from the same call site (the whole stack, up to main, is part
+  // of the stack's identity), so they share one stack id.
+  void* blocks[10];
+  uint32_t id = 0;
+  for (int round = 0; round < 2; ++round) {
+    int first = round == 0 ? 0 : 7, count = round == 0 ? 7 : 3;
+    for (int i = first; i < first + count; ++i) blocks[i] = bt_root(9, 4, 1111);
+    auto table = table_by_n(4);
+    ASSERT_EQ(table[9].size(), 1u);
+    if (round == 0) id = table[9][0];
+    ASSERT_EQ(table[9][0], id);
+    StackView v;
+    ASSERT_TRUE(prof::stack_get(id, &v));
+    EXPECT_EQ(v.cum_objs, uint64_t(count)) << "round " << round;
+    EXPECT_EQ(v.cum_bytes, uint64_t(count) * 1111) << "round " << round;
+    EXPECT_EQ(live_by_n(4)[9].objs, uint64_t(first + count)) << "reset must keep live blocks";
+    if (round == 0) {
+      prof::reset(0);
+      prof::Counters c = prof::counters();
+      ASSERT_TRUE(prof::stack_get(id, &v));
+      EXPECT_EQ(v.cum_objs, 0u);
+      EXPECT_EQ(v.cum_bytes, 0u);
+      EXPECT_EQ(c.sampled_total, 0u);
+      EXPECT_EQ(prof::lg_sample(), 0);
+    }
+  }
+  for (void* p : blocks) free(p);
+}
+
+// prof::reset(0) at run time: every thread samples its very next allocation, even one
+// part-way through a long countdown drawn at the old rate (mean 2^19 bytes).
+TEST(ProfExact, ResetToSample0ReachesEveryThreadAtOnce) {
+  require_sample(19);
+  std::atomic<int> step{0};
+  void* blocks[100];
+  std::thread t([&] {
+    free(bt_leaf(16));  // registered, with a countdown drawn at sample:19
+    step = 1;
+    while (step.load() != 2) sched_yield();
+    for (auto& p : blocks) p = bt_root(11, 4, 64);
+    step = 3;
+  });
+  while (step.load() != 1) sched_yield();
+  prof::reset(0);
+  EXPECT_EQ(prof::lg_sample(), 0);
+  EXPECT_EQ(prof::sample_period(), 1u);
+  step = 2;
+  while (step.load() != 3) sched_yield();
+  t.join();
+  auto live = live_by_n(4);
+  EXPECT_EQ(live[11].objs, 100u);
+  EXPECT_EQ(live[11].bytes, 6400u);
+  for (void* p : blocks) free(p);
+}
+
+TEST(ProfExact, SetActiveFalseStopsSamplingImmediately) {
+  require_sample(0);
+  void* off[50];
+  void* on[50];
+  prof::set_active(false);
+  EXPECT_FALSE(prof::active());
+  prof::Counters c0 = prof::counters();
+  for (auto& p : off) p = bt_root(3, 3, 2323);
+  prof::Counters c1 = prof::counters();
+  EXPECT_EQ(c1.sampled_total, c0.sampled_total);
+  EXPECT_EQ(c1.sampled_live, c0.sampled_live);
+  EXPECT_EQ(live_by_n(3).count(3), 0u);
+
+  prof::set_active(true);
+  for (auto& p : on) p = bt_root(3, 3, 2323);
+  auto live = live_by_n(3);
+  EXPECT_EQ(live[3].objs, 50u);
+  for (auto* p : off) free(p);  // unsampled blocks free normally
+  EXPECT_EQ(live_by_n(3)[3].objs, 50u);
+  for (auto* p : on) free(p);
+  EXPECT_EQ(live_by_n(3).count(3), 0u);
+}
+
+}  // namespace
+
+// Every allocation entry point, each called from its own function: frame 0 of the
+// sampled stack must be the return address into that function, whatever our entry
+// point did internally (operator new's loop, realloc moving the block, alignment).
+#define EP_FN extern "C" __attribute__((noipa, visibility("default")))
+#define EP_KEEP(p) __asm__ volatile("" : : "r"(p) : "memory")
+EP_FN void* ep_malloc(size_t n) { void* p = malloc(n); EP_KEEP(p); return p; }
+EP_FN void* ep_calloc(size_t n) { void* p = calloc(1, n); EP_KEEP(p); return p; }
+EP_FN void* ep_realloc(void* q, size_t n) { void* p = realloc(q, n); EP_KEEP(p); return p; }
+EP_FN void* ep_new(size_t n) { void* p = ::operator new(n); EP_KEEP(p); return p; }
+EP_FN void* ep_new_array(size_t n) { void* p = ::operator new[](n); EP_KEEP(p); return p; }
+EP_FN void* ep_new_nothrow(size_t n) { void* p = ::operator new(n, std::nothrow); EP_KEEP(p); return p; }
+EP_FN void* ep_new_aligned(size_t n) { void* p = ::operator new(n, std::align_val_t(128)); EP_KEEP(p); return p; }
+EP_FN void* ep_posix_memalign(size_t n) {
+  void* p = nullptr;
+  if (posix_memalign(&p, 64, n) != 0) return nullptr;
+  EP_KEEP(p);
+  return p;
+}
+EP_FN void* ep_aligned_alloc(size_t n) { void* p = aligned_alloc(256, n); EP_KEEP(p); return p; }
+EP_FN void* ep_memalign(size_t n) { void* p = memalign(32, n); EP_KEEP(p); return p; }
+EP_FN void* ep_valloc(size_t n) { void* p = valloc(n); EP_KEEP(p); return p; }
+
+namespace {
+
+TEST(ProfExact, EveryEntryPointRecordsItsCaller) {
+  require_sample(0);
+  struct Case {
+    const char* name;
+    void* fn;
+    void* p;
+    size_t size;
+  };
+  void* moved = ep_malloc(9001);
+  std::vector<Case> cases = {
+      {"malloc", (void*)&ep_malloc, ep_malloc(9101), 9101},
+      {"calloc", (void*)&ep_calloc, ep_calloc(9102), 9102},
+      {"realloc", (void*)&ep_realloc, ep_realloc(moved, 9103), 9103},
+      {"realloc(NULL)", (void*)&ep_realloc, ep_realloc(nullptr, 9104), 9104},
+      {"operator new", (void*)&ep_new, ep_new(9105), 9105},
+      {"operator new[]", (void*)&ep_new_array, ep_new_array(9106), 9106},
+      {"operator new nothrow", (void*)&ep_new_nothrow, ep_new_nothrow(9107), 9107},
+      {"operator new aligned", (void*)&ep_new_aligned, ep_new_aligned(9108), 9108},
+      {"posix_memalign", (void*)&ep_posix_memalign, ep_posix_memalign(9109), 9109},
+      {"aligned_alloc", (void*)&ep_aligned_alloc, ep_aligned_alloc(9216), 9216},
+      {"memalign", (void*)&ep_memalign, ep_memalign(9110), 9110},
+      {"valloc", (void*)&ep_valloc, ep_valloc(9111), 9111},
+  };
+  std::vector<LiveBlock> live = snapshot();
+  for (const Case& c : cases) {
+    ASSERT_NE(c.p, nullptr) << c.name;
+    int found = 0;
+    for (const LiveBlock& b : live) {
+      if (b.size != c.size) continue;
+      ++found;
+      StackView v;
+      ASSERT_TRUE(prof::stack_get(b.stack_id, &v)) << c.name;
+      ASSERT_GE(v.depth, 2u) << c.name;
+      EXPECT_EQ(func_of(v.frames[0]), c.fn) << c.name << ": frame 0 in " << object_of(v.frames[0]);
+    }
+    EXPECT_EQ(found, 1) << c.name;
+  }
+  int old_found = 0;
+  for (const LiveBlock& b : live) old_found += b.size == 9001;
+  EXPECT_EQ(old_found, 0) << "realloc left the old block in the live set";
+  for (const Case& c : cases) {
+    if (c.fn == (void*)&ep_new_aligned) ::operator delete(c.p, std::align_val_t(128));
+    else free(c.p);
+  }
+}
+
+// A thread that only frees (it never allocates, so it never registers and never runs
+// the allocator's exit hook) must not take live-record slots out of circulation, nor
+// may a thread that allocates after its exit hook ran.
+TEST(ProfExact, ThreadsOutsideTheRegistryDoNotLeakRecordSlots) {
+  require_sample(0);
+  constexpr int kRounds = 2500, kPer = 64;
+  void* blocks[kPer];
+  auto round = [&] {
+    for (auto& p : blocks) p = bt_root(1, 1, 48);
+    std::thread([&] { for (void* p : blocks) free(p); }).join();
+  };
+  for (int r = 0; r < 50; ++r) round();
+  uint64_t before = prof::counters().profiler_bytes;
+  for (int r = 0; r < kRounds; ++r) round();
+  // kRounds * kPer leaked slots would be 160000 records: more than two 64 Ki chunks.
+  EXPECT_EQ(prof::counters().profiler_bytes, before) << "free-only threads";
+  EXPECT_EQ(live_by_n(1).count(1), 0u);
+
+  // A thread that allocates after the allocator retired its state (a late TLS
+  // destructor) gets slots it can never give back through its exit hook.
+  pthread_key_t key;
+  ASSERT_EQ(pthread_key_create(&key, [](void*) { free(bt_root(2, 1, 48)); }), 0);
+  auto late_round = [&] {
+    std::thread([&] {
+      free(bt_root(3, 1, 48));
+      pthread_setspecific(key, &key);
+    }).join();
+  };
+  for (int r = 0; r < 50; ++r) late_round();
+  before = prof::counters().profiler_bytes;
+  for (int r = 0; r < 2 * kRounds; ++r) late_round();
+  EXPECT_EQ(prof::counters().profiler_bytes, before) << "allocations after thread exit";
+  pthread_key_delete(key);
+}
+
+// max_depth:4 from LEAKALLOC_CONF: stacks keep their 4 innermost frames, counted from
+// the caller of malloc (the allocator's own frames are cut before truncating).
+TEST(ProfExact, MaxDepthKeepsTheInnermostCallerFrames) {
+  require_sample(0);
+  constexpr uint32_t kDeep = 10;
+  std::vector<void*> blocks;
+  blocks.reserve(1u << kDeep);
+  for (uint32_t n = 0; n < (1u << kDeep); ++n) blocks.push_back(bt_root(n, kDeep, 3131));
+  std::map<uint32_t, uint64_t> per_stack;
+  for (const LiveBlock& b : snapshot())
+    if (b.size == 3131) ++per_stack[b.stack_id];
+  // Frames 0..3 are bt_leaf and the bt_0/bt_1 levels of bits 9, 8 and 7 (frame 3's
+  // call site is fixed by bit 8): 8 distinct truncated stacks of 128 blocks each.
+  EXPECT_EQ(per_stack.size(), 8u);
+  for (auto& [id, count] : per_stack) {
+    EXPECT_EQ(count, 128u) << "stack " << id;
+    StackView v;
+    ASSERT_TRUE(prof::stack_get(id, &v));
+    EXPECT_EQ(v.depth, 4u);
+    EXPECT_EQ(func_of(v.frames[0]), reinterpret_cast<void*>(&bt_leaf));
+    for (uint32_t k = 1; k < 4; ++k) {
+      void* f = func_of(v.frames[k]);
+      EXPECT_TRUE(f == reinterpret_cast<void*>(&bt_0) || f == reinterpret_cast<void*>(&bt_1)) << "frame " << k;
+    }
+  }
+  for (void* p : blocks) free(p);
+}
+
+// ---- unsampling accuracy at sample:N --------------------------------------------------
+
+TEST(ProfStat, UnsampledEstimateWithinFiveSigma) {
+  constexpr int kLg = 12;
+  require_sample(kLg);
+  const uint64_t period = prof::sample_period();
+  ASSERT_EQ(period, uint64_t{1} << kLg);
+  struct Class {
+    size_t size;
+    uint32_t n;
+  };
+  // From far below the period (p ~ 0.6 %) to far above it (p ~ 1).
+  const Class classes[] = {{24, 60000}, {200, 20000}, {1500, 6000}, {10000, 1500}, {70000, 300}, {300000, 40}};
+  std::vector<void*> blocks;
+  blocks.reserve(60000);
+  prof::seed_thread_sampler(0x1234567);
+
+  double all_bytes_est = 0, all_bytes_var = 0, all_bytes_true = 0;
+  for (uint32_t c = 0; c < sizeof classes / sizeof classes[0]; ++c) {
+    const Class& k = classes[c];
+    blocks.clear();
+    for (uint32_t i = 0; i < k.n; ++i) blocks.push_back(bt_root(c, 3, k.size));
+    double p = 1.0 - std::exp(-static_cast<double>(k.size) / static_cast<double>(period));
+    uint64_t sampled = 0;
+    double count_est = 0;
+    for (const LiveBlock& b : snapshot()) {
+      StackView v;
+      if (!prof::stack_get(b.stack_id, &v) || decode_bt(v, 3) != c) continue;
+      ASSERT_EQ(b.size, k.size);
+      ++sampled;
+      count_est += prof::unsample_scale(b.size, period);
+    }
+    for (void* q : blocks) free(q);
+    // Horvitz-Thompson: each allocation is sampled independently with probability p
+    // and weighted 1/p, so Var(count estimate) = n (1-p)/p, bytes scale by size^2.
+    double var = k.n * (1.0 - p) / p;
+    double sigma = std::sqrt(var);
+    EXPECT_NEAR(count_est, k.n, 5 * sigma + 1e-6)
+        << "size " << k.size << ": " << sampled << " sampled of " << k.n << ", p=" << p;
+    double bytes_est = count_est * k.size;
+    EXPECT_NEAR(bytes_est, double(k.n) * k.size, 5 * sigma * k.size + 1e-3) << "size " << k.size;
+    // The number of samples itself is binomial(n, p).
+    EXPECT_NEAR(double(sampled), k.n * p, 5 * std::sqrt(k.n * p * (1 - p)) + 1e-6) << "size " << k.size;
+    if (p < 0.999) EXPECT_GT(sampled, 0u) << "size " << k.size;
+    all_bytes_est += bytes_est;
+    all_bytes_var += var * double(k.size) * double(k.size);
+    all_bytes_true += double(k.n) * k.size;
+  }
+  EXPECT_NEAR(all_bytes_est, all_bytes_true, 5 * std::sqrt(all_bytes_var));
+}
+
+// ---- ages -------------------------------------------------------------------------------
+
+TEST(ProfAge, CutoffSplitsGenerations) {
+  require_sample(0);
+  constexpr int kPerGen = 20;
+  constexpr uint64_t kMs = 1000000;
+  void* gen[3][kPerGen];
+  uint64_t before[3], after[3];
+  for (int g = 0; g < 3; ++g) {
+    if (g > 0) sleep_ms(300);
+    before[g] = coarse_now();
+    for (auto& p : gen[g]) p = bt_root(g, 2, 5000 + g);
+    after[g] = coarse_now();
+  }
+  // Births are coarse-clock reads between our own reads (a tick of slack).
+  for (const LiveBlock& b : snapshot()) {
+    if (!frame0_is_leaf(b.stack_id)) continue;
+    int g = static_cast<int>(b.size) - 5000;
+    ASSERT_TRUE(g >= 0 && g < 3) << b.size;
+    EXPECT_GE(b.birth_ns + 5 * kMs, before[g]);
+    EXPECT_LE(b.birth_ns, after[g] + 5 * kMs);
+  }
+  uint64_t now = coarse_now();
+  auto count_gens = [](uint64_t born_before) {
+    auto live = live_by_n(2, born_before);
+    std::vector<uint64_t> out(3);
+    for (int g = 0; g < 3; ++g) out[g] = live.count(g) != 0 ? live[g].objs : 0;
+    return out;
+  };
+  // Generations are >= 300 ms apart; cut in the middle of each gap.
+  uint64_t cut01 = before[1] - 150 * kMs, cut12 = before[2] - 150 * kMs;
+  EXPECT_EQ(count_gens(cut01), (std::vector<uint64_t>{kPerGen, 0, 0}));
+  EXPECT_EQ(count_gens(cut12), (std::vector<uint64_t>{kPerGen, kPerGen, 0}));
+  EXPECT_EQ(count_gens(now + 5 * kMs), (std::vector<uint64_t>{kPerGen, kPerGen, kPerGen}));
+  EXPECT_EQ(count_gens(before[0] - 100 * kMs), (std::vector<uint64_t>{0, 0, 0}));
+  for (auto& g : gen)
+    for (void* p : g) free(p);
+}
+
+// ---- stack table cap --------------------------------------------------------------------
+
+TEST(ProfCap, PastMaxStacksMemoryStaysBoundedAndDropsAreCounted) {
+  require_sample(0);
+  // max_stacks:16 from LEAKALLOC_CONF: 16 stacks plus the overflow stack.
+  constexpr uint32_t kMaxIds = 17;
+  // Fill the table if start-up has not already (ids are never freed).
+  std::vector<void*> fill;
+  fill.reserve(64);
+  for (uint32_t n = 0; n < 32; ++n) fill.push_back(bt_root(n, 5, 100));
+  for (void* p : fill) free(p);
+  ASSERT_EQ(prof::stack_count(), kMaxIds);
+
+  StackView ov;
+  ASSERT_TRUE(prof::stack_get(prof::kOverflowStackId, &ov));
+  ASSERT_EQ(ov.depth, 1u);
+  EXPECT_EQ(ov.frames[0], reinterpret_cast<uintptr_t>(&leakalloc_stack_table_full));
+  uint64_t ov_objs0 = ov.cum_objs;
+
+  std::vector<void*> keep;
+  keep.reserve(1024);
+  prof::Counters c0 = prof::counters();
+  constexpr uint32_t kNew = 4096;  // distinct stacks, none of which can be stored
+  for (uint32_t n = 0; n < kNew; ++n) {
+    void* p = bt_root(n, 12, 5555);
+    if (n % 4 == 0) keep.push_back(p);
+    else free(p);
+  }
+  prof::Counters c1 = prof::counters();
+  EXPECT_EQ(c1.stacks, kMaxIds);
+  EXPECT_EQ(prof::stack_count(), kMaxIds);
+  EXPECT_FALSE(prof::stack_get(kMaxIds + 1, &ov));
+  EXPECT_GE(c1.stacks_dropped - c0.stacks_dropped, uint64_t{kNew});
+  EXPECT_EQ(c1.profiler_bytes, c0.profiler_bytes) << "profiler memory grew past the stack cap";
+  ASSERT_TRUE(prof::stack_get(prof::kOverflowStackId, &ov));
+  EXPECT_GE(ov.cum_objs - ov_objs0, uint64_t{kNew});
+
+  uint64_t on_overflow = 0, elsewhere = 0;
+  for (const LiveBlock& b : snapshot()) {
+    if (b.size != 5555) continue;
+    if (b.stack_id == prof::kOverflowStackId) ++on_overflow;
+    else ++elsewhere;
+  }
+  EXPECT_EQ(on_overflow, keep.size());
+  EXPECT_EQ(elsewhere, 0u);
+  for (void* p : keep) free(p);
+}
+
+// ---- fork while sampling --------------------------------------------------------------
+
+// Runs in the child; returns a nonzero code naming the first failed check.
+int child_checks(uint64_t parent_blocks) {
+  alarm(30);  // a deadlock in the child fails the test instead of hanging it
+  auto live = live_by_n(2);
+  if (live[1].objs != parent_blocks) return 10;
+  std::vector<void*> mine;
+  for (int i = 0; i < 200; ++i) mine.push_back(bt_root(2, 2, 6262));
+  live = live_by_n(2);
+  if (live[2].objs != 200 || live[2].bytes != 200u * 6262) return 11;
+  for (void* p : mine) free(p);
+  if (live_by_n(2).count(2) != 0) return 12;
+  prof::threads_refresh_names();
+  // New stacks can still be interned (the stripe locks were released in the child).
+  void* q = bt_root(3, 2, 6363);
+  if (live_by_n(2)[3].objs != 1) return 13;
+  free(q);
+  return 0;
+}
+
+TEST(ProfFork, ChildWalksAllocatesAndSamplesWhileParentThreadsSample) {
+  require_sample(0);
+  std::vector<void*> held;
+  for (int i = 0; i < 10; ++i) held.push_back(bt_root(1, 2, 6161));
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 3; ++t) {
+    threads.emplace_back([&stop, t] {
+      void* ring[64] = {};
+      for (uint32_t i = 0; !stop.load(std::memory_order_relaxed); ++i) {
+        free(ring[i % 64]);
+        // New stacks keep coming (stripe locks), sizes vary (mimalloc size classes).
+        ring[i % 64] = bt_root((i * 7 + t) % 1024, 10, 64 + i % 700);
+      }
+      for (void* p : ring) free(p);
+    });
+  }
+  threads.emplace_back([&stop] {
+    while (!stop.load(std::memory_order_relaxed)) {
+      prof::threads_refresh_names();
+      (void)snapshot().size();
+    }
+  });
+  for (int round = 0; round < 15; ++round) {
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) _exit(child_checks(held.size()));
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status)) << "round " << round << ": child killed by signal "
+                                   << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    ASSERT_EQ(WEXITSTATUS(status), 0) << "round " << round;
+  }
+  stop = true;
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(live_by_n(2)[1].objs, held.size());
+  for (void* p : held) free(p);
+  // The three samplers ran the same code, so they interned the same stacks at the
+  // same time: each must still be stored once.
+  auto table = table_by_n(10);
+  EXPECT_GT(table.size(), 100u);
+  for (auto& [n, ids] : table) EXPECT_EQ(ids.size(), 1u) << "n=" << n << " stored more than once";
+}
+
+// ---- thread exit ----------------------------------------------------------------------
+
+pthread_key_t g_late_key;
+struct LateWork {
+  void* to_free[5];
+  void* allocated[5];
+};
+
+TEST(ProfThreads, BlocksOfAnExitedThreadKeepItsIndexAndName) {
+  require_sample(0);
+  constexpr int kN = 25;
+  void* blocks[kN];
+  uint32_t index = UINT32_MAX;
+  pid_t tid = 0;
+  std::atomic<int> step{0};
+  LateWork late{};
+  // A key created after the allocator's own exit key: its destructor runs after the
+  // allocator has retired this thread's state, like glibc's late TLS frees.
+  ASSERT_EQ(pthread_key_create(&g_late_key,
+                               [](void* arg) {
+                                 LateWork* w = static_cast<LateWork*>(arg);
+                                 for (void*& p : w->to_free) { free(p); p = nullptr; }
+                                 for (void*& p : w->allocated) p = bt_root(6, 3, 7474);
+                               }),
+            0);
+  std::thread t([&] {
+    pthread_setname_np(pthread_self(), "la-exit-7");
+    index = my_thread_index();
+    tid = static_cast<pid_t>(syscall(SYS_gettid));
+    for (auto& p : blocks) p = bt_root(4, 3, 7373);
+    for (auto& p : late.to_free) p = bt_root(5, 3, 7575);
+    pthread_setspecific(g_late_key, &late);
+    step = 1;
+    while (step.load() != 2) sched_yield();
+  });
+  while (step.load() != 1) sched_yield();
+  prof::threads_refresh_names();
+  step = 2;
+  t.join();
+  // Names of exited threads are kept, not re-read (the tid may belong to someone else).
+  prof::threads_refresh_names();
+  std::thread([] { for (int i = 0; i < 5; ++i) free(bt_root(7, 3, 100)); }).join();
+
+  auto live = live_by_n(3);
+  EXPECT_EQ(live[4].objs, uint64_t{kN});
+  EXPECT_EQ(live[4].threads, std::set<uint32_t>{index});
+  EXPECT_EQ(live.count(5), 0u) << "blocks freed after the thread's exit hook are still walked";
+  EXPECT_EQ(live[6].objs, 5u) << "blocks allocated after the thread's exit hook";
+  prof::ThreadView tv;
+  ASSERT_TRUE(prof::thread_get(index, &tv));
+  EXPECT_EQ(tv.index, index);
+  EXPECT_EQ(tv.tid, tid);
+  EXPECT_STREQ(tv.name, "la-exit-7");
+  EXPECT_NE(my_thread_index(), index);
+
+  for (void* p : blocks) free(p);
+  for (void* p : late.allocated) free(p);
+  live = live_by_n(3);
+  EXPECT_EQ(live.count(4), 0u);
+  EXPECT_EQ(live.count(6), 0u);
+  pthread_key_delete(g_late_key);
+}
+
+}  // namespace
