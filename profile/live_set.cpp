@@ -82,6 +82,11 @@ uint32_t add(ThreadState& t, uint32_t stack_id, uint64_t size, uint64_t birth_ns
   if (LA_UNLIKELY(t.phase == kThreadExited) && t.rec_cache_n > 0) drain_cache(t);
   Record* r = slot(id);
   uint32_t seq = r->seq.load(std::memory_order_relaxed);
+  // Seqlock writer: the slot's retiring store (even seq, possibly on another thread,
+  // handed here through the free lists) must be visible before any new field value,
+  // or a walker could pair the old odd seq with new fields. Free on x86; required by
+  // the C++ model.
+  std::atomic_thread_fence(std::memory_order_release);
   r->stack_id.store(stack_id, std::memory_order_relaxed);
   r->size.store(size, std::memory_order_relaxed);
   r->birth_ns.store(birth_ns, std::memory_order_relaxed);

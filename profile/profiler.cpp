@@ -101,6 +101,7 @@ uint32_t record_sample(ThreadState& t, uintptr_t caller_ra, size_t size) {
                                                : unwind::capture_libunwind(caller_ra, frames, max);
   leave_unwind(t);
   uint32_t sid = stacks::intern(frames, static_cast<uint32_t>(depth));
+  if (LA_UNLIKELY(sid == 0)) return 0;
   stacks::count_sample(sid, size);
   t.counter[kCounter_samples].add(1);
   return live::add(t, sid, size, coarse_now_ns());
@@ -145,17 +146,12 @@ void ensure_init() {
     if (rnd != nullptr)
       for (int i = 0; i < 8; ++i) secret = (secret << 8) | rnd[i];
     g_header_secret = secret ^ reinterpret_cast<uintptr_t>(&g_init);
-    ThreadState& t = t_state;
-    ++t.guard;
+    ReentrancyGuard guard;
     process_start_ns();
     options_load();
     apply_options();
     threads::init();
     live::init();
-    if (!stacks::init(static_cast<uint32_t>(opt(kOpt_max_stacks)),
-                      static_cast<uint32_t>(opt(kOpt_max_depth))))
-      log_message("cannot map the stack table; profiling is off");
-    --t.guard;
     g_init.store(kInitDone, std::memory_order_release);
     return;
   }
@@ -176,9 +172,8 @@ uint32_t sample_slow(ThreadState& t, size_t size) {
   } keep_errno;
   if (LA_UNLIKELY(t.phase == kThreadNew)) {
     ensure_init();
-    ++t.guard;
+    ReentrancyGuard guard;
     threads::register_current(t);
-    --t.guard;
   }
   int lg = g_lg_sample.load(std::memory_order_relaxed);
   uint32_t gen = g_sample_gen.load(std::memory_order_relaxed);
@@ -195,10 +190,8 @@ uint32_t sample_slow(ThreadState& t, size_t size) {
   if (!g_active.load(std::memory_order_relaxed) ||
       !g_sampling_ready.load(std::memory_order_acquire))
     return 0;
-  ++t.guard;
-  uint32_t rec = record_sample(t, caller_ra, size);
-  --t.guard;
-  return rec;
+  ReentrancyGuard guard;
+  return record_sample(t, caller_ra, size);
 }
 
 void record_free(uint32_t record) { live::remove(record); }
@@ -279,8 +272,17 @@ size_t capture_stack(uintptr_t* out, size_t max, int kind) {
 
 }  // namespace prof
 
-ReentrancyGuard::ReentrancyGuard() { ++t_state.guard; }
-ReentrancyGuard::~ReentrancyGuard() { --t_state.guard; }
+// The sampler's countdown is set aside while the guard is held: leakalloc's own
+// allocations must not use up the user's bytes, or user allocations would be sampled
+// more often than 2^N predicts (and unsampled wrongly).
+ReentrancyGuard::ReentrancyGuard() {
+  ThreadState& t = t_state;
+  if (t.guard++ == 0) t.saved_bytes_left = t.bytes_left.load(std::memory_order_relaxed);
+}
+ReentrancyGuard::~ReentrancyGuard() {
+  ThreadState& t = t_state;
+  if (--t.guard == 0) t.bytes_left.store(t.saved_bytes_left, std::memory_order_relaxed);
+}
 
 namespace {
 
@@ -298,6 +300,13 @@ __attribute__((constructor(101))) void leakalloc_constructor() {
     if (t.phase == kThreadNew) threads::register_current(t);
     threads::init_exit_hook();
     unwind::init();
+    // Sized here, not on the first malloc: the options are final only now (the first
+    // malloc may come before `environ` is set), and nothing samples before this point.
+    if (!stacks::init(static_cast<uint32_t>(opt(kOpt_max_stacks)),
+                      static_cast<uint32_t>(opt(kOpt_max_depth)))) {
+      log_message("cannot map the stack table; profiling is off");
+      g_active.store(false, std::memory_order_relaxed);
+    }
     pthread_atfork(fork_prepare, fork_parent, fork_child);
     if (opt(kOpt_verbose) != 0) options_print();
   }

@@ -59,6 +59,7 @@ struct ThreadState {
   // prof::reset() may zero other threads' countdowns (relaxed: plain loads and stores).
   std::atomic<int64_t> bytes_left;
   uint32_t guard;          // ReentrancyGuard depth
+  int64_t saved_bytes_left;  // countdown set aside while the guard is held
   uint8_t phase;           // ThreadPhase
   uint32_t sample_gen;     // sampling generation the countdown was drawn under
   uint32_t thread_index;   // index in the thread registry

@@ -110,6 +110,7 @@ bool init(uint32_t max_stacks, uint32_t max_depth) {
 }
 
 uint32_t intern(const uintptr_t* frames, uint32_t depth) {
+  if (LA_UNLIKELY(g_index == nullptr)) return 0;  // the table could not be mapped
   uint64_t hash = hash_frames(frames, depth);
   uint64_t slot;
   uint32_t id = find(hash, frames, depth, &slot);

@@ -24,7 +24,8 @@ namespace leakalloc {
 namespace stacks {
 
 bool init(uint32_t max_stacks, uint32_t max_depth);
-// Returns the stack's id (>= 1). Never fails: a full table yields kOverflowStackId.
+// Returns the stack's id (>= 1); a full table yields kOverflowStackId. 0 only if the
+// table could not be mapped at all (the sample is then dropped).
 uint32_t intern(const uintptr_t* frames, uint32_t depth);
 void count_sample(uint32_t id, uint64_t size);
 void reset_counts();

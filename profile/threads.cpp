@@ -58,6 +58,16 @@ void read_comm(int32_t tid, char* out) {
 
 void on_thread_exit(void* arg) {
   ThreadState& t = *static_cast<ThreadState*>(arg);
+  // Keep the name the thread had when it ended: its blocks outlive it, and a leaking
+  // worker pool is usually gone by the time a dump names the threads. Read before the
+  // lock: no file I/O under a spin lock.
+  char name[16];
+  bool named = false;
+  if (t.thread_index < kMaxThreads - 1) {
+    cstr_copy(name, sizeof name, g_entries[t.thread_index].name);
+    read_comm(g_entries[t.thread_index].tid, name);
+    named = true;
+  }
   LockGuard g(g_lock);
   fold_into_exited(t);
   // The TLS block is about to be recycled for another thread, so it is unlinked here;
@@ -66,11 +76,10 @@ void on_thread_exit(void* arg) {
   for (OwnerCounter& c : t.counter) c.v.store(0, std::memory_order_relaxed);
   t.phase = kThreadExited;
   live::drain_cache(t);
-  // Keep the name the thread had when it ended: its blocks outlive it, and a leaking
-  // worker pool is usually gone by the time a dump names the threads.
-  if (t.thread_index < kMaxThreads - 1)
-    read_comm(g_entries[t.thread_index].tid, g_entries[t.thread_index].name);
-  if (t.thread_index < kMaxThreads - 1) g_entries[t.thread_index].state = nullptr;
+  if (named) {
+    cstr_copy(g_entries[t.thread_index].name, sizeof name, name);
+    g_entries[t.thread_index].state = nullptr;
+  }
 }
 
 
