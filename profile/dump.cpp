@@ -23,7 +23,8 @@
 //                         their own files.
 //   m  request()          the caller's thread (prof.dump through ctl).
 // With age > 0 and final/interval not set by the user, final is on and the interval is
-// `age` (the derived defaults of ctl/options.h, applied here from g_opt_explicit).
+// `age`: the parser (ctl/conf.cpp) derives those values, so opt.final and opt.interval
+// show what is in force.
 //
 // Files: <prefix>.<pid>.<seq>.<kind><kseq><suffix>; suffix .heap (legacy text, every
 // reader), .heap_v2 (jemalloc's format; jeprof reads any file name) and .pb.gz. One
@@ -421,10 +422,9 @@ __attribute__((destructor)) void dump_at_exit() {
 void start() {
   if (g_started.exchange(true, std::memory_order_acq_rel)) return;
   ReentrancyGuard g;
-  int64_t age = opt(kOpt_age);
-  g_final = opt(kOpt_final) != 0 || (age > 0 && !g_opt_explicit[kOpt_final]);
+  // final and interval already hold the defaults derived from age (ctl/conf.cpp).
+  g_final = opt(kOpt_final) != 0;
   int64_t interval_ms = opt(kOpt_interval);
-  if (age > 0 && !g_opt_explicit[kOpt_interval]) interval_ms = age;
   g_interval_ns = interval_ms > 0 ? static_cast<uint64_t>(interval_ms) * 1000000ull : 0;
   g_lg_interval = static_cast<int>(opt(kOpt_lg_interval));
   g_gdump = opt(kOpt_gdump) != 0;
