@@ -7,6 +7,13 @@
 // cap bounds memory and nothing is ever freed or moved: ids and frame pointers stay
 // valid for the life of the process, which is what lets readers work without locks).
 //
+// Counts. Each entry keeps the cumulative sampled objects and bytes (relaxed atomic
+// adds on every sample). Live objects and bytes per stack are not kept here: they are
+// exact only as of some instant, and every consumer (dumps, leak.count/leak.bytes) also
+// needs them filtered by age, so they are computed from the live set in one walk
+// (prof::live_walk) rather than maintained with two more atomic updates on every
+// sampled free, which would make a free touch the stack entry's cache line too.
+//
 // Concurrency. Lookups are lock-free: an index slot, once set, never changes, and an
 // entry is fully written before its id is published with a release store. Inserts
 // take one of 64 stripe locks chosen by hash (rank 3), so the same stack is never
