@@ -30,9 +30,10 @@ void* la_valloc(size_t size);
 void* la_pvalloc(size_t size);
 size_t la_usable_size(const void* p);
 
-// Requests larger than this fail with ENOMEM before reaching mimalloc, so that
-// size + header can never wrap.
-constexpr size_t kMaxRequest = (static_cast<size_t>(1) << 62);
+// Requests larger than this fail with ENOMEM before reaching mimalloc: size + header
+// can never wrap, and every size fits the 48 bits a live record keeps for it
+// (profile/live_set.cpp). 256 TiB is more than x86-64's 47-bit user address space.
+constexpr size_t kMaxRequest = (static_cast<size_t>(1) << 48) - (static_cast<size_t>(1) << 20);
 
 [[noreturn]] void bad_pointer(const char* op, const void* p, const char* why);
 

@@ -1,4 +1,4 @@
-// Live sampled blocks: one 32-byte record per sampled block, in a chunked slab.
+// Live sampled blocks: one 24-byte record per sampled block, in a chunked slab.
 //
 // Why this structure. A dump must enumerate every live sampled block with its stack,
 // size, birth and thread, while other threads keep allocating and freeing; free must
