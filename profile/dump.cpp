@@ -394,6 +394,44 @@ void start_thread() {
   }
 }
 
+// A live walk that passes over the blocks whose records are listed in `skip`.
+struct SkipFilter {
+  prof::LiveBlockFn fn;
+  void* ctx;
+  const uint32_t* skip;
+  size_t nskip;
+};
+
+void skip_filtered(void* p, const prof::LiveBlock& b) {
+  const SkipFilter& f = *static_cast<const SkipFilter*>(p);
+  for (size_t i = 0; i < f.nskip; ++i)
+    if (f.skip[i] != 0 && f.skip[i] == b.record) return;
+  f.fn(f.ctx, b);
+}
+
+void count_exact(void* ctx, const prof::LiveBlock& b) {
+  LeakTotals& s = *static_cast<LeakTotals*>(ctx);
+  ++s.blocks;
+  s.bytes += b.size;
+}
+
+LeakTotals leak_totals_skipping(uint64_t age_ms, const uint32_t* skip, size_t nskip) {
+  uint64_t cutoff = cutoff_for(coarse_now_ns(), age_ms * 1000000ull);
+  uint64_t period = prof::sample_period();
+  LeakTotals t{0, 0};
+  if (period <= 1) {  // exact: integer sums, no rounding
+    SkipFilter f{count_exact, &t, skip, nskip};
+    prof::live_walk(cutoff, skip_filtered, &f);
+    return t;
+  }
+  Census c{0, 0, 0, 0, UINT64_MAX, period};
+  SkipFilter f{census_block, &c, skip, nskip};
+  prof::live_walk(cutoff, skip_filtered, &f);
+  t.blocks = round_u64(c.all_objs);
+  t.bytes = round_u64(c.all_bytes);
+  return t;
+}
+
 // Runs in _dl_fini, after the program's atexit handlers, static destructors and the
 // destructors of every library loaded after us: the latest point at which a final
 // dump still sees the program's view of its heap, with whatever cleanup it does done.
@@ -407,7 +445,16 @@ __attribute__((destructor)) void dump_at_exit() {
   }
   if (opt(kOpt_leak_error) == 0) return;
   int64_t age_ms = opt(kOpt_age);
-  LeakTotals t = leak_totals(static_cast<uint64_t>(age_ms > 0 ? age_ms : 0));
+  // glibc allocates the standard streams' buffers on first use and frees them only in
+  // __libc_freeres, which valgrind calls after everything else; calling it here, with
+  // other libraries' destructors and stdio's own exit flush still to run, could break
+  // the exit of a correct program. Those three buffers are not the program's leaks, so
+  // they are left out by identity (their headers name their live records).
+  uint32_t stdio_records[3] = {prof::sampled_record_of(stdin->_IO_buf_base),
+                               prof::sampled_record_of(stdout->_IO_buf_base),
+                               prof::sampled_record_of(stderr->_IO_buf_base)};
+  LeakTotals t = leak_totals_skipping(static_cast<uint64_t>(age_ms > 0 ? age_ms : 0),
+                                      stdio_records, 3);
   if (t.blocks == 0) return;
   log_printf("leak_error: %llu blocks (%llu bytes) alive for at least %llu ms at exit; exit status 1",
              static_cast<unsigned long long>(t.blocks), static_cast<unsigned long long>(t.bytes),
@@ -444,25 +491,7 @@ void start() {
 
 int request(const char* path) { return dump_now('m', path, false); }
 
-LeakTotals leak_totals(uint64_t age_ms) {
-  uint64_t now = coarse_now_ns();
-  uint64_t period = prof::sample_period();
-  LeakTotals t{0, 0};
-  if (period <= 1) {
-    // Exact: integer sums, no rounding.
-    prof::live_walk(cutoff_for(now, age_ms * 1000000ull), [](void* ctx, const prof::LiveBlock& b) {
-      LeakTotals& s = *static_cast<LeakTotals*>(ctx);
-      ++s.blocks;
-      s.bytes += b.size;
-    }, &t);
-    return t;
-  }
-  Census c{0, 0, 0, 0, UINT64_MAX, period};
-  prof::live_walk(cutoff_for(now, age_ms * 1000000ull), census_block, &c);
-  t.blocks = round_u64(c.all_objs);
-  t.bytes = round_u64(c.all_bytes);
-  return t;
-}
+LeakTotals leak_totals(uint64_t age_ms) { return leak_totals_skipping(age_ms, nullptr, 0); }
 
 void fork_prepare() { g_lock.lock(); }
 

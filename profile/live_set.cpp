@@ -150,6 +150,7 @@ void walk(uint64_t born_before_ns, prof::LiveBlockFn fn, void* ctx) {
       b.size = size_thread & kSizeMask;
       b.thread_index = static_cast<uint32_t>(size_thread >> kThreadShift);
       b.birth_ns = r.birth_ns.load(std::memory_order_relaxed);
+      b.record = (c << kChunkShift) + i + 1;
       std::atomic_thread_fence(std::memory_order_acquire);
       if (r.seq.load(std::memory_order_relaxed) != s1) continue;
       if (b.birth_ns > born_before_ns) continue;

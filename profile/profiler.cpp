@@ -197,6 +197,12 @@ uint32_t sample_slow(ThreadState& t, size_t size) {
 void record_free(uint32_t record) { live::remove(record); }
 uint64_t record_size(uint32_t record) { return live::size_of(record); }
 
+uint32_t sampled_record_of(const void* user) {
+  if (user == nullptr || (reinterpret_cast<uintptr_t>(user) & 15) != 0) return 0;
+  const BlockHeader* h = header_of(const_cast<void*>(user));
+  return header_valid(user, h) ? h->record() : 0;
+}
+
 uint32_t stack_count() { return stacks::count(); }
 bool stack_get(uint32_t id, StackView* out) { return stacks::get(id, out); }
 

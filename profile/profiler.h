@@ -58,7 +58,11 @@ struct LiveBlock {
   uint32_t thread_index;
   uint64_t size;      // requested bytes
   uint64_t birth_ns;  // coarse monotonic clock (alloc/base.h coarse_now_ns)
+  uint32_t record;    // the live record's id + 1, as in the block header
 };
+// The record id (+1) of a live sampled leakalloc block, or 0 when `user` is null, not a
+// valid leakalloc block, or not sampled. Only for pointers known to be live.
+uint32_t sampled_record_of(const void* user);
 using LiveBlockFn = void (*)(void* ctx, const LiveBlock& block);
 // Calls fn for every live sampled block born at or before `born_before_ns`
 // (pass UINT64_MAX for all). Blocks allocated or freed during the walk may or may not
