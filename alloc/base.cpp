@@ -9,7 +9,6 @@
 namespace leakalloc {
 
 namespace {
-std::atomic<uint64_t> g_os_bytes{0};
 std::atomic<uint64_t> g_start_ns{0};
 }  // namespace
 
@@ -18,7 +17,6 @@ void RawLock::yield() { sched_yield(); }
 void* os_alloc(size_t bytes) {
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) return nullptr;
-  g_os_bytes.fetch_add(bytes, std::memory_order_relaxed);
   return p;
 }
 
@@ -26,14 +24,12 @@ void* os_reserve(size_t bytes) {
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) return nullptr;
-  g_os_bytes.fetch_add(bytes, std::memory_order_relaxed);
   return p;
 }
 
 void os_free(void* p, size_t bytes) {
   if (p == nullptr) return;
   munmap(p, bytes);
-  g_os_bytes.fetch_sub(bytes, std::memory_order_relaxed);
 }
 
 size_t os_page_size() {
@@ -47,7 +43,6 @@ size_t os_page_size() {
   return v;
 }
 
-uint64_t os_bytes_mapped() { return g_os_bytes.load(std::memory_order_relaxed); }
 
 uint64_t precise_now_ns() {
   struct timespec ts;

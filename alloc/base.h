@@ -63,9 +63,6 @@ void* os_alloc(size_t bytes);            // zeroed, or nullptr
 void* os_reserve(size_t bytes);          // zeroed, lazily committed, or nullptr
 void os_free(void* p, size_t bytes);
 size_t os_page_size();
-// Bytes the profiler holds in os_alloc/os_reserve mappings (reserved address space
-// is counted as it is mapped; see stats.profiler_bytes).
-uint64_t os_bytes_mapped();
 
 // Monotonic nanoseconds from CLOCK_MONOTONIC_COARSE: a vDSO read costing a few ns,
 // resolution one kernel tick (1-4 ms), 64 bits of ns last 584 years.

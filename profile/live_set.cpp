@@ -159,6 +159,15 @@ void walk(uint64_t born_before_ns, prof::LiveBlockFn fn, void* ctx) {
   }
 }
 
+uint64_t bytes_in_use() {
+  uint64_t chunks = 0;
+  for (uint32_t c = 0; c < kMaxChunks; ++c) {
+    if (g_chunks[c].load(std::memory_order_relaxed) == nullptr) break;
+    ++chunks;
+  }
+  return chunks * kChunkRecords * sizeof(Record);
+}
+
 uint64_t count_live() {
   uint64_t n = 0;
   walk(UINT64_MAX, [](void* ctx, const prof::LiveBlock&) { ++*static_cast<uint64_t*>(ctx); }, &n);

@@ -38,6 +38,9 @@ uint64_t size_of(uint32_t header_value);
 void drain_cache(ThreadState& t);
 void walk(uint64_t born_before_ns, prof::LiveBlockFn fn, void* ctx);
 uint64_t count_live();
+// Memory of the record chunks mapped so far (records are used densely from the start of
+// the slab, so mapped chunks are touched chunks).
+uint64_t bytes_in_use();
 
 void fork_prepare();
 void fork_parent();

@@ -252,7 +252,10 @@ Counters counters() {
   c.sampled_total = sums[kCounter_samples];
   c.stacks = stacks::count();
   c.stacks_dropped = stacks::dropped();
-  c.profiler_bytes = os_bytes_mapped();
+  c.stack_bytes = stacks::bytes_in_use();
+  c.record_bytes = live::bytes_in_use();
+  c.thread_bytes = threads::bytes_in_use();
+  c.profiler_bytes = c.stack_bytes + c.record_bytes + c.thread_bytes;
   return c;
 }
 

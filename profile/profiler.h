@@ -93,7 +93,11 @@ struct Counters {
   uint64_t sampled_total;    // sampled allocations since start or the last reset
   uint64_t stacks;           // distinct stacks stored
   uint64_t stacks_dropped;   // samples counted into the overflow stack
-  uint64_t profiler_bytes;   // OS memory held by the profiler's tables
+  uint64_t profiler_bytes;   // memory the profiler's tables use, the sum of the next three;
+                             // reserved, never-touched address space is not counted
+  uint64_t stack_bytes;      // the stack table
+  uint64_t record_bytes;     // live-record chunks
+  uint64_t thread_bytes;     // the thread registry
 };
 Counters counters();
 

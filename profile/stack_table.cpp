@@ -160,6 +160,15 @@ uint32_t count() {
 
 uint64_t dropped() { return g_dropped.load(std::memory_order_relaxed); }
 
+uint64_t bytes_in_use() {
+  if (g_index == nullptr) return 0;
+  uint64_t n = count();
+  uint64_t index_bytes = (g_mask + 1) * sizeof(uint32_t);
+  uint64_t index_touched = n * os_page_size();  // hashing scatters ids over the pages
+  if (index_touched > index_bytes) index_touched = index_bytes;
+  return g_arena_used.load(std::memory_order_relaxed) + index_touched + (n + 2) * sizeof(uint64_t);
+}
+
 bool get(uint32_t id, prof::StackView* out) {
   if (id == 0 || id > count()) return false;
   Entry* e = entry(id);

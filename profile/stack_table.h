@@ -38,6 +38,9 @@ void count_sample(uint32_t id, uint64_t size);
 void reset_counts();
 uint32_t count();
 uint64_t dropped();
+// Memory the table really uses: the entries written, the index pages its stacks have
+// touched, the id directory. The reserved but untouched rest is not counted.
+uint64_t bytes_in_use();
 bool get(uint32_t id, prof::StackView* out);
 
 void fork_prepare();

@@ -90,6 +90,13 @@ void init() {
   g_entries = static_cast<Entry*>(os_reserve(sizeof(Entry) * kMaxThreads));
 }
 
+uint64_t bytes_in_use() {
+  uint64_t n = g_count.load(std::memory_order_relaxed);
+  if (n > kMaxThreads) n = kMaxThreads;
+  uint64_t page = os_page_size();
+  return (n * sizeof(Entry) + page - 1) / page * page;
+}
+
 void init_exit_hook() {
   if (g_key_ready.load(std::memory_order_acquire)) return;
   if (pthread_key_create(&g_exit_key, on_thread_exit) == 0) {

@@ -18,6 +18,7 @@ namespace threads {
 constexpr uint32_t kMaxThreads = 65536;  // index kMaxThreads-1 is shared by all later threads
 
 void init();                          // reserve the table; idempotent
+uint64_t bytes_in_use();              // registry entries written so far
 void init_exit_hook();                // pthread_key_create; from the constructor
 void register_current(ThreadState& t);
 // Counts activity of a thread in kThreadExited (after its exit hook, or past the cap).
