@@ -74,9 +74,11 @@ int lg_sample();                 // current sample:N
 uint64_t sample_period();        // 2^N (1 when N == 0)
 bool active();
 void set_active(bool on);
-// Clears cumulative per-stack counts and starts sampling at 2^lg bytes. Live blocks stay
-// tracked (a dump after reset still shows memory that is alive), matching jemalloc's
-// prof.reset which keeps live objects but discards history.
+// Clears cumulative per-stack counts, the sampled-allocation total and the count of
+// samples dropped for want of stack-table room, and starts sampling at 2^lg bytes (every
+// thread's next allocation draws under the new rate). Live blocks stay tracked (a dump
+// after reset still shows memory that is alive), as jemalloc's prof.reset keeps live
+// objects but discards history. Stored stacks stay: ids are never reused.
 void reset(int lg);
 
 // Seeds the calling thread's sampler PRNG and restarts its countdown, so a test can
