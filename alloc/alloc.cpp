@@ -58,7 +58,7 @@ LA_ALWAYS_INLINE void* finish_alloc(void* base, size_t size) {
   count_alloc(size);
   uint32_t record = sample_alloc(size);
   // The birth time is read after sampling so that an unwind does not age the block.
-  uint64_t tag = record == 0 ? size : (kSampledBit | record);
+  uint64_t tag = record == 0 ? size : sampled_tag(record, size);
   header_write(user, tag, coarse_now_ns());
   return user;
 }
@@ -90,7 +90,8 @@ LA_ALWAYS_INLINE BlockHeader* checked_header(void* p, const char* op) {
 LA_ALWAYS_INLINE void release(void* p, BlockHeader* h) {
   size_t size;
   if (LA_UNLIKELY(h->sampled())) {
-    size = prof::record_size(h->record());
+    size = h->sampled_size_field();
+    if (LA_UNLIKELY(size == kSizeInRecord)) size = prof::record_size(h->record());
     prof::record_free(h->record());
   } else {
     size = h->tag;

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <leakalloc/leakalloc.h>
 
 extern "C" {
 // glibc's internal names; leakalloc exports them (libc and some programs call them).
@@ -340,6 +341,34 @@ TEST(Malloc, SuccessfulCallsLeaveErrnoAlone) {
 }
 
 // ---- calloc -------------------------------------------------------------------------
+
+// stats.allocated counts requested bytes: every free must take back exactly what its
+// malloc added, whichever way the header records the size (inline for unsampled blocks
+// and for sampled ones under 2 GiB; in the live record for a sampled block above that,
+// which at sample:0 is every block).
+static size_t stats_allocated() {
+  uint64_t epoch = 1;
+  size_t len = sizeof epoch;
+  EXPECT_EQ(leakalloc_mallctl("epoch", &epoch, &len, &epoch, len), 0);
+  size_t v = 0;
+  len = sizeof v;
+  EXPECT_EQ(leakalloc_mallctl("stats.allocated", &v, &len, nullptr, 0), 0);
+  return v;
+}
+
+TEST(Malloc, StatsTakeBackExactlyWhatEachBlockAdded) {
+  const size_t sizes[] = {1, 100, 4000, size_t{1} << 20, (size_t{3} << 30) + 7};
+  for (size_t n : sizes) {
+    size_t before = stats_allocated();
+    char* p = static_cast<char*>(malloc(n));
+    ASSERT_NE(p, nullptr) << n;
+    p[0] = 1;
+    p[n - 1] = 2;
+    EXPECT_EQ(stats_allocated() - before, n) << n;
+    free(p);
+    EXPECT_EQ(stats_allocated(), before) << n;
+  }
+}
 
 TEST(Calloc, ZeroesReusedDirtyBlocks) {
   // mimalloc hands out a page's fresh blocks before the ones freed on it, so keep
