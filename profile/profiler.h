@@ -7,11 +7,16 @@
 //   path; the walkers never block allocating threads (the live set is read lock-free).
 // - Callers that may allocate (libc, formatting through stdio, ...) must hold a
 //   ReentrancyGuard so those allocations are served untracked.
-// - Lock ranks (take only in this order; the fork handler takes them in this order):
-//     1. dump lock          (profile/dump.cpp: one dump at a time)
-//     2. thread registry    (profile/threads.cpp)
-//     3. stack-table stripes (profile/stack_table.cpp, ascending)
-//     4. live-set free list (profile/live_set.cpp)
+// - Lock ranks: every lock leakalloc owns, in the only order they may nest; the fork
+//   handler (profiler.cpp fork_prepare) takes them in this order, after closing the
+//   fork gate that waits for in-flight stack captures:
+//     1. dump lock            (profile/dump.cpp: one dump at a time)
+//     2. thread registry      (profile/threads.cpp)
+//     3. stack-table stripes  (profile/stack_table.cpp, ascending)
+//     4. live-set chunk map   (profile/live_set.cpp: mapping a new record chunk)
+//     5. live-set free list   (profile/live_set.cpp)
+//   Leaf: the stats snapshot lock (ctl/stats.cpp) is never held while taking another;
+//   its own atfork handlers take and release it.
 //   No lock is held while unwinding.
 #pragma once
 
