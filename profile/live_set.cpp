@@ -31,8 +31,8 @@ constexpr uint32_t kNoSlot = 0xffffffffu;
 
 std::atomic<Record*> g_chunks[kMaxChunks];
 std::atomic<uint32_t> g_next_fresh{0};  // slots below this have been handed out once
-RawLock g_chunk_lock;                    // serialises chunk mapping only
-RawLock g_free_lock;                     // rank 4
+RawLock g_chunk_lock;                    // rank 4: serialises chunk mapping only
+RawLock g_free_lock;                     // rank 5
 uint32_t g_free_head = kNoSlot;          // intrusive list through Record::size
 uint32_t g_free_count = 0;
 

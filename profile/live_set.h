@@ -14,7 +14,7 @@
 // are the same odd value: a seqlock, so walkers never block allocating threads and
 // never see a half-written record. Slots are recycled through per-thread caches of 64
 // ids, spilling to and refilling from a global list in batches under one lock (rank
-// 4), so the lock is taken once per 32 sampled frees at most.
+// 5), so the lock is taken once per 32 sampled frees at most.
 #pragma once
 
 #include <atomic>
