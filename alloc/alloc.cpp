@@ -56,9 +56,9 @@ LA_ALWAYS_INLINE void* finish_alloc(void* base, size_t size) {
   if (LA_UNLIKELY(base == nullptr)) return fail_enomem();
   void* user = static_cast<char*>(base) + kHeaderSize;
   count_alloc(size);
-  uint32_t record = sample_alloc(size);
+  uint64_t sample = sample_alloc(size);
   // The birth time is read after sampling so that an unwind does not age the block.
-  uint64_t tag = record == 0 ? size : sampled_tag(record, size);
+  uint64_t tag = sample == 0 ? size : sampled_tag(sample, size);
   header_write(user, tag, coarse_now_ns());
   return user;
 }
@@ -92,7 +92,7 @@ LA_ALWAYS_INLINE void release(void* p, BlockHeader* h) {
   if (LA_UNLIKELY(h->sampled())) {
     size = h->sampled_size_field();
     if (LA_UNLIKELY(size == kSizeInRecord)) size = prof::record_size(h->record());
-    prof::record_free(h->record());
+    prof::record_free(h->record(), h->sampled_generation());
   } else {
     size = h->tag;
   }

@@ -1,12 +1,13 @@
 // The block header: 16 bytes directly before every user pointer.
 //
 //   word0  tag     unsampled block: the requested size (< 2^48, kMaxRequest).
-//                  sampled block:   kSampledBit | size << 32 | live-record id + 1, with
-//                  the size field kSizeInRecord when the size needs more than 31 bits.
-//                  The live record (profile/live_set.h) holds the stack id, requested
-//                  size, exact birth and thread; keeping its id here makes free of a
-//                  sampled block O(1) with no hash lookup, and keeping the size too spares
-//                  free a second cache miss on the record just to count bytes.
+//                  sampled block:   kSampledBit | generation << 56 | size << 32 |
+//                  live-record id + 1. The live record (profile/live_set.h) holds the
+//                  stack id, requested size, exact birth and thread; keeping its id here
+//                  makes free of a sampled block O(1) with no hash lookup. The size (24
+//                  bits; kSizeInRecord for 16 MiB and up) and the record's 7-bit seqlock
+//                  generation let free count the bytes and retire the record with one
+//                  plain store, never loading the record (a cache miss on the free path).
 //   word1  birth   bits 63..24: birth time in ticks of 2^20 ns (1.05 ms) of the coarse
 //                  monotonic clock: 40 bits last 36 years of uptime, no wrap-around.
 //          check   bits 23..0: keyed hash of (user pointer, tag, birth) with a
@@ -36,7 +37,8 @@ namespace leakalloc {
 
 constexpr size_t kHeaderSize = 16;
 constexpr uint64_t kSampledBit = uint64_t{1} << 63;
-constexpr uint64_t kSizeInRecord = (uint64_t{1} << 31) - 1;  // sampled size field: "ask the record"
+constexpr uint64_t kSizeInRecord = (uint64_t{1} << 24) - 1;  // sampled size field: "ask the record"
+constexpr uint64_t kGenerationMask = 127;
 constexpr int kBirthShift = 20;  // ns per tick = 2^20
 constexpr uint64_t kCheckMask = (uint64_t{1} << 24) - 1;
 
@@ -48,6 +50,7 @@ struct BlockHeader {
   uint32_t record() const { return sampled() ? static_cast<uint32_t>(tag) : 0; }
   // Size field of a sampled block's tag: the requested size, or kSizeInRecord.
   uint64_t sampled_size_field() const { return (tag >> 32) & kSizeInRecord; }
+  uint32_t sampled_generation() const { return static_cast<uint32_t>((tag >> 56) & kGenerationMask); }
   uint64_t birth_ticks() const { return word1 >> 24; }
   uint64_t birth_ns() const { return birth_ticks() << kBirthShift; }
 };
@@ -72,9 +75,11 @@ LA_ALWAYS_INLINE uint64_t freed_mark(const void* user) {
   return reinterpret_cast<uintptr_t>(user) ^ ~g_header_secret;
 }
 
-LA_ALWAYS_INLINE uint64_t sampled_tag(uint32_t record, size_t size) {
+// `sample` is what the sampler returned: generation << 32 | record id + 1.
+LA_ALWAYS_INLINE uint64_t sampled_tag(uint64_t sample, size_t size) {
   uint64_t field = size < kSizeInRecord ? size : kSizeInRecord;
-  return kSampledBit | (field << 32) | record;
+  uint64_t generation = (sample >> 32) & kGenerationMask;
+  return kSampledBit | (generation << 56) | (field << 32) | static_cast<uint32_t>(sample);
 }
 
 LA_ALWAYS_INLINE BlockHeader* header_of(void* user) {

@@ -82,14 +82,17 @@ void push_global(uint32_t id) {
 
 void init() {}
 
-uint32_t add(ThreadState& t, uint32_t stack_id, uint64_t size, uint64_t birth_ns) {
+uint64_t add(ThreadState& t, uint32_t stack_id, uint64_t size, uint64_t birth_ns) {
   if (t.rec_cache_n == 0 && !refill(t)) return 0;
   uint32_t id = t.rec_cache[--t.rec_cache_n];
   // After its exit hook (glibc's late TLS destructors) a thread's cache is never
   // drained again: hand back what refill() gave it beyond this one slot.
   if (LA_UNLIKELY(t.phase == kThreadExited) && t.rec_cache_n > 0) drain_cache(t);
   Record* r = slot(id);
-  uint32_t seq = r->seq.load(std::memory_order_relaxed);
+  // Sequence numbers run modulo 256 (odd = live) so that the 7-bit generation in the
+  // block header names the published value exactly; a walker is fooled only if one slot
+  // is retired and republished 128 times during its read of that one record.
+  uint32_t seq = (r->seq.load(std::memory_order_relaxed) + 1) & 255;
   // Seqlock writer: the slot's retiring store (even seq, possibly on another thread,
   // handed here through the free lists) must be visible before any new field value,
   // or a walker could pair the old odd seq with new fields. Free on x86; required by
@@ -99,15 +102,16 @@ uint32_t add(ThreadState& t, uint32_t stack_id, uint64_t size, uint64_t birth_ns
   r->size_thread.store((size & kSizeMask) | (uint64_t{t.thread_index} << kThreadShift),
                        std::memory_order_relaxed);
   r->birth_ns.store(birth_ns, std::memory_order_relaxed);
-  r->seq.store(seq + 1, std::memory_order_release);  // even -> odd: published
-  return id + 1;
+  r->seq.store(seq, std::memory_order_release);  // even -> odd: published
+  return (uint64_t{seq >> 1} << 32) | (id + 1);
 }
 
-void remove(uint32_t header_value) {
+void remove(uint32_t header_value, uint32_t generation) {
   uint32_t id = header_value - 1;
   Record* r = slot(id);
-  uint32_t seq = r->seq.load(std::memory_order_relaxed);
-  r->seq.store(seq + 1, std::memory_order_release);  // odd -> even: retired
+  // The published value was generation * 2 + 1; retiring is the next (even) value. A
+  // store, not a read-modify-write: the record is usually not in this core's cache.
+  r->seq.store(((generation << 1) + 2) & 255, std::memory_order_release);  // odd -> even
   ThreadState& t = t_state;
   // Only a registered thread caches: its exit hook drains the cache. A thread that has
   // never allocated (kThreadNew: a consumer that only frees) has no exit hook, and

@@ -27,11 +27,13 @@ namespace leakalloc {
 namespace live {
 
 void init();
-// Takes a slot from the caller's cache and publishes the record; returns its id + 1
-// (the value for the block header), or 0 if no record memory could be mapped.
-uint32_t add(ThreadState& t, uint32_t stack_id, uint64_t size, uint64_t birth_ns);
-// Retires the record `header_value` (id + 1). Any thread, including exited ones.
-void remove(uint32_t header_value);
+// Takes a slot from the caller's cache and publishes the record; returns
+// generation << 32 | id + 1 (for the block header), or 0 if no record memory could be
+// mapped. The generation (7 bits) names this publication of the slot.
+uint64_t add(ThreadState& t, uint32_t stack_id, uint64_t size, uint64_t birth_ns);
+// Retires the record `header_value` (id + 1) published as `generation`: one store,
+// no load of the record. Any thread, including exited ones.
+void remove(uint32_t header_value, uint32_t generation);
 // Requested size of the live record `header_value` (id + 1).
 uint64_t size_of(uint32_t header_value);
 // Drains a thread's slot cache (thread exit).

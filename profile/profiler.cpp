@@ -92,7 +92,7 @@ void close_fork_gate() {
   }
 }
 
-uint32_t record_sample(ThreadState& t, uintptr_t caller_ra, size_t size) {
+uint64_t record_sample(ThreadState& t, uintptr_t caller_ra, size_t size) {
   uintptr_t frames[256];
   size_t max = static_cast<size_t>(opt(kOpt_max_depth));
   if (max > 256) max = 256;
@@ -159,7 +159,7 @@ void ensure_init() {
   while (g_init.load(std::memory_order_acquire) != kInitDone) sched_yield();
 }
 
-uint32_t sample_slow(ThreadState& t, size_t size) {
+uint64_t sample_slow(ThreadState& t, size_t size) {
   if (t.guard != 0) return 0;  // leakalloc's own allocation: untracked
   // Read before anything below allocates (and so overwrites it through an entry point).
   uintptr_t caller_ra = t.caller_ra;
@@ -194,7 +194,7 @@ uint32_t sample_slow(ThreadState& t, size_t size) {
   return record_sample(t, caller_ra, size);
 }
 
-void record_free(uint32_t record) { live::remove(record); }
+void record_free(uint32_t record, uint32_t generation) { live::remove(record, generation); }
 uint64_t record_size(uint32_t record) { return live::size_of(record); }
 
 uint32_t sampled_record_of(const void* user) {

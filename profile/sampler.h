@@ -76,19 +76,20 @@ struct ThreadState {
 extern LA_TLS ThreadState t_state;
 
 namespace prof {
-// Out of line. Called when the countdown reaches <= 0. Returns the live-record id to
-// store in the header (0 = not sampled). `user` is the block's user pointer.
-uint32_t sample_slow(ThreadState& t, size_t size);
+// Out of line. Called when the countdown reaches <= 0. Returns 0 (not sampled) or the
+// sampled block's live record as generation << 32 | record id + 1.
+uint64_t sample_slow(ThreadState& t, size_t size);
 // Release a sampled block's live record; any thread.
-void record_free(uint32_t record);
+void record_free(uint32_t record, uint32_t generation);
 // Requested size stored in a live record.
 uint64_t record_size(uint32_t record);
 // Ensures the allocator is initialised (secret, options); cheap after the first call.
 void ensure_init();
 }  // namespace prof
 
-// Fast path of every allocation. Returns the record id for the header.
-LA_ALWAYS_INLINE uint32_t sample_alloc(size_t size) {
+// Fast path of every allocation. Returns 0, or for a sampled block its live record
+// as generation << 32 | record id + 1 (see alloc/header.h sampled_tag).
+LA_ALWAYS_INLINE uint64_t sample_alloc(size_t size) {
   ThreadState& t = t_state;
   int64_t left = t.bytes_left.load(std::memory_order_relaxed) - static_cast<int64_t>(size);
   if (LA_LIKELY(left > 0)) {
