@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -80,5 +81,35 @@ class LatencyProbe {
   std::atomic<uint64_t> calls_{0};
   std::thread thread_;
 };
+
+// The measurement both dump-latency benchmarks make: `dump()` once per benchmark
+// iteration (timed; `cleanup()` after it is not) while a probe thread keeps calling
+// malloc/free, then an equally long window
+// with no dump as the baseline (the machine's own noise). Counters: the dump's duration,
+// and the probe's max and 99.9th-percentile malloc+free time in both windows.
+template <typename State, typename Dump, typename Cleanup>
+void measure_dump_latency(State& state, Dump dump, Cleanup cleanup) {
+  LatencyProbe probe;
+  uint64_t dump_ns = 0;
+  probe.open();
+  for (auto _ : state) {
+    uint64_t t0 = now_ns();
+    dump();
+    dump_ns += now_ns() - t0;
+    cleanup();
+  }
+  probe.close();
+  double max_dump = static_cast<double>(probe.max_ns());
+  double p999_dump = probe.percentile_ns(0.999);
+  probe.open();
+  uint64_t until = now_ns() + dump_ns;
+  while (now_ns() < until) usleep(200);
+  probe.close();
+  state.counters["dump_ms"] = static_cast<double>(dump_ns) / 1e6 / static_cast<double>(state.iterations());
+  state.counters["malloc_max_us"] = max_dump / 1e3;
+  state.counters["malloc_p999_us"] = p999_dump / 1e3;
+  state.counters["base_max_us"] = static_cast<double>(probe.max_ns()) / 1e3;
+  state.counters["base_p999_us"] = probe.percentile_ns(0.999) / 1e3;
+}
 
 }  // namespace bench

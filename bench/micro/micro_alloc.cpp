@@ -125,28 +125,10 @@ void BM_dump_latency(benchmark::State& state) {
     return;
   }
   unlink(path);
-  bench::LatencyProbe probe;
-  uint64_t dump_ns = 0;
-  probe.open();
-  for (auto _ : state) {
-    uint64_t t0 = bench::now_ns();
-    mallctl("prof.dump", nullptr, nullptr, &pp, sizeof pp);
-    dump_ns += bench::now_ns() - t0;
-    unlink(path);
-  }
-  probe.close();
-  double max_dump = static_cast<double>(probe.max_ns());
-  double p999_dump = probe.percentile_ns(0.999);
-  probe.open();
-  uint64_t until = bench::now_ns() + dump_ns;
-  while (bench::now_ns() < until) usleep(200);
-  probe.close();
+  bench::measure_dump_latency(
+      state, [&] { mallctl("prof.dump", nullptr, nullptr, &pp, sizeof pp); },
+      [&] { unlink(path); });
   for (void* b : live) free(b);
-  state.counters["dump_ms"] = static_cast<double>(dump_ns) / 1e6 / static_cast<double>(state.iterations());
-  state.counters["malloc_max_us"] = max_dump / 1e3;
-  state.counters["malloc_p999_us"] = p999_dump / 1e3;
-  state.counters["base_max_us"] = static_cast<double>(probe.max_ns()) / 1e3;
-  state.counters["base_p999_us"] = probe.percentile_ns(0.999) / 1e3;
 }
 
 }  // namespace

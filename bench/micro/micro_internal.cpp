@@ -174,27 +174,9 @@ void BM_dump_latency(benchmark::State& state) {
   remove_dump(path);
   LiveSet s;
   make_live_set(s, static_cast<size_t>(state.range(0)), 1024);
-  bench::LatencyProbe probe;  // its allocations are sampled too (sample:0)
-  uint64_t dump_ns = 0;
-  probe.open();
-  for (auto _ : state) {
-    uint64_t t0 = bench::now_ns();
-    leakalloc::dump::request(path);
-    dump_ns += bench::now_ns() - t0;
-    remove_dump(path);
-  }
-  probe.close();
-  double max_dump = static_cast<double>(probe.max_ns());
-  double p999_dump = probe.percentile_ns(0.999);
-  probe.open();
-  uint64_t until = bench::now_ns() + dump_ns;
-  while (bench::now_ns() < until) usleep(200);
-  probe.close();
-  state.counters["dump_ms"] = static_cast<double>(dump_ns) / 1e6 / static_cast<double>(state.iterations());
-  state.counters["malloc_max_us"] = max_dump / 1e3;
-  state.counters["malloc_p999_us"] = p999_dump / 1e3;
-  state.counters["base_max_us"] = static_cast<double>(probe.max_ns()) / 1e3;
-  state.counters["base_p999_us"] = probe.percentile_ns(0.999) / 1e3;
+  // The probe's allocations are sampled too (sample:0).
+  bench::measure_dump_latency(
+      state, [&] { leakalloc::dump::request(path); }, [&] { remove_dump(path); });
   free_live_set(s);
 }
 
