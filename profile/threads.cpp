@@ -34,6 +34,22 @@ void fold_into_exited(const ThreadState& t) {
     g_exited[i].fetch_add(t.counter[i].get(), std::memory_order_relaxed);
 }
 
+// Number of registry entries that can hold a thread's own state (the shared entry past
+// the cap never does).
+uint32_t own_entries() {
+  uint32_t n = g_entries == nullptr ? 0 : g_count.load(std::memory_order_acquire);
+  return n < kMaxThreads - 1 ? n : kMaxThreads - 1;
+}
+
+// Calls fn(entry, state) for every thread still linked to its state: the walk every
+// summation, reset and fork step makes. The caller holds g_lock (or is the fork child).
+template <typename Fn>
+void for_each_linked(Fn fn) {
+  uint32_t n = own_entries();
+  for (uint32_t e = 0; e < n; ++e)
+    if (ThreadState* s = g_entries[e].state) fn(g_entries[e], *s);
+}
+
 void read_comm(int32_t tid, char* out) {
   char path[64];
   size_t n = 0;
@@ -145,13 +161,9 @@ void register_current(ThreadState& t) {
 void fold_counters(uint64_t out[kCounterCount]) {
   LockGuard g(g_lock);
   for (int i = 0; i < kCounterCount; ++i) out[i] = g_exited[i].load(std::memory_order_relaxed);
-  uint32_t n = g_count.load(std::memory_order_acquire);
-  if (n > kMaxThreads - 1) n = kMaxThreads - 1;
-  for (uint32_t e = 0; g_entries != nullptr && e < n; ++e) {
-    ThreadState* s = g_entries[e].state;
-    if (s == nullptr) continue;
-    for (int i = 0; i < kCounterCount; ++i) out[i] += s->counter[i].get();
-  }
+  for_each_linked([&](Entry&, ThreadState& s) {
+    for (int i = 0; i < kCounterCount; ++i) out[i] += s.counter[i].get();
+  });
 }
 
 void count_exited(CounterId id, uint64_t delta) {
@@ -161,40 +173,28 @@ void count_exited(CounterId id, uint64_t delta) {
 void reset_counter(CounterId id) {
   LockGuard g(g_lock);
   g_exited[id].store(0, std::memory_order_relaxed);
-  uint32_t n = g_count.load(std::memory_order_acquire);
-  if (n > kMaxThreads - 1) n = kMaxThreads - 1;
   // Other threads' counters are owner-written: subtracting a snapshot keeps their
   // updates, so "reset" records a base instead of storing into their TLS.
-  for (uint32_t e = 0; g_entries != nullptr && e < n; ++e) {
-    ThreadState* s = g_entries[e].state;
-    if (s == nullptr) continue;
-    uint64_t v = s->counter[id].get();
-    g_exited[id].fetch_sub(v, std::memory_order_relaxed);
-  }
+  for_each_linked([&](Entry&, ThreadState& s) {
+    g_exited[id].fetch_sub(s.counter[id].get(), std::memory_order_relaxed);
+  });
 }
 
 bool any_unwinding() {
   LockGuard g(g_lock);
-  uint32_t n = g_count.load(std::memory_order_acquire);
-  if (n > kMaxThreads - 1) n = kMaxThreads - 1;
-  for (uint32_t e = 0; g_entries != nullptr && e < n; ++e) {
-    ThreadState* s = g_entries[e].state;
-    if (s != nullptr && s->unwinding.load(std::memory_order_seq_cst) != 0) return true;
-  }
-  return false;
+  bool any = false;
+  for_each_linked([&](Entry&, ThreadState& s) {
+    any = any || s.unwinding.load(std::memory_order_seq_cst) != 0;
+  });
+  return any;
 }
 
 void restart_countdowns() {
   LockGuard g(g_lock);
   t_state.bytes_left.store(0, std::memory_order_relaxed);
-  uint32_t n = g_count.load(std::memory_order_acquire);
-  if (n > kMaxThreads - 1) n = kMaxThreads - 1;
   // A store racing with the owner's own update may be lost; that thread then switches
   // at the end of its current countdown, as it would without this.
-  for (uint32_t e = 0; g_entries != nullptr && e < n; ++e) {
-    ThreadState* s = g_entries[e].state;
-    if (s != nullptr) s->bytes_left.store(0, std::memory_order_relaxed);
-  }
+  for_each_linked([](Entry&, ThreadState& s) { s.bytes_left.store(0, std::memory_order_relaxed); });
 }
 
 void fork_prepare() { g_lock.lock(); }
@@ -204,14 +204,11 @@ void fork_child() {
   // Only the forking thread exists in the child: the others will never exit and never
   // run their destructors, so fold their counters now and forget them.
   ThreadState* self = &t_state;
-  uint32_t n = g_count.load(std::memory_order_relaxed);
-  if (n > kMaxThreads - 1) n = kMaxThreads - 1;
-  for (uint32_t i = 0; g_entries != nullptr && i < n; ++i) {
-    ThreadState* s = g_entries[i].state;
-    if (s == nullptr || s == self) continue;
-    fold_into_exited(*s);
-    g_entries[i].state = nullptr;
-  }
+  for_each_linked([&](Entry& e, ThreadState& s) {
+    if (&s == self) return;
+    fold_into_exited(s);
+    e.state = nullptr;
+  });
   if (self->phase == kThreadLive && self->thread_index < kMaxThreads - 1)
     g_entries[self->thread_index].tid = static_cast<int32_t>(syscall(SYS_gettid));
 }
@@ -237,8 +234,7 @@ bool thread_get(uint32_t index, ThreadView* out) {
 }
 
 void threads_refresh_names() {
-  uint32_t n = thread_count();
-  if (n > threads::kMaxThreads - 1) n = threads::kMaxThreads - 1;
+  uint32_t n = threads::own_entries();
   for (uint32_t i = 0; i < n; ++i) {
     threads::Entry& e = threads::g_entries[i];
     if (!e.used.load(std::memory_order_acquire) || e.state == nullptr) continue;
