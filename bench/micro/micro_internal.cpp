@@ -113,14 +113,6 @@ void free_live_set(LiveSet& s) {
   s.blocks.clear();
 }
 
-bool dump_to(const char* path) {
-  unlink(path);
-  int rc = leakalloc::dump::request(path);
-  struct stat st;
-  bool ok = rc == 0 && stat(path, &st) == 0 && st.st_size > 0;
-  return ok;
-}
-
 void remove_dump(const char* path) {
   // Other formats append their suffix to the first one's path.
   unlink(path);
@@ -131,6 +123,18 @@ void remove_dump(const char* path) {
   }
 }
 
+// One trial dump to `path` (removed again); marks the benchmark skipped and returns
+// false when it writes nothing.
+bool dumps_work(benchmark::State& state, const char* path) {
+  unlink(path);
+  int rc = leakalloc::dump::request(path);
+  struct stat st;
+  bool ok = rc == 0 && stat(path, &st) == 0 && st.st_size > 0;
+  remove_dump(path);
+  if (!ok) state.SkipWithError("dump::request wrote nothing (dumps not available in this build)");
+  return ok;
+}
+
 void BM_dump(benchmark::State& state) {
   ProfState saved;
   leakalloc::set_opt(leakalloc::kOpt_format, state.range(2));  // one format per run
@@ -138,12 +142,7 @@ void BM_dump(benchmark::State& state) {
   leakalloc::prof::reset(0);
   char path[128];
   snprintf(path, sizeof path, "/tmp/leakalloc-bench-%d.heap", getpid());
-  if (!dump_to(path)) {
-    remove_dump(path);
-    state.SkipWithError("dump::request wrote nothing (dumps not available in this build)");
-    return;
-  }
-  remove_dump(path);
+  if (!dumps_work(state, path)) return;
   LiveSet s;
   make_live_set(s, static_cast<size_t>(state.range(0)), static_cast<uint32_t>(state.range(1)));
   leakalloc::prof::set_active(false);  // the benchmark's own allocations stay out
@@ -166,12 +165,7 @@ void BM_dump_latency(benchmark::State& state) {
   leakalloc::prof::reset(0);
   char path[128];
   snprintf(path, sizeof path, "/tmp/leakalloc-bench-lat-%d.heap", getpid());
-  if (!dump_to(path)) {
-    remove_dump(path);
-    state.SkipWithError("dump::request wrote nothing (dumps not available in this build)");
-    return;
-  }
-  remove_dump(path);
+  if (!dumps_work(state, path)) return;
   LiveSet s;
   make_live_set(s, static_cast<size_t>(state.range(0)), 1024);
   // The probe's allocations are sampled too (sample:0).
