@@ -157,9 +157,7 @@ void* la_realloc(void* p, size_t size, const char* op) {
   if (!h->sampled() && size > kMaxRequest) { errno = ENOMEM; return nullptr; }
   if (!h->sampled() && size <= usable && size >= usable / 2) {
     size_t old = h->tag;
-    uint64_t ticks = h->birth_ticks();
-    h->tag = size;
-    h->word1 = (ticks << 24) | header_check(p, size, ticks);
+    header_write_ticks(p, size, h->birth_ticks());
     count_free(old);
     count_alloc(size);
     return p;

@@ -90,11 +90,14 @@ LA_ALWAYS_INLINE bool header_valid(const void* user, const BlockHeader* h) {
   return (h->word1 & kCheckMask) == header_check(user, h->tag, h->birth_ticks());
 }
 
-LA_ALWAYS_INLINE void header_write(void* user, uint64_t tag, uint64_t now_ns) {
+LA_ALWAYS_INLINE void header_write_ticks(void* user, uint64_t tag, uint64_t ticks) {
   BlockHeader* h = header_of(user);
-  uint64_t ticks = (now_ns >> kBirthShift) & ((uint64_t{1} << 40) - 1);
   h->tag = tag;
   h->word1 = (ticks << 24) | header_check(user, tag, ticks);
+}
+
+LA_ALWAYS_INLINE void header_write(void* user, uint64_t tag, uint64_t now_ns) {
+  header_write_ticks(user, tag, (now_ns >> kBirthShift) & ((uint64_t{1} << 40) - 1));
 }
 
 }  // namespace leakalloc
