@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "alloc/fast_path.h"
 #include "alloc/header.h"
 #include "profile/sampler.h"
 #include "profile/threads.h"
@@ -52,17 +53,6 @@ LA_ALWAYS_INLINE void count_free(size_t size) {
   t.counter[kCounter_free_bytes].add(size);
 }
 
-LA_ALWAYS_INLINE void* finish_alloc(void* base, size_t size) {
-  if (LA_UNLIKELY(base == nullptr)) return fail_enomem();
-  void* user = static_cast<char*>(base) + kHeaderSize;
-  count_alloc(size);
-  uint64_t sample = sample_alloc(size);
-  // The birth time is read after sampling so that an unwind does not age the block.
-  uint64_t tag = sample == 0 ? size : sampled_tag(sample, size);
-  header_write(user, tag, coarse_now_ns());
-  return user;
-}
-
 LA_ALWAYS_INLINE bool is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
 
 // Validates that `p` is a live leakalloc block and returns its header; never returns
@@ -103,37 +93,52 @@ LA_ALWAYS_INLINE void release(void* p, BlockHeader* h) {
 
 }  // namespace
 
+namespace slow {
+
+void* enomem() { return fail_enomem(); }
+
+// The allocation the fast path did not finish: mimalloc failed, the countdown ran out
+// (sampling or the thread's first allocation), or the thread is past its exit hook.
+LA_SLOW_PATH void* alloc(void* base, size_t size, uintptr_t ra) {
+  if (base == nullptr) return fail_enomem();
+  void* user = static_cast<char*>(base) + kHeaderSize;
+  count_alloc(size);
+  uint64_t sample = sample_alloc(size, ra);
+  // The birth time is read after sampling so that an unwind does not age the block.
+  uint64_t tag = sample == 0 ? size : sampled_tag(sample, size);
+  header_write(user, tag, coarse_now_ns());
+  return user;
+}
+
+LA_SLOW_PATH void free(void* p, const char* op) { release(p, checked_header(p, op)); }
+
+}  // namespace slow
+
 [[noreturn]] __attribute__((cold)) void bad_pointer(const char* op, const void* p, const char* why) {
   log_printf("%s(): invalid pointer %p: %s; aborting", op, p, why);
   abort();
 }
 
-void* la_malloc(size_t size) {
-  if (LA_UNLIKELY(size > kMaxRequest)) return fail_enomem();
-  return finish_alloc(mi_malloc(size + kHeaderSize), size);
-}
+void* la_malloc(size_t size, uintptr_t ra) { return malloc_fast(size, ra); }
 
-void* la_calloc(size_t n, size_t size) {
+void* la_calloc(size_t n, size_t size, uintptr_t ra) {
   size_t total;
   if (LA_UNLIKELY(__builtin_mul_overflow(n, size, &total) || total > kMaxRequest)) {
     errno = ENOMEM;
     return nullptr;
   }
-  return finish_alloc(mi_zalloc(total + kHeaderSize), total);
+  return alloc_finish(mi_zalloc(total + kHeaderSize), total, ra);
 }
 
-void* la_aligned(size_t align, size_t size) {
+void* la_aligned(size_t align, size_t size, uintptr_t ra) {
   if (LA_UNLIKELY(size > kMaxRequest)) { errno = ENOMEM; return nullptr; }
-  if (align <= kHeaderSize) return la_malloc(size);
-  return finish_alloc(mi_malloc_aligned_at(size + kHeaderSize, align, kHeaderSize), size);
+  if (align <= kHeaderSize) return malloc_fast(size, ra);
+  return alloc_finish(mi_malloc_aligned_at(size + kHeaderSize, align, kHeaderSize), size, ra);
 }
 
-void la_free(void* p, const char* op) {
-  if (p == nullptr) return;
-  release(p, checked_header(p, op));
-}
+void la_free(void* p, const char* op) { free_fast(p, op); }
 
-void la_free_sized(void* p, size_t /*size*/, const char* op) { la_free(p, op); }
+void la_free_sized(void* p, size_t /*size*/, const char* op) { free_fast(p, op); }
 
 size_t la_usable_size(const void* cp) {
   if (cp == nullptr) return 0;
@@ -142,8 +147,8 @@ size_t la_usable_size(const void* cp) {
   return mi_usable_size(h) - kHeaderSize;
 }
 
-void* la_realloc(void* p, size_t size, const char* op) {
-  if (p == nullptr) return la_malloc(size);
+void* la_realloc(void* p, size_t size, const char* op, uintptr_t ra) {
+  if (p == nullptr) return malloc_fast(size, ra);
   BlockHeader* h = checked_header(p, op);
   if (size == 0) {  // glibc: realloc(p, 0) frees p and returns NULL
     release(p, h);
@@ -162,7 +167,7 @@ void* la_realloc(void* p, size_t size, const char* op) {
     count_alloc(size);
     return p;
   }
-  void* q = la_malloc(size);
+  void* q = malloc_fast(size, ra);
   if (q == nullptr) return nullptr;  // errno is ENOMEM; p is untouched, as C requires
   // Copy the whole usable size, not just the requested one: programs that grow into
   // malloc_usable_size() expect those bytes to survive a realloc.
@@ -171,16 +176,16 @@ void* la_realloc(void* p, size_t size, const char* op) {
   return q;
 }
 
-void* la_reallocarray(void* p, size_t n, size_t size) {
+void* la_reallocarray(void* p, size_t n, size_t size, uintptr_t ra) {
   size_t total;
   if (__builtin_mul_overflow(n, size, &total)) { errno = ENOMEM; return nullptr; }
-  return la_realloc(p, total, "reallocarray");
+  return la_realloc(p, total, "reallocarray", ra);
 }
 
-int la_posix_memalign(void** out, size_t align, size_t size) {
+int la_posix_memalign(void** out, size_t align, size_t size, uintptr_t ra) {
   if (!is_pow2(align) || align % sizeof(void*) != 0) return EINVAL;
   int saved = errno;
-  void* p = la_aligned(align, size);
+  void* p = la_aligned(align, size, ra);
   if (p == nullptr) {
     errno = saved;  // POSIX: report through the return value only
     return ENOMEM;
@@ -189,12 +194,12 @@ int la_posix_memalign(void** out, size_t align, size_t size) {
   return 0;
 }
 
-void* la_aligned_alloc(size_t align, size_t size) {
+void* la_aligned_alloc(size_t align, size_t size, uintptr_t ra) {
   if (!is_pow2(align)) { errno = EINVAL; return nullptr; }
-  return la_aligned(align, size);
+  return la_aligned(align, size, ra);
 }
 
-void* la_memalign(size_t align, size_t size) {
+void* la_memalign(size_t align, size_t size, uintptr_t ra) {
   // glibc rounds a non-power-of-two alignment up to the next power of two.
   if (align == 0) align = 1;
   if (!is_pow2(align)) {
@@ -203,16 +208,16 @@ void* la_memalign(size_t align, size_t size) {
     while (a < align) a <<= 1;
     align = a;
   }
-  return la_aligned(align, size);
+  return la_aligned(align, size, ra);
 }
 
-void* la_valloc(size_t size) { return la_aligned(os_page_size(), size); }
+void* la_valloc(size_t size, uintptr_t ra) { return la_aligned(os_page_size(), size, ra); }
 
-void* la_pvalloc(size_t size) {
+void* la_pvalloc(size_t size, uintptr_t ra) {
   size_t page = os_page_size();
   if (size > kMaxRequest) { errno = ENOMEM; return nullptr; }
   size_t rounded = size == 0 ? page : (size + page - 1) & ~(page - 1);
-  return la_aligned(page, rounded);
+  return la_aligned(page, rounded, ra);
 }
 
 }  // namespace leakalloc

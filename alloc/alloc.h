@@ -1,5 +1,5 @@
 // The allocation core: every exported entry point in alloc/override.cpp is a thin
-// forwarder to one of these.
+// forwarder to one of these, or inlines the malloc/free fast path (alloc/fast_path.h).
 //
 // Contract:
 // - Fast path (unsampled malloc/free): mimalloc call, header write (birth time, check),
@@ -16,18 +16,20 @@
 
 namespace leakalloc {
 
-void* la_malloc(size_t size);
-void* la_calloc(size_t n, size_t size);
-void* la_realloc(void* p, size_t size, const char* op);
-void* la_reallocarray(void* p, size_t n, size_t size);
+// `ra` is the return address into the program's code that called the exported entry
+// point: a sampled allocation's stack is cut there (profile/unwind.h).
+void* la_malloc(size_t size, uintptr_t ra);
+void* la_calloc(size_t n, size_t size, uintptr_t ra);
+void* la_realloc(void* p, size_t size, const char* op, uintptr_t ra);
+void* la_reallocarray(void* p, size_t n, size_t size, uintptr_t ra);
 void la_free(void* p, const char* op);
 void la_free_sized(void* p, size_t size, const char* op);
-void* la_aligned(size_t align, size_t size);        // align: power of two
-int la_posix_memalign(void** out, size_t align, size_t size);
-void* la_aligned_alloc(size_t align, size_t size);
-void* la_memalign(size_t align, size_t size);
-void* la_valloc(size_t size);
-void* la_pvalloc(size_t size);
+void* la_aligned(size_t align, size_t size, uintptr_t ra);  // align: power of two
+int la_posix_memalign(void** out, size_t align, size_t size, uintptr_t ra);
+void* la_aligned_alloc(size_t align, size_t size, uintptr_t ra);
+void* la_memalign(size_t align, size_t size, uintptr_t ra);
+void* la_valloc(size_t size, uintptr_t ra);
+void* la_pvalloc(size_t size, uintptr_t ra);
 size_t la_usable_size(const void* p);
 
 // Requests larger than this fail with ENOMEM before reaching mimalloc: size + header

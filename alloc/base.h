@@ -64,11 +64,18 @@ void* os_reserve(size_t bytes);          // zeroed, lazily committed, or nullptr
 void os_free(void* p, size_t bytes);
 size_t os_page_size();
 
-// Monotonic nanoseconds from CLOCK_MONOTONIC_COARSE: a vDSO read costing a few ns,
-// resolution one kernel tick (1-4 ms), 64 bits of ns last 584 years.
+// Monotonic nanoseconds from CLOCK_MONOTONIC_COARSE: resolution one kernel tick
+// (1-4 ms), 64 bits of ns last 584 years. Every malloc reads it, so once
+// use_vdso_clock() has run the call goes straight to the kernel's vDSO function,
+// skipping glibc's clock_gettime wrapper (4.7 instead of 6.7 ns per call measured on
+// the development VM); until then, and wherever the vDSO lacks it, to glibc's.
+using ClockFn = int (*)(clockid_t, struct timespec*);
+extern std::atomic<ClockFn> g_coarse_clock;
+void use_vdso_clock();  // allocation-free; from the first initialisation
+
 LA_ALWAYS_INLINE uint64_t coarse_now_ns() {
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  g_coarse_clock.load(std::memory_order_relaxed)(CLOCK_MONOTONIC_COARSE, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 uint64_t precise_now_ns();   // CLOCK_MONOTONIC, for dump timestamps

@@ -10,10 +10,12 @@
 //                  plain store, never loading the record (a cache miss on the free path).
 //   word1  birth   bits 63..24: birth time in ticks of 2^20 ns (1.05 ms) of the coarse
 //                  monotonic clock: 40 bits last 36 years of uptime, no wrap-around.
-//          check   bits 23..0: keyed hash of (user pointer, tag, birth) with a
-//                  per-process secret from AT_RANDOM. free() recomputes it: a mismatch
-//                  means the pointer is not the start of a live leakalloc block (foreign,
-//                  interior, or the header was overwritten).
+//          check   bits 23..0: keyed hash of (user pointer, tag) with a per-process
+//                  secret from AT_RANDOM. free() recomputes it: a mismatch means the
+//                  pointer is not the start of a live leakalloc block (foreign, interior,
+//                  or the header was overwritten). The birth is left out of the hash: free
+//                  then needs no shifts to recompute it, and a damaged birth only
+//                  misdates one block, where a damaged tag would corrupt the counts.
 //
 // On free, word1 becomes the "freed mark", a second keyed value of the pointer alone,
 // so a second free of the same pointer is named a double free (until mimalloc hands the
@@ -58,15 +60,11 @@ static_assert(sizeof(BlockHeader) == kHeaderSize, "header must keep 16-byte alig
 
 extern uint64_t g_header_secret;
 
-LA_ALWAYS_INLINE uint64_t mix64(uint64_t x) {
-  x ^= x >> 31;
-  x *= 0x9e3779b97f4a7c15ull;
-  x ^= x >> 29;
-  return x;
-}
-
-LA_ALWAYS_INLINE uint64_t header_check(const void* user, uint64_t tag, uint64_t ticks) {
-  return mix64(reinterpret_cast<uintptr_t>(user) ^ g_header_secret ^ tag ^ (ticks << 17)) & kCheckMask;
+// One multiply: the top 24 bits of the product depend on every bit of the input,
+// which is all a check against stray pointers and overwritten headers needs (it is not
+// a defence against an attacker who can read the heap). Runs on every malloc and free.
+LA_ALWAYS_INLINE uint64_t header_check(const void* user, uint64_t tag) {
+  return ((reinterpret_cast<uintptr_t>(user) ^ g_header_secret ^ tag) * 0x9e3779b97f4a7c15ull) >> 40;
 }
 
 // One xor: it only has to be unguessable and to differ from any live header, and it is
@@ -86,18 +84,26 @@ LA_ALWAYS_INLINE BlockHeader* header_of(void* user) {
   return reinterpret_cast<BlockHeader*>(static_cast<char*>(user) - kHeaderSize);
 }
 
+LA_ALWAYS_INLINE bool header_valid(const void* user, uint64_t tag, uint64_t word1) {
+  return (word1 & kCheckMask) == header_check(user, tag);
+}
+
 LA_ALWAYS_INLINE bool header_valid(const void* user, const BlockHeader* h) {
-  return (h->word1 & kCheckMask) == header_check(user, h->tag, h->birth_ticks());
+  return header_valid(user, h->tag, h->word1);
+}
+
+LA_ALWAYS_INLINE uint64_t birth_ticks_of(uint64_t now_ns) {
+  return (now_ns >> kBirthShift) & ((uint64_t{1} << 40) - 1);
 }
 
 LA_ALWAYS_INLINE void header_write_ticks(void* user, uint64_t tag, uint64_t ticks) {
   BlockHeader* h = header_of(user);
   h->tag = tag;
-  h->word1 = (ticks << 24) | header_check(user, tag, ticks);
+  h->word1 = (ticks << 24) | header_check(user, tag);
 }
 
 LA_ALWAYS_INLINE void header_write(void* user, uint64_t tag, uint64_t now_ns) {
-  header_write_ticks(user, tag, (now_ns >> kBirthShift) & ((uint64_t{1} << 40) - 1));
+  header_write_ticks(user, tag, birth_ticks_of(now_ns));
 }
 
 }  // namespace leakalloc

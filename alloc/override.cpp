@@ -11,69 +11,68 @@
 #include <new>
 
 #include "alloc/alloc.h"
-#include "profile/sampler.h"
+#include "alloc/fast_path.h"
 
 #define LA_EXPORT extern "C" __attribute__((visibility("default")))
 #define LA_CXX_EXPORT __attribute__((visibility("default")))
 
 using namespace leakalloc;
 
-// Every allocating entry point records where it was called from: stack capture cuts the
-// unwound stack at that return address, so frame 0 is in the caller of malloc/new
-// however the allocator was linked (shared library or objects in the executable) and
-// whatever the compiler inlined. One thread-local store.
-#define LA_ENTRY() \
-  (t_state.caller_ra = reinterpret_cast<uintptr_t>(__builtin_return_address(0)))
+// Every allocating entry point passes its return address down: stack capture cuts the
+// unwound stack there, so frame 0 is in the caller of malloc/new however the allocator
+// was linked (shared library or objects in the executable) and whatever the compiler
+// inlined.
+#define LA_RA reinterpret_cast<uintptr_t>(__builtin_return_address(0))
 
 // ---- C ------------------------------------------------------------------------------
-LA_EXPORT void* malloc(size_t size) noexcept { LA_ENTRY(); return la_malloc(size); }
-LA_EXPORT void* calloc(size_t n, size_t size) noexcept { LA_ENTRY(); return la_calloc(n, size); }
-LA_EXPORT void* realloc(void* p, size_t size) noexcept { LA_ENTRY(); return la_realloc(p, size, "realloc"); }
-LA_EXPORT void* reallocarray(void* p, size_t n, size_t size) noexcept { LA_ENTRY(); return la_reallocarray(p, n, size); }
-LA_EXPORT void free(void* p) noexcept { la_free(p, "free"); }
+LA_EXPORT void* malloc(size_t size) noexcept { return malloc_fast(size, LA_RA); }
+LA_EXPORT void* calloc(size_t n, size_t size) noexcept { return la_calloc(n, size, LA_RA); }
+LA_EXPORT void* realloc(void* p, size_t size) noexcept { return la_realloc(p, size, "realloc", LA_RA); }
+LA_EXPORT void* reallocarray(void* p, size_t n, size_t size) noexcept { return la_reallocarray(p, n, size, LA_RA); }
+LA_EXPORT void free(void* p) noexcept { free_fast(p, "free"); }
 LA_EXPORT void cfree(void* p) noexcept { la_free(p, "cfree"); }
-LA_EXPORT int posix_memalign(void** out, size_t align, size_t size) noexcept { LA_ENTRY(); return la_posix_memalign(out, align, size); }
-LA_EXPORT void* aligned_alloc(size_t align, size_t size) noexcept { LA_ENTRY(); return la_aligned_alloc(align, size); }
-LA_EXPORT void* memalign(size_t align, size_t size) noexcept { LA_ENTRY(); return la_memalign(align, size); }
-LA_EXPORT void* valloc(size_t size) noexcept { LA_ENTRY(); return la_valloc(size); }
-LA_EXPORT void* pvalloc(size_t size) noexcept { LA_ENTRY(); return la_pvalloc(size); }
+LA_EXPORT int posix_memalign(void** out, size_t align, size_t size) noexcept { return la_posix_memalign(out, align, size, LA_RA); }
+LA_EXPORT void* aligned_alloc(size_t align, size_t size) noexcept { return la_aligned_alloc(align, size, LA_RA); }
+LA_EXPORT void* memalign(size_t align, size_t size) noexcept { return la_memalign(align, size, LA_RA); }
+LA_EXPORT void* valloc(size_t size) noexcept { return la_valloc(size, LA_RA); }
+LA_EXPORT void* pvalloc(size_t size) noexcept { return la_pvalloc(size, LA_RA); }
 LA_EXPORT size_t malloc_usable_size(void* p) noexcept { return la_usable_size(p); }
 
 // glibc's internal entry points: libc itself and some programs call these directly.
-LA_EXPORT void* __libc_malloc(size_t size) noexcept { LA_ENTRY(); return la_malloc(size); }
-LA_EXPORT void* __libc_calloc(size_t n, size_t size) noexcept { LA_ENTRY(); return la_calloc(n, size); }
-LA_EXPORT void* __libc_realloc(void* p, size_t size) noexcept { LA_ENTRY(); return la_realloc(p, size, "__libc_realloc"); }
+LA_EXPORT void* __libc_malloc(size_t size) noexcept { return la_malloc(size, LA_RA); }
+LA_EXPORT void* __libc_calloc(size_t n, size_t size) noexcept { return la_calloc(n, size, LA_RA); }
+LA_EXPORT void* __libc_realloc(void* p, size_t size) noexcept { return la_realloc(p, size, "__libc_realloc", LA_RA); }
 LA_EXPORT void __libc_free(void* p) noexcept { la_free(p, "__libc_free"); }
 LA_EXPORT void __libc_cfree(void* p) noexcept { la_free(p, "__libc_cfree"); }
-LA_EXPORT void* __libc_memalign(size_t align, size_t size) noexcept { LA_ENTRY(); return la_memalign(align, size); }
-LA_EXPORT void* __libc_valloc(size_t size) noexcept { LA_ENTRY(); return la_valloc(size); }
-LA_EXPORT void* __libc_pvalloc(size_t size) noexcept { LA_ENTRY(); return la_pvalloc(size); }
-LA_EXPORT int __posix_memalign(void** out, size_t align, size_t size) noexcept { LA_ENTRY(); return la_posix_memalign(out, align, size); }
+LA_EXPORT void* __libc_memalign(size_t align, size_t size) noexcept { return la_memalign(align, size, LA_RA); }
+LA_EXPORT void* __libc_valloc(size_t size) noexcept { return la_valloc(size, LA_RA); }
+LA_EXPORT void* __libc_pvalloc(size_t size) noexcept { return la_pvalloc(size, LA_RA); }
+LA_EXPORT int __posix_memalign(void** out, size_t align, size_t size) noexcept { return la_posix_memalign(out, align, size, LA_RA); }
 
 // ---- C++ ----------------------------------------------------------------------------
 namespace {
 
 // operator new after a failed attempt: retry through the new_handler, then throw (the
 // standard's loop). Out of line so that the common case is a plain call to la_malloc.
-__attribute__((noinline, cold)) void* new_retry(size_t size, size_t align) {
+__attribute__((noinline, cold)) void* new_retry(size_t size, size_t align, uintptr_t ra) {
   for (;;) {
     std::new_handler handler = std::get_new_handler();
     if (handler == nullptr) throw std::bad_alloc();
     handler();
-    void* p = align > 16 ? la_aligned(align, size) : la_malloc(size);
+    void* p = align > 16 ? la_aligned(align, size, ra) : la_malloc(size, ra);
     if (p != nullptr) return p;
   }
 }
 
-inline void* new_or_throw(size_t size, size_t align) {
-  void* p = align > 16 ? la_aligned(align, size) : la_malloc(size);
+LA_ALWAYS_INLINE void* new_or_throw(size_t size, size_t align, uintptr_t ra) {
+  void* p = align > 16 ? la_aligned(align, size, ra) : malloc_fast(size, ra);
   if (__builtin_expect(p != nullptr, 1)) return p;
-  return new_retry(size, align);
+  return new_retry(size, align, ra);
 }
 
-void* new_nothrow(size_t size, size_t align) noexcept {
+void* new_nothrow(size_t size, size_t align, uintptr_t ra) noexcept {
   try {
-    return new_or_throw(size, align);
+    return new_or_throw(size, align, ra);
   } catch (...) {
     return nullptr;
   }
@@ -81,24 +80,24 @@ void* new_nothrow(size_t size, size_t align) noexcept {
 
 }  // namespace
 
-LA_CXX_EXPORT void* operator new(size_t n) { LA_ENTRY(); return new_or_throw(n, 0); }
-LA_CXX_EXPORT void* operator new[](size_t n) { LA_ENTRY(); return new_or_throw(n, 0); }
-LA_CXX_EXPORT void* operator new(size_t n, const std::nothrow_t&) noexcept { LA_ENTRY(); return new_nothrow(n, 0); }
-LA_CXX_EXPORT void* operator new[](size_t n, const std::nothrow_t&) noexcept { LA_ENTRY(); return new_nothrow(n, 0); }
-LA_CXX_EXPORT void* operator new(size_t n, std::align_val_t a) { LA_ENTRY(); return new_or_throw(n, static_cast<size_t>(a)); }
-LA_CXX_EXPORT void* operator new[](size_t n, std::align_val_t a) { LA_ENTRY(); return new_or_throw(n, static_cast<size_t>(a)); }
-LA_CXX_EXPORT void* operator new(size_t n, std::align_val_t a, const std::nothrow_t&) noexcept { LA_ENTRY(); return new_nothrow(n, static_cast<size_t>(a)); }
-LA_CXX_EXPORT void* operator new[](size_t n, std::align_val_t a, const std::nothrow_t&) noexcept { LA_ENTRY(); return new_nothrow(n, static_cast<size_t>(a)); }
+LA_CXX_EXPORT void* operator new(size_t n) { return new_or_throw(n, 0, LA_RA); }
+LA_CXX_EXPORT void* operator new[](size_t n) { return new_or_throw(n, 0, LA_RA); }
+LA_CXX_EXPORT void* operator new(size_t n, const std::nothrow_t&) noexcept { return new_nothrow(n, 0, LA_RA); }
+LA_CXX_EXPORT void* operator new[](size_t n, const std::nothrow_t&) noexcept { return new_nothrow(n, 0, LA_RA); }
+LA_CXX_EXPORT void* operator new(size_t n, std::align_val_t a) { return new_or_throw(n, static_cast<size_t>(a), LA_RA); }
+LA_CXX_EXPORT void* operator new[](size_t n, std::align_val_t a) { return new_or_throw(n, static_cast<size_t>(a), LA_RA); }
+LA_CXX_EXPORT void* operator new(size_t n, std::align_val_t a, const std::nothrow_t&) noexcept { return new_nothrow(n, static_cast<size_t>(a), LA_RA); }
+LA_CXX_EXPORT void* operator new[](size_t n, std::align_val_t a, const std::nothrow_t&) noexcept { return new_nothrow(n, static_cast<size_t>(a), LA_RA); }
 
-LA_CXX_EXPORT void operator delete(void* p) noexcept { la_free(p, "operator delete"); }
-LA_CXX_EXPORT void operator delete[](void* p) noexcept { la_free(p, "operator delete[]"); }
-LA_CXX_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept { la_free(p, "operator delete"); }
-LA_CXX_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept { la_free(p, "operator delete[]"); }
-LA_CXX_EXPORT void operator delete(void* p, size_t n) noexcept { la_free_sized(p, n, "operator delete"); }
-LA_CXX_EXPORT void operator delete[](void* p, size_t n) noexcept { la_free_sized(p, n, "operator delete[]"); }
-LA_CXX_EXPORT void operator delete(void* p, std::align_val_t) noexcept { la_free(p, "operator delete"); }
-LA_CXX_EXPORT void operator delete[](void* p, std::align_val_t) noexcept { la_free(p, "operator delete[]"); }
-LA_CXX_EXPORT void operator delete(void* p, size_t n, std::align_val_t) noexcept { la_free_sized(p, n, "operator delete"); }
-LA_CXX_EXPORT void operator delete[](void* p, size_t n, std::align_val_t) noexcept { la_free_sized(p, n, "operator delete[]"); }
-LA_CXX_EXPORT void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { la_free(p, "operator delete"); }
-LA_CXX_EXPORT void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { la_free(p, "operator delete[]"); }
+LA_CXX_EXPORT void operator delete(void* p) noexcept { free_fast(p, "operator delete"); }
+LA_CXX_EXPORT void operator delete[](void* p) noexcept { free_fast(p, "operator delete[]"); }
+LA_CXX_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept { free_fast(p, "operator delete"); }
+LA_CXX_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept { free_fast(p, "operator delete[]"); }
+LA_CXX_EXPORT void operator delete(void* p, size_t n) noexcept { free_fast(p, "operator delete"); }
+LA_CXX_EXPORT void operator delete[](void* p, size_t n) noexcept { free_fast(p, "operator delete[]"); }
+LA_CXX_EXPORT void operator delete(void* p, std::align_val_t) noexcept { free_fast(p, "operator delete"); }
+LA_CXX_EXPORT void operator delete[](void* p, std::align_val_t) noexcept { free_fast(p, "operator delete[]"); }
+LA_CXX_EXPORT void operator delete(void* p, size_t n, std::align_val_t) noexcept { free_fast(p, "operator delete"); }
+LA_CXX_EXPORT void operator delete[](void* p, size_t n, std::align_val_t) noexcept { free_fast(p, "operator delete[]"); }
+LA_CXX_EXPORT void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { free_fast(p, "operator delete"); }
+LA_CXX_EXPORT void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { free_fast(p, "operator delete[]"); }

@@ -147,6 +147,7 @@ void ensure_init() {
       for (int i = 0; i < 8; ++i) secret = (secret << 8) | rnd[i];
     g_header_secret = secret ^ reinterpret_cast<uintptr_t>(&g_init);
     ReentrancyGuard guard;
+    use_vdso_clock();
     process_start_ns();
     options_load();
     apply_options();
@@ -159,10 +160,8 @@ void ensure_init() {
   while (g_init.load(std::memory_order_acquire) != kInitDone) sched_yield();
 }
 
-uint64_t sample_slow(ThreadState& t, size_t size) {
+uint64_t sample_slow(ThreadState& t, size_t size, uintptr_t caller_ra) {
   if (t.guard != 0) return 0;  // leakalloc's own allocation: untracked
-  // Read before anything below allocates (and so overwrites it through an entry point).
-  uintptr_t caller_ra = t.caller_ra;
   // A successful malloc leaves errno alone, as glibc's does: callers read errno after
   // allocating an error message. Init opens files, and libunwind's address validation
   // drains a pipe until read() fails with EAGAIN (whenever errno is EINTR on entry).

@@ -65,7 +65,6 @@ struct ThreadState {
   uint32_t thread_index;   // index in the thread registry
   uint64_t rng;            // sampler PRNG state
   OwnerCounter counter[kCounterCount];
-  uintptr_t caller_ra;     // return address into the caller of the current malloc/new
   std::atomic<uint8_t> unwinding;  // inside a stack capture (the fork gate waits for it)
   uintptr_t stack_hi;      // top of this thread's stack, for the frame-pointer walker
   uint32_t rec_cache_n;    // free live-record slots owned by this thread
@@ -77,8 +76,9 @@ extern LA_TLS ThreadState t_state;
 
 namespace prof {
 // Out of line. Called when the countdown reaches <= 0. Returns 0 (not sampled) or the
-// sampled block's live record as generation << 32 | record id + 1.
-uint64_t sample_slow(ThreadState& t, size_t size);
+// sampled block's live record as generation << 32 | record id + 1. `caller_ra` is the
+// return address into the program (alloc/alloc.h), where the stack is cut.
+uint64_t sample_slow(ThreadState& t, size_t size, uintptr_t caller_ra);
 // Release a sampled block's live record; any thread.
 void record_free(uint32_t record, uint32_t generation);
 // Requested size stored in a live record.
@@ -89,14 +89,14 @@ void ensure_init();
 
 // Fast path of every allocation. Returns 0, or for a sampled block its live record
 // as generation << 32 | record id + 1 (see alloc/header.h sampled_tag).
-LA_ALWAYS_INLINE uint64_t sample_alloc(size_t size) {
+LA_ALWAYS_INLINE uint64_t sample_alloc(size_t size, uintptr_t caller_ra) {
   ThreadState& t = t_state;
   int64_t left = t.bytes_left.load(std::memory_order_relaxed) - static_cast<int64_t>(size);
   if (LA_LIKELY(left > 0)) {
     t.bytes_left.store(left, std::memory_order_relaxed);
     return 0;
   }
-  return prof::sample_slow(t, size);
+  return prof::sample_slow(t, size, caller_ra);
 }
 
 }  // namespace leakalloc
