@@ -8,6 +8,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/auxv.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -690,3 +691,26 @@ TEST(ProfThreads, BlocksOfAnExitedThreadKeepItsIndexAndName) {
 }
 
 }  // namespace
+
+// Every malloc reads the birth clock: after initialisation it must be the vDSO's own
+// clock_gettime (alloc/base.cpp finds it by hand), and it must tell the same time as
+// glibc's CLOCK_MONOTONIC_COARSE.
+TEST(ProfClock, BirthClockIsTheVdsoFunctionAndAgreesWithGlibc) {
+  free(malloc(1));  // the first allocation initialises the allocator
+  leakalloc::ClockFn f = leakalloc::g_coarse_clock.load();
+  uintptr_t vdso = getauxval(AT_SYSINFO_EHDR);
+  ASSERT_NE(vdso, 0u);
+  EXPECT_NE(reinterpret_cast<uintptr_t>(f), reinterpret_cast<uintptr_t>(&clock_gettime))
+      << "still glibc's clock_gettime: the vDSO lookup failed";
+  EXPECT_GT(reinterpret_cast<uintptr_t>(f), vdso);
+  EXPECT_LT(reinterpret_cast<uintptr_t>(f), vdso + (1u << 16));
+  auto ns = [](const timespec& t) { return uint64_t(t.tv_sec) * 1000000000ull + uint64_t(t.tv_nsec); };
+  for (int i = 0; i < 10000; ++i) {
+    timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &a);
+    uint64_t mid = leakalloc::coarse_now_ns();
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &b);
+    ASSERT_LE(ns(a), mid);
+    ASSERT_LE(mid, ns(b));
+  }
+}
