@@ -92,10 +92,11 @@ void close_fork_gate() {
   }
 }
 
-uint64_t record_sample(ThreadState& t, uintptr_t caller_ra, size_t size) {
-  uintptr_t frames[256];
+// Inlined into sample_slow: one frame fewer for libunwind to walk (profile/unwind.h).
+LA_ALWAYS_INLINE uint64_t record_sample(ThreadState& t, uintptr_t caller_ra, size_t size) {
+  uintptr_t frames[unwind::kMaxCapture + unwind::kOwnFramesSlack];
   size_t max = static_cast<size_t>(opt(kOpt_max_depth));
-  if (max > 256) max = 256;
+  if (max > unwind::kMaxCapture) max = unwind::kMaxCapture;
   enter_unwind(t);
   size_t depth = opt(kOpt_unwind) == kUnwindFp ? unwind::capture_fp(t, caller_ra, frames, max)
                                                : unwind::capture_libunwind(caller_ra, frames, max);

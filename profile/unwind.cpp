@@ -102,16 +102,8 @@ void init() {
 
 bool primed() { return g_primed.load(std::memory_order_acquire); }
 
-// Our own frames (up to ~6 with the malloc entry, the sampler and this function) are
-// captured and then removed, so ask libunwind for that many more.
-constexpr size_t kOwnFramesSlack = 8;
-
-size_t capture_libunwind(uintptr_t caller_ra, uintptr_t* out, size_t max) {
+size_t keep_caller_frames(void* const* buf, int n, uintptr_t caller_ra, uintptr_t* out, size_t max) {
   if (g_ranges == 0) read_own_text();
-  void* buf[256 + kOwnFramesSlack];
-  size_t want = max + kOwnFramesSlack;
-  if (want > sizeof buf / sizeof buf[0]) want = sizeof buf / sizeof buf[0];
-  int n = unw_backtrace(buf, static_cast<int>(want));
   if (n <= 0) return 0;
   for (int i = 0; i < n; ++i) out[i] = reinterpret_cast<uintptr_t>(buf[i]);
   size_t kept = strip_own(out, static_cast<size_t>(n), caller_ra);
@@ -133,7 +125,7 @@ size_t capture_fp(ThreadState& t, uintptr_t caller_ra, uintptr_t* out, size_t ma
   }
   uintptr_t hi = t.stack_hi;
   uintptr_t fp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
-  uintptr_t buf[256 + kOwnFramesSlack];
+  uintptr_t buf[kMaxCapture + kOwnFramesSlack];
   size_t want = max + kOwnFramesSlack;
   if (want > sizeof buf / sizeof buf[0]) want = sizeof buf / sizeof buf[0];
   size_t n = 0;
