@@ -94,7 +94,7 @@ void close_fork_gate() {
 
 // Inlined into sample_slow: one frame fewer for libunwind to walk (profile/unwind.h).
 LA_ALWAYS_INLINE uint64_t record_sample(ThreadState& t, uintptr_t caller_ra, size_t size) {
-  uintptr_t frames[unwind::kMaxCapture + unwind::kOwnFramesSlack];
+  uintptr_t frames[unwind::kCaptureBuffer];
   size_t max = static_cast<size_t>(opt(kOpt_max_depth));
   if (max > unwind::kMaxCapture) max = unwind::kMaxCapture;
   enter_unwind(t);

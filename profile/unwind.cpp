@@ -27,13 +27,7 @@ void read_own_text() {
   const ElfW(Ehdr)* eh = &__ehdr_start;
   const char* base_addr = reinterpret_cast<const char*>(eh);
   const ElfW(Phdr)* ph = reinterpret_cast<const ElfW(Phdr)*>(base_addr + eh->e_phoff);
-  // The load bias is the header's address minus the first PT_LOAD's p_vaddr (0 for a
-  // normal shared object, whose first segment maps the ELF header at offset 0).
-  uintptr_t first_vaddr = UINTPTR_MAX;
-  for (int i = 0; i < eh->e_phnum; ++i)
-    if (ph[i].p_type == PT_LOAD && ph[i].p_offset == 0) first_vaddr = ph[i].p_vaddr;
-  if (first_vaddr == UINTPTR_MAX) first_vaddr = 0;
-  uintptr_t bias = reinterpret_cast<uintptr_t>(eh) - first_vaddr;
+  uintptr_t bias = elf_load_bias(eh);
   // Linked into the executable itself (the unit tests link the allocator's objects),
   // our ELF is also the caller's: taking all of it would strip the allocating function
   // and its callers too. The linker lays the objects out in command-line order, the
@@ -102,11 +96,9 @@ void init() {
 
 bool primed() { return g_primed.load(std::memory_order_acquire); }
 
-size_t keep_caller_frames(void* const* buf, int n, uintptr_t caller_ra, uintptr_t* out, size_t max) {
+size_t keep_caller_frames(uintptr_t* out, size_t n, uintptr_t caller_ra, size_t max) {
   if (g_ranges == 0) read_own_text();
-  if (n <= 0) return 0;
-  for (int i = 0; i < n; ++i) out[i] = reinterpret_cast<uintptr_t>(buf[i]);
-  size_t kept = strip_own(out, static_cast<size_t>(n), caller_ra);
+  size_t kept = strip_own(out, n, caller_ra);
   return kept < max ? kept : max;
 }
 
@@ -125,9 +117,7 @@ size_t capture_fp(ThreadState& t, uintptr_t caller_ra, uintptr_t* out, size_t ma
   }
   uintptr_t hi = t.stack_hi;
   uintptr_t fp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
-  uintptr_t buf[kMaxCapture + kOwnFramesSlack];
-  size_t want = max + kOwnFramesSlack;
-  if (want > sizeof buf / sizeof buf[0]) want = sizeof buf / sizeof buf[0];
+  size_t want = frames_to_walk(max);
   size_t n = 0;
   // Each frame is [saved fp][return address]; the chain must stay inside this thread's
   // stack, aligned, and grow towards its top, so garbage in %rbp (code built without
@@ -137,15 +127,12 @@ size_t capture_fp(ThreadState& t, uintptr_t caller_ra, uintptr_t* out, size_t ma
     const uintptr_t* frame = reinterpret_cast<const uintptr_t*>(fp);
     uintptr_t ret = frame[1];
     if (ret == 0) break;
-    buf[n++] = ret;
+    out[n++] = ret;
     uintptr_t next = frame[0];
     if (next <= fp) break;
     fp = next;
   }
-  size_t kept = strip_own(buf, n, caller_ra);
-  if (kept > max) kept = max;
-  for (size_t i = 0; i < kept; ++i) out[i] = buf[i];
-  return kept;
+  return keep_caller_frames(out, n, caller_ra, max);
 }
 
 }  // namespace unwind

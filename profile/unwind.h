@@ -21,23 +21,29 @@ namespace unwind {
 // so that the first sampled allocation does not pay for it. From the constructor.
 void init();
 bool primed();
-// Captures up to `max` frames (leaf first) of the current stack, cut at `caller_ra`,
-// the return address into the caller of malloc/new that the entry point recorded. It is
-// passed in, not read from ThreadState, because leakalloc's own allocations between the
-// entry point and the capture (pthread_getattr_np, libunwind) overwrite the TLS copy.
-//
+// Both capture functions write up to `max` frames (leaf first) of the current stack into
+// `out`, cut at `caller_ra`, the return address into the caller of malloc/new that the
+// entry point passed down. `out` must hold kCaptureBuffer entries: our own frames above
+// the caller are captured there too before they are removed.
+constexpr size_t kOwnFramesSlack = 8;  // our frames above the caller: ask for this many more
+constexpr size_t kMaxCapture = 256;
+constexpr size_t kCaptureBuffer = kMaxCapture + kOwnFramesSlack;
+// How many frames to walk for `max` kept ones.
+LA_ALWAYS_INLINE size_t frames_to_walk(size_t max) {
+  return max + kOwnFramesSlack < kCaptureBuffer ? max + kOwnFramesSlack : kCaptureBuffer;
+}
+// Drops our own leading frames from the `n` walked into `out`; returns how many are kept.
+size_t keep_caller_frames(uintptr_t* out, size_t n, uintptr_t caller_ra, size_t max);
+
 // Inline: unw_backtrace starts from its caller, and every frame of ours it walks costs
 // about 100 instructions before strip_own() throws it away, so the call sits directly in
 // the sampling path (profile/profiler.cpp) rather than in a function of its own.
-constexpr size_t kOwnFramesSlack = 8;  // our frames above the caller: ask for this many more
-constexpr size_t kMaxCapture = 256;
-size_t keep_caller_frames(void* const* buf, int n, uintptr_t caller_ra, uintptr_t* out, size_t max);
+// (uintptr_t and void* have the same size and representation here: libunwind writes the
+// return addresses straight into `out`.)
 LA_ALWAYS_INLINE size_t capture_libunwind(uintptr_t caller_ra, uintptr_t* out, size_t max) {
-  void* buf[kMaxCapture + kOwnFramesSlack];
-  size_t want = max + kOwnFramesSlack;
-  if (want > sizeof buf / sizeof buf[0]) want = sizeof buf / sizeof buf[0];
-  int n = unw_backtrace(buf, static_cast<int>(want));
-  return keep_caller_frames(buf, n, caller_ra, out, max);
+  static_assert(sizeof(void*) == sizeof(uintptr_t), "frames are stored as integers");
+  int n = unw_backtrace(reinterpret_cast<void**>(out), static_cast<int>(frames_to_walk(max)));
+  return n <= 0 ? 0 : keep_caller_frames(out, static_cast<size_t>(n), caller_ra, max);
 }
 // Frame-pointer walk, bounds-checked against [current sp, thread stack top): it cannot
 // fault, and stops at the first frame without a frame pointer chain.
