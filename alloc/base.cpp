@@ -19,6 +19,15 @@ void RawLock::yield() { sched_yield(); }
 
 std::atomic<ClockFn> g_coarse_clock{&clock_gettime};
 
+uintptr_t elf_load_bias(const void* ehdr) {
+  const auto* eh = static_cast<const ElfW(Ehdr)*>(ehdr);
+  const auto* ph = reinterpret_cast<const ElfW(Phdr)*>(static_cast<const char*>(ehdr) + eh->e_phoff);
+  uintptr_t first_vaddr = 0;
+  for (int i = 0; i < eh->e_phnum; ++i)
+    if (ph[i].p_type == PT_LOAD && ph[i].p_offset == 0) first_vaddr = ph[i].p_vaddr;
+  return reinterpret_cast<uintptr_t>(ehdr) - first_vaddr;
+}
+
 namespace {
 
 // The vDSO's own clock_gettime, found in the image the kernel maps into every process
@@ -32,15 +41,7 @@ ClockFn find_vdso_clock() {
   if (__builtin_memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 || eh->e_shoff == 0 ||
       eh->e_shentsize != sizeof(ElfW(Shdr)) || eh->e_phentsize != sizeof(ElfW(Phdr)))
     return nullptr;
-  const auto* ph = reinterpret_cast<const ElfW(Phdr)*>(base + eh->e_phoff);
-  uintptr_t bias = 0;
-  bool found_load = false;
-  for (int i = 0; i < eh->e_phnum && !found_load; ++i) {
-    if (ph[i].p_type != PT_LOAD) continue;
-    bias = base + ph[i].p_offset - ph[i].p_vaddr;
-    found_load = true;
-  }
-  if (!found_load) return nullptr;
+  uintptr_t bias = elf_load_bias(eh);
   const auto* sh = reinterpret_cast<const ElfW(Shdr)*>(base + eh->e_shoff);
   for (int i = 0; i < eh->e_shnum; ++i) {
     if (sh[i].sh_type != SHT_DYNSYM || sh[i].sh_link >= eh->e_shnum) continue;

@@ -73,6 +73,11 @@ using ClockFn = int (*)(clockid_t, struct timespec*);
 extern std::atomic<ClockFn> g_coarse_clock;
 void use_vdso_clock();  // allocation-free; from the first initialisation
 
+// The load bias of an ELF image mapped at `ehdr`: the header's address minus the p_vaddr
+// of the PT_LOAD that maps file offset 0 (0 for a normal shared object). Symbol values
+// and p_vaddr plus the bias are run-time addresses.
+uintptr_t elf_load_bias(const void* ehdr);
+
 LA_ALWAYS_INLINE uint64_t coarse_now_ns() {
   struct timespec ts;
   g_coarse_clock.load(std::memory_order_relaxed)(CLOCK_MONOTONIC_COARSE, &ts);
