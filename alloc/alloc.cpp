@@ -22,11 +22,6 @@ namespace {
 // registers and no stack frame of their own.
 #define LA_SLOW_PATH __attribute__((noinline, cold))
 
-LA_SLOW_PATH void* fail_enomem() {
-  errno = ENOMEM;
-  return nullptr;
-}
-
 LA_SLOW_PATH void count_exited_alloc(size_t size) {
   threads::count_exited(kCounter_allocs, 1);
   threads::count_exited(kCounter_alloc_bytes, size);
@@ -95,12 +90,15 @@ LA_ALWAYS_INLINE void release(void* p, BlockHeader* h) {
 
 namespace slow {
 
-void* enomem() { return fail_enomem(); }
+LA_SLOW_PATH void* enomem() {
+  errno = ENOMEM;
+  return nullptr;
+}
 
 // The allocation the fast path did not finish: mimalloc failed, the countdown ran out
 // (sampling or the thread's first allocation), or the thread is past its exit hook.
 LA_SLOW_PATH void* alloc(void* base, size_t size, uintptr_t ra) {
-  if (base == nullptr) return fail_enomem();
+  if (base == nullptr) return enomem();
   void* user = static_cast<char*>(base) + kHeaderSize;
   count_alloc(size);
   uint64_t sample = sample_alloc(size, ra);
@@ -123,15 +121,12 @@ void* la_malloc(size_t size, uintptr_t ra) { return malloc_fast(size, ra); }
 
 void* la_calloc(size_t n, size_t size, uintptr_t ra) {
   size_t total;
-  if (LA_UNLIKELY(__builtin_mul_overflow(n, size, &total) || total > kMaxRequest)) {
-    errno = ENOMEM;
-    return nullptr;
-  }
+  if (LA_UNLIKELY(__builtin_mul_overflow(n, size, &total) || total > kMaxRequest)) return slow::enomem();
   return alloc_finish(mi_zalloc(total + kHeaderSize), total, ra);
 }
 
 void* la_aligned(size_t align, size_t size, uintptr_t ra) {
-  if (LA_UNLIKELY(size > kMaxRequest)) { errno = ENOMEM; return nullptr; }
+  if (LA_UNLIKELY(size > kMaxRequest)) return slow::enomem();
   if (align <= kHeaderSize) return malloc_fast(size, ra);
   return alloc_finish(mi_malloc_aligned_at(size + kHeaderSize, align, kHeaderSize), size, ra);
 }
@@ -159,7 +154,7 @@ void* la_realloc(void* p, size_t size, const char* op, uintptr_t ra) {
   // for unsampled blocks; the header then records the new size (birth unchanged: the
   // memory has been held since then). A sampled block always moves: its live record
   // then describes the new size and the sampler sees the new bytes.
-  if (!h->sampled() && size > kMaxRequest) { errno = ENOMEM; return nullptr; }
+  if (!h->sampled() && size > kMaxRequest) return slow::enomem();
   if (!h->sampled() && size <= usable && size >= usable / 2) {
     size_t old = h->tag;
     header_write_ticks(p, size, h->birth_ticks());
@@ -178,7 +173,7 @@ void* la_realloc(void* p, size_t size, const char* op, uintptr_t ra) {
 
 void* la_reallocarray(void* p, size_t n, size_t size, uintptr_t ra) {
   size_t total;
-  if (__builtin_mul_overflow(n, size, &total)) { errno = ENOMEM; return nullptr; }
+  if (__builtin_mul_overflow(n, size, &total)) return slow::enomem();
   return la_realloc(p, total, "reallocarray", ra);
 }
 
@@ -215,7 +210,7 @@ void* la_valloc(size_t size, uintptr_t ra) { return la_aligned(os_page_size(), s
 
 void* la_pvalloc(size_t size, uintptr_t ra) {
   size_t page = os_page_size();
-  if (size > kMaxRequest) { errno = ENOMEM; return nullptr; }
+  if (size > kMaxRequest) return slow::enomem();
   size_t rounded = size == 0 ? page : (size + page - 1) & ~(page - 1);
   return la_aligned(page, rounded, ra);
 }
