@@ -17,6 +17,7 @@
 #include "alloc/header.h"
 #include "ctl/options.h"
 #include "profile/dump.h"
+#include "profile/frame_cache.h"
 #include "profile/live_set.h"
 #include "profile/sampler.h"
 #include "profile/stack_table.h"
@@ -99,7 +100,7 @@ LA_ALWAYS_INLINE uint64_t record_sample(ThreadState& t, uintptr_t caller_ra, siz
   if (max > unwind::kMaxCapture) max = unwind::kMaxCapture;
   enter_unwind(t);
   size_t depth = opt(kOpt_unwind) == kUnwindFp ? unwind::capture_fp(t, caller_ra, frames, max)
-                                               : unwind::capture_libunwind(caller_ra, frames, max);
+                                               : unwind::capture_libunwind(t, caller_ra, frames, max);
   leave_unwind(t);
   uint32_t sid = stacks::intern(frames, static_cast<uint32_t>(depth));
   if (LA_UNLIKELY(sid == 0)) return 0;
@@ -255,7 +256,8 @@ Counters counters() {
   c.stack_bytes = stacks::bytes_in_use();
   c.record_bytes = live::bytes_in_use();
   c.thread_bytes = threads::bytes_in_use();
-  c.profiler_bytes = c.stack_bytes + c.record_bytes + c.thread_bytes;
+  c.unwind_bytes = frame_cache::bytes_in_use();
+  c.profiler_bytes = c.stack_bytes + c.record_bytes + c.thread_bytes + c.unwind_bytes;
   return c;
 }
 
@@ -276,7 +278,8 @@ size_t capture_stack(uintptr_t* out, size_t max, int kind) {
   ReentrancyGuard g;
   ThreadState& t = t_state;
   uintptr_t ra = reinterpret_cast<uintptr_t>(__builtin_return_address(0));
-  return kind == kUnwindFp ? unwind::capture_fp(t, ra, out, max) : unwind::capture_libunwind(ra, out, max);
+  if (kind == kUnwindFp) return unwind::capture_fp(t, ra, out, max);
+  return unwind::capture_libunwind(t, ra, out, max, kind == kCaptureLibunwindUncached);
 }
 
 }  // namespace prof

@@ -100,11 +100,12 @@ struct Counters {
   uint64_t sampled_total;    // sampled allocations since start or the last reset
   uint64_t stacks;           // distinct stacks stored
   uint64_t stacks_dropped;   // samples counted into the overflow stack
-  uint64_t profiler_bytes;   // memory the profiler's tables use, the sum of the next three;
+  uint64_t profiler_bytes;   // memory the profiler's tables use, the sum of the next four;
                              // reserved, never-touched address space is not counted
   uint64_t stack_bytes;      // the stack table
   uint64_t record_bytes;     // live-record chunks
   uint64_t thread_bytes;     // the thread registry
+  uint64_t unwind_bytes;     // the frame-recipe cache (profile/frame_cache.h)
 };
 Counters counters();
 
@@ -119,7 +120,9 @@ AllocTotals alloc_totals();
 
 // Stack capture, exposed for the benchmarks and tests: fills `out` with up to `max`
 // return addresses of the caller's stack, leaf first, leakalloc's own frames removed.
-// kind: 0 = libunwind, 1 = frame pointers (see ctl/options.h UnwindKind).
+// kind: 0 = libunwind (through the frame-recipe cache, as sampling does), 1 = frame
+// pointers (see ctl/options.h UnwindKind), kCaptureLibunwindUncached = unw_backtrace alone.
+constexpr int kCaptureLibunwindUncached = 2;
 size_t capture_stack(uintptr_t* out, size_t max, int kind);
 
 }  // namespace prof

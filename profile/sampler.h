@@ -66,7 +66,7 @@ struct ThreadState {
   uint64_t rng;            // sampler PRNG state
   OwnerCounter counter[kCounterCount];
   std::atomic<uint8_t> unwinding;  // inside a stack capture (the fork gate waits for it)
-  uintptr_t stack_hi;      // top of this thread's stack, for the frame-pointer walker
+  uintptr_t stack_hi;      // top of this thread's stack (unwind::stack_top), bounds the walkers
   uint32_t rec_cache_n;    // free live-record slots owned by this thread
   uint32_t rec_cache[kRecordCacheMax];
 };

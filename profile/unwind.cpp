@@ -88,6 +88,7 @@ size_t strip_own(uintptr_t* out, size_t n, uintptr_t caller_ra) {
 void init() {
   if (g_primed.load(std::memory_order_acquire)) return;
   if (g_ranges == 0) read_own_text();
+  frame_cache::init();
   unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
   void* buf[64];
   unw_backtrace(buf, 64);
@@ -102,8 +103,7 @@ size_t keep_caller_frames(uintptr_t* out, size_t n, uintptr_t caller_ra, size_t 
   return kept < max ? kept : max;
 }
 
-size_t capture_fp(ThreadState& t, uintptr_t caller_ra, uintptr_t* out, size_t max) {
-  if (g_ranges == 0) read_own_text();
+uintptr_t find_stack_top(ThreadState& t) {
   if (t.stack_hi == 0) {
     pthread_attr_t attr;
     if (pthread_getattr_np(pthread_self(), &attr) == 0) {
@@ -113,9 +113,14 @@ size_t capture_fp(ThreadState& t, uintptr_t caller_ra, uintptr_t* out, size_t ma
         t.stack_hi = reinterpret_cast<uintptr_t>(addr) + size;
       pthread_attr_destroy(&attr);
     }
-    if (t.stack_hi == 0) return 0;
   }
-  uintptr_t hi = t.stack_hi;
+  return t.stack_hi;
+}
+
+size_t capture_fp(ThreadState& t, uintptr_t caller_ra, uintptr_t* out, size_t max) {
+  if (g_ranges == 0) read_own_text();
+  uintptr_t hi = stack_top(t);
+  if (hi == 0) return 0;
   uintptr_t fp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
   size_t want = frames_to_walk(max);
   size_t n = 0;

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "profile/frame_cache.h"
 #include "profile/sampler.h"
 
 extern "C" int unw_backtrace(void** buffer, int size);  // <libunwind.h>, local unwinding
@@ -35,14 +36,25 @@ LA_ALWAYS_INLINE size_t frames_to_walk(size_t max) {
 // Drops our own leading frames from the `n` walked into `out`; returns how many are kept.
 size_t keep_caller_frames(uintptr_t* out, size_t n, uintptr_t caller_ra, size_t max);
 
-// Inline: unw_backtrace starts from its caller, and every frame of ours it walks costs
-// about 100 instructions before strip_own() throws it away, so the call sits directly in
-// the sampling path (profile/profiler.cpp) rather than in a function of its own.
-// (uintptr_t and void* have the same size and representation here: libunwind writes the
-// return addresses straight into `out`.)
-LA_ALWAYS_INLINE size_t capture_libunwind(uintptr_t caller_ra, uintptr_t* out, size_t max) {
+// The top of the calling thread's stack (cached in `t`), 0 if unknown.
+uintptr_t find_stack_top(ThreadState& t);
+LA_ALWAYS_INLINE uintptr_t stack_top(ThreadState& t) {
+  return LA_LIKELY(t.stack_hi != 0) ? t.stack_hi : find_stack_top(t);
+}
+
+// `unwind:libunwind`: DWARF unwinding, exact. Frames are walked by the frame-recipe cache
+// (profile/frame_cache.h); a stack with a frame it cannot express is walked again, whole,
+// by unw_backtrace. `uncached` skips the cache (benchmarks and tests compare the two).
+// Inline: each of our own frames costs the walker work before strip_own() throws it
+// away, so the walk starts directly in the sampling path (profile/profiler.cpp) rather
+// than in a function of its own. (uintptr_t and void* have the same size and
+// representation here: libunwind writes the return addresses straight into `out`.)
+LA_ALWAYS_INLINE size_t capture_libunwind(ThreadState& t, uintptr_t caller_ra, uintptr_t* out, size_t max,
+                                          bool uncached = false) {
   static_assert(sizeof(void*) == sizeof(uintptr_t), "frames are stored as integers");
-  int n = unw_backtrace(reinterpret_cast<void**>(out), static_cast<int>(frames_to_walk(max)));
+  size_t want = frames_to_walk(max);
+  int n = uncached ? -1 : frame_cache::walk(out, want, stack_top(t), caller_ra, max);
+  if (LA_UNLIKELY(n < 0)) n = unw_backtrace(reinterpret_cast<void**>(out), static_cast<int>(want));
   return n <= 0 ? 0 : keep_caller_frames(out, static_cast<size_t>(n), caller_ra, max);
 }
 // Frame-pointer walk, bounds-checked against [current sp, thread stack top): it cannot

@@ -3,7 +3,9 @@
 // reaches the hidden internal API (profile/profiler.h, profile/dump.h).
 //
 //   BM_capture_stack/<depth>/<kind>  ns per stack capture of `depth` frames, kind 0
-//                                    libunwind, 1 fp (frames from frames.c, a separate
+//                                    libunwind (the default: through the frame-recipe
+//                                    cache), 1 fp, 2 unw_backtrace alone (no cache)
+//                                    (frames from frames.c, a separate
 //                                    library, since this executable's own frames count
 //                                    as leakalloc's and are stripped)
 //   BM_sampled_pair/<kind>           malloc+free of 64 B at sample:0, stack 16 deep:
@@ -178,7 +180,7 @@ void BM_dump_latency(benchmark::State& state) {
 
 BENCHMARK(BM_capture_stack)
     ->ArgNames({"depth", "kind"})
-    ->ArgsProduct({{8, 16, 32}, {0, 1}});
+    ->ArgsProduct({{8, 16, 32}, {0, 1, leakalloc::prof::kCaptureLibunwindUncached}});
 BENCHMARK(BM_sampled_pair)->ArgName("kind")->Arg(0)->Arg(1);
 // format: 1 heap (legacy text), 2 heap_v2, 4 pb (gzipped protobuf); see ctl/options.h.
 BENCHMARK(BM_dump)

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "profile/frame_cache.h"
 #include "profile/profiler.h"
 #include "profile/sampler.h"
 #include "tests/profile/prof_test_util.h"
@@ -178,6 +179,9 @@ TEST(ProfUnwind, AllocationInsideTheUnwinderIsUntracked) {
   constexpr uint32_t kBits = 8;
   std::vector<std::vector<void*>> blocks(kThreads);
   for (auto& b : blocks) b.reserve(1 << kBits);
+  // The frame-recipe cache never calls dl_iterate_phdr; libunwind, which walks every stack
+  // the cache cannot express, does.
+  leakalloc::frame_cache::set_enabled(false);
   g_reenter = true;
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t)
@@ -187,6 +191,7 @@ TEST(ProfUnwind, AllocationInsideTheUnwinderIsUntracked) {
     });
   for (auto& th : threads) th.join();
   g_reenter = false;
+  leakalloc::frame_cache::set_enabled(true);
   EXPECT_GT(g_calls_in_capture.load(), 0u) << "the unwinder never called dl_iterate_phdr: nothing was tested";
 
   // The re-entrant blocks are real, writable, and untracked; every sampled block is
@@ -218,6 +223,7 @@ TEST(ProfUnwind, AllocationInsideTheUnwinderIsUntracked) {
 TEST(ProfUnwind, ForkWhileAnotherThreadIsInsideTheUnwinder) {
   require_sample0();
   std::atomic<bool> stop{false};
+  leakalloc::frame_cache::set_enabled(false);  // as above: libunwind's lookups
   g_slow_lookup = true;
   std::vector<std::thread> threads;
   for (int t = 0; t < 2; ++t)
@@ -252,6 +258,7 @@ TEST(ProfUnwind, ForkWhileAnotherThreadIsInsideTheUnwinder) {
   stop = true;
   for (auto& t : threads) t.join();
   g_slow_lookup = false;
+  leakalloc::frame_cache::set_enabled(true);
   EXPECT_GT(g_slow_lookups.load(), 0u) << "no lookup from inside a capture: nothing was tested";
   EXPECT_EQ(hung, 0) << "children that hung (SIGALRM) or failed after fork";
 }

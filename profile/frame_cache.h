@@ -1,0 +1,63 @@
+// The frame-recipe cache: the fast path of `unwind:libunwind`.
+//
+// Walking a stack by its DWARF call-frame information (CFI) means, for each frame, finding
+// the FDE that covers the return address and running its CFA program up to that address.
+// libunwind caches some of that work per thread, yet still spends about 110 instructions a
+// frame. For the frames of ordinary compiled code the outcome of that work is tiny: the
+// caller's stack pointer (the CFA) is %rsp or %rbp plus a constant, the return address
+// sits just below the CFA, and %rbp is either untouched or saved at a constant offset from
+// the CFA. This cache keeps that outcome (a Recipe) per return address, shared by all
+// threads and lock-free, so a frame costs a hash probe and two loads.
+//
+// Recipes come from the unwind tables the loader already mapped: _dl_find_object (glibc
+// 2.35+, lock-free, allocation-free) gives the object's .eh_frame_hdr, whose sorted table
+// finds the FDE. The CFI interpreter is written here rather than taken from a library
+// because it runs inside malloc: libgcc's _Unwind_Find_FDE takes a global mutex, libdw
+// would have to open and read the ELF file from inside malloc, and libunwind keeps its
+// recipes private. Anything the recipe cannot express -- signal frames, CFA expressions,
+// registers saved in other registers, code without unwind tables -- makes the walk give
+// up, and the caller walks the whole stack again with libunwind. So the frames reported are
+// the ones libunwind reports (tests/profile/prof_frame_cache_test.cpp compares the two).
+//
+// Contract: called like the other capture functions (profile/unwind.h): reentrancy guard
+// held, no leakalloc lock held. Nothing here allocates, locks, or makes a system call
+// after init(). Memory reads are confined to [current sp, stack_hi).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace leakalloc {
+namespace frame_cache {
+
+// Maps the cache's tables (from the library constructor). Without them walk() returns -1.
+void init();
+
+// Writes up to `want` return addresses into `out`, leaf first: the first is the return
+// address into walk()'s caller. Once the return address `cut` (the caller of malloc) has
+// been written, it stops `keep` frames after it. Returns how many, or -1 when a frame
+// needs libunwind (or the thread's stack top `stack_hi` is unknown).
+int walk(uintptr_t* out, size_t want, uintptr_t stack_hi, uintptr_t cut, size_t keep);
+
+// Forgets every recipe: code may be unmapped and something else mapped at its address.
+// Called by dlclose (alloc/override.cpp).
+void flush();
+
+// Bytes of the cache's table that have been written (its resident memory).
+uint64_t bytes_in_use();
+
+// For tests: with the cache off every stack goes to libunwind, the path any stack with a
+// frame the cache cannot express takes.
+void set_enabled(bool on);
+
+// What the cache holds, for tests: distinct addresses with a recipe, lookups that had to
+// read the unwind tables, and walks left to libunwind.
+struct Stats {
+  uint64_t entries;
+  uint64_t misses;
+  uint64_t gave_up;
+};
+Stats stats();
+
+}  // namespace frame_cache
+}  // namespace leakalloc
