@@ -451,12 +451,39 @@ LA_NOINLINE uint64_t miss(uintptr_t key) {
 }
 }  // namespace
 
-LA_NOINLINE int walk(uintptr_t* out, size_t want, uintptr_t stack_hi, uintptr_t cut, size_t keep) {
+LA_NOINLINE int walk(uintptr_t* out, size_t want, uintptr_t stack_hi, uintptr_t cut, size_t keep, Memo* memo) {
   if (LA_UNLIKELY(g_slots == nullptr || stack_hi == 0 || !g_enabled.load(std::memory_order_relaxed))) return -1;
   uintptr_t ip, sp, bp;
   // All three in one asm statement, so the unwind rule found for `ip` (this function's,
   // at this point) describes the `sp` and `bp` read with it.
   asm volatile("leaq 0(%%rip), %0\n\tmovq %%rsp, %1\n\tmovq %%rbp, %2" : "=r"(ip), "=r"(sp), "=r"(bp));
+  uint64_t gen = g_generation.load(std::memory_order_relaxed);
+  if (memo != nullptr) {
+    if (memo->stack_id != 0 && memo->sp == sp && memo->bp == bp && memo->cut == cut && memo->want == want &&
+        memo->generation == gen) {
+      // The words lie between this sp and the stack top: mapped, as they were.
+      uint32_t i = 0;
+      while (i < memo->reads && *reinterpret_cast<const uintptr_t*>(memo->addr[i]) == memo->value[i]) ++i;
+      if (i == memo->reads) return kMemoHit;
+    }
+    memo->stack_id = 0;
+    memo->pending = false;
+    memo->sp = sp;
+    memo->bp = bp;
+    memo->cut = cut;
+    memo->want = want;
+    memo->generation = gen;
+  }
+  uint32_t reads = 0;
+  auto read = [&](uintptr_t at) {
+    uintptr_t v = *reinterpret_cast<const uintptr_t*>(at);
+    if (memo != nullptr && reads < kMemoReads) {
+      memo->addr[reads] = at;
+      memo->value[reads] = v;
+    }
+    ++reads;
+    return v;
+  };
   uintptr_t key = ip;  // exact here; a return address is looked up at ra - 1 (below)
   size_t n = 0;
   while (n < want) {
@@ -471,12 +498,12 @@ LA_NOINLINE int walk(uintptr_t* out, size_t want, uintptr_t stack_hi, uintptr_t 
     // The caller's frame lies above this one and inside this thread's stack; anything
     // else means a stack switch or damaged registers, and libunwind decides.
     if (LA_UNLIKELY(cfa < sp + sizeof(uintptr_t) || cfa > stack_hi)) return give_up();
-    uintptr_t ra = reinterpret_cast<const uintptr_t*>(cfa)[-1];
+    uintptr_t ra = read(cfa - sizeof(uintptr_t));
     intptr_t bp_off = static_cast<int16_t>(r >> 32);
     if (bp_off != 0) {
       uintptr_t at = cfa + bp_off;
       if (LA_UNLIKELY(at < sp)) return give_up();
-      bp = *reinterpret_cast<const uintptr_t*>(at);
+      bp = read(at);
     }
     sp = cfa;
     if (ra == 0) break;
@@ -488,6 +515,10 @@ LA_NOINLINE int walk(uintptr_t* out, size_t want, uintptr_t stack_hi, uintptr_t 
     // A return address may be one past the function's last byte (a call to a noreturn
     // function); ra - 1 is inside the call instruction, in the caller's FDE.
     key = ra - 1;
+  }
+  if (memo != nullptr && reads <= kMemoReads) {
+    memo->reads = reads;
+    memo->pending = true;
   }
   return static_cast<int>(n);
 }

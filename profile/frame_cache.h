@@ -33,11 +33,37 @@ namespace frame_cache {
 // Maps the cache's tables (from the library constructor). Without them walk() returns -1.
 void init();
 
+// The last stack a thread walked, remembered with every stack word the walk read. A walk is
+// a pure function of where it starts (%rsp, %rbp), those words, and the cached recipes
+// (which only dlclose changes), so when the next walk starts at the same place and every
+// remembered word still holds its value, the stack is the same one, and so is its stack
+// id: a loop that allocates from one call site is checked with a few independent loads
+// instead of being walked and interned again. One per thread (ThreadState).
+constexpr uint32_t kMemoReads = 40;  // stacks that need more reads are not remembered
+struct Memo {
+  uintptr_t sp, bp, cut;  // where the walk started, and the caller of malloc
+  uint64_t generation;    // of the cache (flush() makes every memo stale)
+  size_t want;
+  uint32_t reads;         // words in addr/value
+  uint32_t stack_id;      // 0: nothing remembered
+  bool pending;           // walked and remembered, waiting for remember_id()
+  uintptr_t addr[kMemoReads];
+  uintptr_t value[kMemoReads];
+};
+constexpr int kMemoHit = -2;
+
 // Writes up to `want` return addresses into `out`, leaf first: the first is the return
 // address into walk()'s caller. Once the return address `cut` (the caller of malloc) has
 // been written, it stops `keep` frames after it. Returns how many, or -1 when a frame
-// needs libunwind (or the thread's stack top `stack_hi` is unknown).
-int walk(uintptr_t* out, size_t want, uintptr_t stack_hi, uintptr_t cut, size_t keep);
+// needs libunwind (or the thread's stack top `stack_hi` is unknown), or kMemoHit when
+// `memo` (may be null) holds this very stack: then `out` is untouched and memo->stack_id
+// is its id. After a walk that returned a count, remember_id() completes the memo.
+int walk(uintptr_t* out, size_t want, uintptr_t stack_hi, uintptr_t cut, size_t keep, Memo* memo);
+inline void remember_id(Memo& memo, uint32_t stack_id, uint32_t overflow_id) {
+  // The overflow stack is not remembered: each sample into it must be counted as a drop.
+  if (memo.pending && stack_id != overflow_id) memo.stack_id = stack_id;
+  memo.pending = false;
+}
 
 // Forgets every recipe: code may be unmapped and something else mapped at its address.
 // Called by dlclose (alloc/override.cpp).

@@ -99,12 +99,16 @@ LA_ALWAYS_INLINE uint64_t record_sample(ThreadState& t, uintptr_t caller_ra, siz
   size_t max = static_cast<size_t>(opt(kOpt_max_depth));
   if (max > unwind::kMaxCapture) max = unwind::kMaxCapture;
   enter_unwind(t);
+  uint32_t sid = 0;
   size_t depth = opt(kOpt_unwind) == kUnwindFp ? unwind::capture_fp(t, caller_ra, frames, max)
-                                               : unwind::capture_libunwind(t, caller_ra, frames, max);
+                                               : unwind::capture_libunwind(t, caller_ra, frames, max, &sid);
   leave_unwind(t);
-  uint32_t sid = stacks::intern(frames, static_cast<uint32_t>(depth));
-  if (LA_UNLIKELY(sid == 0)) return 0;
-  stacks::count_sample(sid, size);
+  if (sid == 0) {
+    sid = stacks::intern(frames, static_cast<uint32_t>(depth));
+    if (LA_UNLIKELY(sid == 0)) return 0;
+    frame_cache::remember_id(t.memo, sid, prof::kOverflowStackId);
+  }
+  stacks::count_sample(sid, size, t.thread_index);
   t.counter[kCounter_samples].add(1);
   return live::add(t, sid, size, coarse_now_ns());
 }
@@ -279,7 +283,7 @@ size_t capture_stack(uintptr_t* out, size_t max, int kind) {
   ThreadState& t = t_state;
   uintptr_t ra = reinterpret_cast<uintptr_t>(__builtin_return_address(0));
   if (kind == kUnwindFp) return unwind::capture_fp(t, ra, out, max);
-  return unwind::capture_libunwind(t, ra, out, max, kind == kCaptureLibunwindUncached);
+  return unwind::capture_libunwind(t, ra, out, max, nullptr, kind == kCaptureLibunwindUncached);
 }
 
 }  // namespace prof

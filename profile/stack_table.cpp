@@ -18,10 +18,21 @@ struct Entry {
   uint64_t hash;
   uint32_t depth;
   uint32_t pad;
-  std::atomic<uint64_t> cum_objs;
-  std::atomic<uint64_t> cum_bytes;
   uintptr_t frames[1];  // `depth` frames
 };
+
+// Cumulative counts, apart from the entries: lookups read the entries on every sample,
+// and counters in the same lines would make every count a miss for every other thread.
+// Striped by thread index (stripe-major, so a thread's counts share lines only with
+// threads of the same stripe): threads allocating from one stack do not contend on one
+// counter. A stack's count is the sum of its stripes.
+constexpr uint32_t kCountStripes = 8;
+struct Cum {
+  std::atomic<uint64_t> objs;
+  std::atomic<uint64_t> bytes;
+};
+Cum* g_cum = nullptr;  // kCountStripes rows of (g_max + 1) counters, indexed by id
+std::atomic<uint32_t> g_cum_stripes_used{0};  // bit per stripe ever written (bytes_in_use)
 
 constexpr size_t kEntryFixed = offsetof(Entry, frames);
 constexpr uint32_t kStripes = 64;
@@ -98,7 +109,8 @@ bool init(uint32_t max_stacks, uint32_t max_depth) {
   g_offsets = static_cast<std::atomic<uint64_t>*>(os_reserve((uint64_t{g_max} + 2) * sizeof(uint64_t)));
   g_arena_cap = (uint64_t{g_max} + 1) * ((kEntryFixed + max_depth * sizeof(uintptr_t) + 15) & ~size_t{15});
   g_arena = static_cast<char*>(os_reserve(g_arena_cap));
-  if (g_index == nullptr || g_offsets == nullptr || g_arena == nullptr) return false;
+  g_cum = static_cast<Cum*>(os_reserve(uint64_t{kCountStripes} * (g_max + 1) * sizeof(Cum)));
+  if (g_index == nullptr || g_offsets == nullptr || g_arena == nullptr || g_cum == nullptr) return false;
   uintptr_t overflow_frame = reinterpret_cast<uintptr_t>(&leakalloc_stack_table_full);
   g_next_id.store(0, std::memory_order_relaxed);
   uint64_t h = hash_frames(&overflow_frame, 1);
@@ -135,21 +147,25 @@ uint32_t intern(const uintptr_t* frames, uint32_t depth) {
   }
 }
 
-void count_sample(uint32_t id, uint64_t size) {
-  Entry* e = entry(id);
-  if (e == nullptr) return;
-  e->cum_objs.fetch_add(1, std::memory_order_relaxed);
-  e->cum_bytes.fetch_add(size, std::memory_order_relaxed);
+void count_sample(uint32_t id, uint64_t size, uint32_t thread_index) {
+  if (LA_UNLIKELY(g_cum == nullptr || id == 0 || id > g_max)) return;
+  uint32_t stripe = thread_index % kCountStripes;
+  if (LA_UNLIKELY((g_cum_stripes_used.load(std::memory_order_relaxed) & (1u << stripe)) == 0))
+    g_cum_stripes_used.fetch_or(1u << stripe, std::memory_order_relaxed);
+  Cum& c = g_cum[uint64_t{stripe} * (g_max + 1) + id];
+  c.objs.fetch_add(1, std::memory_order_relaxed);
+  c.bytes.fetch_add(size, std::memory_order_relaxed);
 }
 
 void reset_counts() {
   uint32_t n = count();
-  for (uint32_t id = 1; id <= n; ++id) {
-    Entry* e = entry(id);
-    if (e == nullptr) continue;
-    e->cum_objs.store(0, std::memory_order_relaxed);
-    e->cum_bytes.store(0, std::memory_order_relaxed);
-  }
+  if (g_cum == nullptr) return;
+  for (uint32_t stripe = 0; stripe < kCountStripes; ++stripe)
+    for (uint32_t id = 1; id <= n; ++id) {
+      Cum& c = g_cum[uint64_t{stripe} * (g_max + 1) + id];
+      c.objs.store(0, std::memory_order_relaxed);
+      c.bytes.store(0, std::memory_order_relaxed);
+    }
   g_dropped.store(0, std::memory_order_relaxed);
 }
 
@@ -166,7 +182,9 @@ uint64_t bytes_in_use() {
   uint64_t index_bytes = (g_mask + 1) * sizeof(uint32_t);
   uint64_t index_touched = n * os_page_size();  // hashing scatters ids over the pages
   if (index_touched > index_bytes) index_touched = index_bytes;
-  return g_arena_used.load(std::memory_order_relaxed) + index_touched + (n + 2) * sizeof(uint64_t);
+  uint64_t stripes = static_cast<uint64_t>(__builtin_popcount(g_cum_stripes_used.load(std::memory_order_relaxed)));
+  return g_arena_used.load(std::memory_order_relaxed) + index_touched + (n + 2) * sizeof(uint64_t) +
+         stripes * n * sizeof(Cum);
 }
 
 bool get(uint32_t id, prof::StackView* out) {
@@ -176,8 +194,13 @@ bool get(uint32_t id, prof::StackView* out) {
   out->id = id;
   out->depth = e->depth;
   out->frames = e->frames;
-  out->cum_objs = e->cum_objs.load(std::memory_order_relaxed);
-  out->cum_bytes = e->cum_bytes.load(std::memory_order_relaxed);
+  out->cum_objs = 0;
+  out->cum_bytes = 0;
+  for (uint32_t stripe = 0; stripe < kCountStripes && g_cum != nullptr; ++stripe) {
+    const Cum& c = g_cum[uint64_t{stripe} * (g_max + 1) + id];
+    out->cum_objs += c.objs.load(std::memory_order_relaxed);
+    out->cum_bytes += c.bytes.load(std::memory_order_relaxed);
+  }
   return true;
 }
 

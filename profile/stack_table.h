@@ -34,12 +34,14 @@ bool init(uint32_t max_stacks, uint32_t max_depth);
 // Returns the stack's id (>= 1); a full table yields kOverflowStackId. 0 only if the
 // table could not be mapped at all (the sample is then dropped).
 uint32_t intern(const uintptr_t* frames, uint32_t depth);
-void count_sample(uint32_t id, uint64_t size);
+// Adds one sample of `size` bytes to the stack's cumulative counts (striped by thread).
+void count_sample(uint32_t id, uint64_t size, uint32_t thread_index);
 void reset_counts();
 uint32_t count();
 uint64_t dropped();
 // Memory the table really uses: the entries written, the index pages its stacks have
-// touched, the id directory. The reserved but untouched rest is not counted.
+// touched, the id directory, the count stripes written. The reserved but untouched rest
+// is not counted.
 uint64_t bytes_in_use();
 bool get(uint32_t id, prof::StackView* out);
 

@@ -45,15 +45,24 @@ LA_ALWAYS_INLINE uintptr_t stack_top(ThreadState& t) {
 // `unwind:libunwind`: DWARF unwinding, exact. Frames are walked by the frame-recipe cache
 // (profile/frame_cache.h); a stack with a frame it cannot express is walked again, whole,
 // by unw_backtrace. `uncached` skips the cache (benchmarks and tests compare the two).
+// With `memo_id` (the sampling path), the thread's memo of its last stack is consulted:
+// when it holds this stack, *memo_id is set to its stack id and `out` is not written;
+// otherwise *memo_id is 0 and the caller interns the frames, then calls remember_id().
 // Inline: each of our own frames costs the walker work before strip_own() throws it
 // away, so the walk starts directly in the sampling path (profile/profiler.cpp) rather
 // than in a function of its own. (uintptr_t and void* have the same size and
 // representation here: libunwind writes the return addresses straight into `out`.)
 LA_ALWAYS_INLINE size_t capture_libunwind(ThreadState& t, uintptr_t caller_ra, uintptr_t* out, size_t max,
-                                          bool uncached = false) {
+                                          uint32_t* memo_id, bool uncached = false) {
   static_assert(sizeof(void*) == sizeof(uintptr_t), "frames are stored as integers");
   size_t want = frames_to_walk(max);
-  int n = uncached ? -1 : frame_cache::walk(out, want, stack_top(t), caller_ra, max);
+  int n = uncached ? -1
+                   : frame_cache::walk(out, want, stack_top(t), caller_ra, max, memo_id != nullptr ? &t.memo : nullptr);
+  if (memo_id != nullptr) *memo_id = 0;
+  if (n == frame_cache::kMemoHit) {
+    *memo_id = t.memo.stack_id;
+    return 0;
+  }
   if (LA_UNLIKELY(n < 0)) n = unw_backtrace(reinterpret_cast<void**>(out), static_cast<int>(want));
   return n <= 0 ? 0 : keep_caller_frames(out, static_cast<size_t>(n), caller_ra, max);
 }

@@ -22,6 +22,8 @@ void* shape_qsort(size_t size);
 void* shape_noreturn(size_t size);
 void shape_calls_noreturn(size_t size);
 void* shape_signal(size_t size);
+void* shape_caller_a(size_t size);
+void* shape_caller_b(size_t size);
 }
 
 namespace prof = leakalloc::prof;
@@ -186,6 +188,27 @@ TEST(FrameCache, DeeperThanMaxDepth) {
   StackView v;
   ASSERT_TRUE(prof::stack_get(id, &v));
   EXPECT_EQ(v.depth, 64u);
+}
+
+TEST(FrameCache, MemoTellsCallersAtTheSameDepthApart) {
+  // The thread's memo of its last stack must not be taken for the current one when only a
+  // word in the middle of the stack changed.
+  ASSERT_EQ(prof::lg_sample(), 0);
+  constexpr int kBlocks = 8;
+  void* blocks[kBlocks];
+  volatile int n = kBlocks;
+  for (int i = 0; i < n; ++i) blocks[i] = (i % 2 != 0 ? shape_caller_b : shape_caller_a)(72001 + i);
+  uint32_t ids[kBlocks];
+  for (int i = 0; i < kBlocks; ++i) {
+    ids[i] = stack_of_size(72001 + i);
+    std::vector<void*> fs = functions_of(ids[i]);
+    ASSERT_GE(fs.size(), 3u);
+    EXPECT_EQ(fs[0], reinterpret_cast<void*>(&shape_leaf));
+    EXPECT_EQ(fs[1], reinterpret_cast<void*>(i % 2 != 0 ? &shape_caller_b : &shape_caller_a)) << "block " << i;
+    if (i >= 2) EXPECT_EQ(ids[i], ids[i - 2]) << "block " << i;
+  }
+  EXPECT_NE(ids[0], ids[1]);
+  for (void* p : blocks) free(p);
 }
 
 TEST(FrameCache, DlcloseEmptiesTheCache) {
