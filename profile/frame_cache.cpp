@@ -484,6 +484,11 @@ LA_NOINLINE int walk(uintptr_t* out, size_t want, uintptr_t stack_hi, uintptr_t 
     ++reads;
     return v;
   };
+  // Where the caller's %rbp was saved, once a frame saved it; it is read only when a
+  // CFA is %rbp-based (rare without frame pointers), so a walk (and the memo) does not
+  // depend on what %rbp held where nothing uses it: code built without frame pointers
+  // keeps loop variables there.
+  uintptr_t bp_at = 0;
   uintptr_t key = ip;  // exact here; a return address is looked up at ra - 1 (below)
   size_t n = 0;
   while (n < want) {
@@ -494,6 +499,10 @@ LA_NOINLINE int walk(uintptr_t* out, size_t want, uintptr_t stack_hi, uintptr_t 
       if (kind == kEnd) break;
       return give_up();
     }
+    if ((r >> 56) != 0 && bp_at != 0) {  // this CFA needs %rbp: load the saved value now
+      bp = read(bp_at);
+      bp_at = 0;
+    }
     uintptr_t cfa = ((r >> 56) != 0 ? bp : sp) + static_cast<intptr_t>(static_cast<int32_t>(r));
     // The caller's frame lies above this one and inside this thread's stack; anything
     // else means a stack switch or damaged registers, and libunwind decides.
@@ -503,7 +512,7 @@ LA_NOINLINE int walk(uintptr_t* out, size_t want, uintptr_t stack_hi, uintptr_t 
     if (bp_off != 0) {
       uintptr_t at = cfa + bp_off;
       if (LA_UNLIKELY(at < sp)) return give_up();
-      bp = read(at);
+      bp_at = at;
     }
     sp = cfa;
     if (ra == 0) break;

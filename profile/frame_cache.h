@@ -39,7 +39,7 @@ void init();
 // remembered word still holds its value, the stack is the same one, and so is its stack
 // id: a loop that allocates from one call site is checked with a few independent loads
 // instead of being walked and interned again. One per thread (ThreadState).
-constexpr uint32_t kMemoReads = 40;  // stacks that need more reads are not remembered
+constexpr uint32_t kMemoReads = 96;  // stacks that need more reads are not remembered
 struct Memo {
   uintptr_t sp, bp, cut;  // where the walk started, and the caller of malloc
   uint64_t generation;    // of the cache (flush() makes every memo stale)
