@@ -41,9 +41,8 @@ struct Recipe {
 // mistaken for the one it looked up.
 struct Slot {
   std::atomic<uint64_t> key;     // 0: empty
-  std::atomic<uint64_t> recipe;  // a Recipe's bytes
+  std::atomic<uint64_t> recipe;  // pack(Recipe)
 };
-static_assert(sizeof(Recipe) == sizeof(uint64_t), "a recipe is one word");
 constexpr unsigned kSlotsLog2 = 16;
 constexpr uint32_t kSlots = 1u << kSlotsLog2;
 constexpr int kProbes = 8;
@@ -438,9 +437,7 @@ LA_NOINLINE int give_up() {
   g_gave_up.fetch_add(1, std::memory_order_relaxed);
   return -1;
 }
-}  // namespace
 
-namespace {
 // A frame not in the cache: reads the unwind tables, publishes the recipe. 0 when the
 // cache is full (the stack is left to libunwind).
 LA_NOINLINE uint64_t miss(uintptr_t key) {

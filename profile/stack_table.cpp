@@ -64,6 +64,8 @@ Entry* entry(uint32_t id) {
   return reinterpret_cast<Entry*>(g_arena + (off - 1));
 }
 
+Cum& cum(uint32_t stripe, uint32_t id) { return g_cum[uint64_t{stripe} * (g_max + 1) + id]; }
+
 bool same(const Entry* e, uint64_t hash, const uintptr_t* f, uint32_t depth) {
   if (e->hash != hash || e->depth != depth) return false;
   for (uint32_t i = 0; i < depth; ++i)
@@ -152,7 +154,7 @@ void count_sample(uint32_t id, uint64_t size, uint32_t thread_index) {
   uint32_t stripe = thread_index % kCountStripes;
   if (LA_UNLIKELY((g_cum_stripes_used.load(std::memory_order_relaxed) & (1u << stripe)) == 0))
     g_cum_stripes_used.fetch_or(1u << stripe, std::memory_order_relaxed);
-  Cum& c = g_cum[uint64_t{stripe} * (g_max + 1) + id];
+  Cum& c = cum(stripe, id);
   c.objs.fetch_add(1, std::memory_order_relaxed);
   c.bytes.fetch_add(size, std::memory_order_relaxed);
 }
@@ -162,7 +164,7 @@ void reset_counts() {
   if (g_cum == nullptr) return;
   for (uint32_t stripe = 0; stripe < kCountStripes; ++stripe)
     for (uint32_t id = 1; id <= n; ++id) {
-      Cum& c = g_cum[uint64_t{stripe} * (g_max + 1) + id];
+      Cum& c = cum(stripe, id);
       c.objs.store(0, std::memory_order_relaxed);
       c.bytes.store(0, std::memory_order_relaxed);
     }
@@ -197,7 +199,7 @@ bool get(uint32_t id, prof::StackView* out) {
   out->cum_objs = 0;
   out->cum_bytes = 0;
   for (uint32_t stripe = 0; stripe < kCountStripes && g_cum != nullptr; ++stripe) {
-    const Cum& c = g_cum[uint64_t{stripe} * (g_max + 1) + id];
+    const Cum& c = cum(stripe, id);
     out->cum_objs += c.objs.load(std::memory_order_relaxed);
     out->cum_bytes += c.bytes.load(std::memory_order_relaxed);
   }

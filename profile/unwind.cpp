@@ -104,15 +104,12 @@ size_t keep_caller_frames(uintptr_t* out, size_t n, uintptr_t caller_ra, size_t 
 }
 
 uintptr_t find_stack_top(ThreadState& t) {
-  if (t.stack_hi == 0) {
-    pthread_attr_t attr;
-    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
-      void* addr = nullptr;
-      size_t size = 0;
-      if (pthread_attr_getstack(&attr, &addr, &size) == 0)
-        t.stack_hi = reinterpret_cast<uintptr_t>(addr) + size;
-      pthread_attr_destroy(&attr);
-    }
+  pthread_attr_t attr;
+  if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+    void* addr = nullptr;
+    size_t size = 0;
+    if (pthread_attr_getstack(&attr, &addr, &size) == 0) t.stack_hi = reinterpret_cast<uintptr_t>(addr) + size;
+    pthread_attr_destroy(&attr);
   }
   return t.stack_hi;
 }

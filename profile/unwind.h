@@ -36,7 +36,8 @@ LA_ALWAYS_INLINE size_t frames_to_walk(size_t max) {
 // Drops our own leading frames from the `n` walked into `out`; returns how many are kept.
 size_t keep_caller_frames(uintptr_t* out, size_t n, uintptr_t caller_ra, size_t max);
 
-// The top of the calling thread's stack (cached in `t`), 0 if unknown.
+// The top of the calling thread's stack (cached in `t`), 0 if unknown. find_stack_top()
+// asks pthread_getattr_np; stack_top() asks only the first time.
 uintptr_t find_stack_top(ThreadState& t);
 LA_ALWAYS_INLINE uintptr_t stack_top(ThreadState& t) {
   return LA_LIKELY(t.stack_hi != 0) ? t.stack_hi : find_stack_top(t);

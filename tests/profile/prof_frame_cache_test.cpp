@@ -148,10 +148,10 @@ TEST(FrameCache, FramesInsideLibstdcxx) {
   static std::string* keep[3];
   int round = 0;
   uint32_t id = same_stack_both_ways(70601, [&round](size_t s) {
-    keep[round] = new std::string(s - 1, 'x');
+    keep[round++] = new std::string(s - 1, 'x');
     return static_cast<void*>(nullptr);
   });
-  (void)round;
+  EXPECT_EQ(round, 3);
   EXPECT_GE(functions_of(id).size(), 3u);
   for (std::string* s : keep) delete s;
 }
