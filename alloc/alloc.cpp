@@ -22,28 +22,32 @@ namespace {
 // registers and no stack frame of their own.
 #define LA_SLOW_PATH __attribute__((noinline, cold))
 
-LA_SLOW_PATH void count_exited_alloc(size_t size) {
-  threads::count_exited(kCounter_allocs, 1);
-  threads::count_exited(kCounter_alloc_bytes, size);
-}
-
-LA_SLOW_PATH void count_exited_free(size_t size) {
-  threads::count_exited(kCounter_frees, 1);
-  threads::count_exited(kCounter_free_bytes, size);
-}
-
 // Per-thread totals: owner-written counters of blocks and requested bytes, summed on
-// read by stats (profile/threads.h). Exited threads count into shared totals.
+// read by stats (profile/threads.h). Only a registered thread's counters are summed, so
+// a thread that frees before it ever allocated (a consumer) registers here; a thread
+// that cannot (past its exit hook, or before the allocator is initialised) counts into
+// the shared totals.
+LA_SLOW_PATH void count_unregistered(CounterId blocks, CounterId bytes, size_t size) {
+  ThreadState& t = t_state;
+  if (prof::adopt_thread(t)) {
+    t.counter[blocks].add(1);
+    t.counter[bytes].add(size);
+    return;
+  }
+  threads::count_exited(blocks, 1);
+  threads::count_exited(bytes, size);
+}
+
 LA_ALWAYS_INLINE void count_alloc(size_t size) {
   ThreadState& t = t_state;
-  if (LA_UNLIKELY(t.phase == kThreadExited)) return count_exited_alloc(size);
+  if (LA_UNLIKELY(t.phase != kThreadLive)) return count_unregistered(kCounter_allocs, kCounter_alloc_bytes, size);
   t.counter[kCounter_allocs].add(1);
   t.counter[kCounter_alloc_bytes].add(size);
 }
 
 LA_ALWAYS_INLINE void count_free(size_t size) {
   ThreadState& t = t_state;
-  if (LA_UNLIKELY(t.phase == kThreadExited)) return count_exited_free(size);
+  if (LA_UNLIKELY(t.phase != kThreadLive)) return count_unregistered(kCounter_frees, kCounter_free_bytes, size);
   t.counter[kCounter_frees].add(1);
   t.counter[kCounter_free_bytes].add(size);
 }
@@ -97,14 +101,18 @@ LA_SLOW_PATH void* enomem() {
 
 // The allocation the fast path did not finish: mimalloc failed, the countdown ran out
 // (sampling or the thread's first allocation), or the thread is past its exit hook.
-LA_SLOW_PATH void* alloc(void* base, size_t size, uintptr_t ra) {
+LA_SLOW_PATH void* alloc(void* base, size_t size, EntryFrame frame) {
   if (base == nullptr) return enomem();
   void* user = static_cast<char*>(base) + kHeaderSize;
   count_alloc(size);
-  uint64_t sample = sample_alloc(size, ra);
-  // The birth time is read after sampling so that an unwind does not age the block.
-  uint64_t tag = sample == 0 ? size : sampled_tag(sample, size);
-  header_write(user, tag, coarse_now_ns());
+  uint64_t birth_ns = 0;
+  uint64_t sample = sample_alloc(size, frame, &birth_ns);
+  // A sampled block's birth was read after its stack was captured, so that an unwind
+  // does not age the block; its header and its live record carry that same time.
+  uint64_t tag = size;
+  if (sample != 0) tag = sampled_tag(sample, size);
+  else birth_ns = coarse_now_ns();
+  header_write(user, tag, birth_ns);
   return user;
 }
 
@@ -117,18 +125,18 @@ LA_SLOW_PATH void free(void* p, const char* op) { release(p, checked_header(p, o
   abort();
 }
 
-void* la_malloc(size_t size, uintptr_t ra) { return malloc_fast(size, ra); }
+void* la_malloc(size_t size, EntryFrame frame) { return malloc_fast(size, frame); }
 
-void* la_calloc(size_t n, size_t size, uintptr_t ra) {
+void* la_calloc(size_t n, size_t size, EntryFrame frame) {
   size_t total;
   if (LA_UNLIKELY(__builtin_mul_overflow(n, size, &total) || total > kMaxRequest)) return slow::enomem();
-  return alloc_finish(mi_zalloc(total + kHeaderSize), total, ra);
+  return alloc_finish(mi_zalloc(total + kHeaderSize), total, frame);
 }
 
-void* la_aligned(size_t align, size_t size, uintptr_t ra) {
+void* la_aligned(size_t align, size_t size, EntryFrame frame) {
   if (LA_UNLIKELY(size > kMaxRequest)) return slow::enomem();
-  if (align <= kHeaderSize) return malloc_fast(size, ra);
-  return alloc_finish(mi_malloc_aligned_at(size + kHeaderSize, align, kHeaderSize), size, ra);
+  if (align <= kHeaderSize) return malloc_fast(size, frame);
+  return alloc_finish(mi_malloc_aligned_at(size + kHeaderSize, align, kHeaderSize), size, frame);
 }
 
 void la_free(void* p, const char* op) { free_fast(p, op); }
@@ -142,8 +150,8 @@ size_t la_usable_size(const void* cp) {
   return mi_usable_size(h) - kHeaderSize;
 }
 
-void* la_realloc(void* p, size_t size, const char* op, uintptr_t ra) {
-  if (p == nullptr) return malloc_fast(size, ra);
+void* la_realloc(void* p, size_t size, const char* op, EntryFrame frame) {
+  if (p == nullptr) return malloc_fast(size, frame);
   BlockHeader* h = checked_header(p, op);
   if (size == 0) {  // glibc: realloc(p, 0) frees p and returns NULL
     release(p, h);
@@ -162,7 +170,7 @@ void* la_realloc(void* p, size_t size, const char* op, uintptr_t ra) {
     count_alloc(size);
     return p;
   }
-  void* q = malloc_fast(size, ra);
+  void* q = malloc_fast(size, frame);
   if (q == nullptr) return nullptr;  // errno is ENOMEM; p is untouched, as C requires
   // Copy the whole usable size, not just the requested one: programs that grow into
   // malloc_usable_size() expect those bytes to survive a realloc.
@@ -171,16 +179,16 @@ void* la_realloc(void* p, size_t size, const char* op, uintptr_t ra) {
   return q;
 }
 
-void* la_reallocarray(void* p, size_t n, size_t size, uintptr_t ra) {
+void* la_reallocarray(void* p, size_t n, size_t size, EntryFrame frame) {
   size_t total;
   if (__builtin_mul_overflow(n, size, &total)) return slow::enomem();
-  return la_realloc(p, total, "reallocarray", ra);
+  return la_realloc(p, total, "reallocarray", frame);
 }
 
-int la_posix_memalign(void** out, size_t align, size_t size, uintptr_t ra) {
+int la_posix_memalign(void** out, size_t align, size_t size, EntryFrame frame) {
   if (!is_pow2(align) || align % sizeof(void*) != 0) return EINVAL;
   int saved = errno;
-  void* p = la_aligned(align, size, ra);
+  void* p = la_aligned(align, size, frame);
   if (p == nullptr) {
     errno = saved;  // POSIX: report through the return value only
     return ENOMEM;
@@ -189,12 +197,12 @@ int la_posix_memalign(void** out, size_t align, size_t size, uintptr_t ra) {
   return 0;
 }
 
-void* la_aligned_alloc(size_t align, size_t size, uintptr_t ra) {
+void* la_aligned_alloc(size_t align, size_t size, EntryFrame frame) {
   if (!is_pow2(align)) { errno = EINVAL; return nullptr; }
-  return la_aligned(align, size, ra);
+  return la_aligned(align, size, frame);
 }
 
-void* la_memalign(size_t align, size_t size, uintptr_t ra) {
+void* la_memalign(size_t align, size_t size, EntryFrame frame) {
   // glibc rounds a non-power-of-two alignment up to the next power of two.
   if (align == 0) align = 1;
   if (!is_pow2(align)) {
@@ -203,16 +211,16 @@ void* la_memalign(size_t align, size_t size, uintptr_t ra) {
     while (a < align) a <<= 1;
     align = a;
   }
-  return la_aligned(align, size, ra);
+  return la_aligned(align, size, frame);
 }
 
-void* la_valloc(size_t size, uintptr_t ra) { return la_aligned(os_page_size(), size, ra); }
+void* la_valloc(size_t size, EntryFrame frame) { return la_aligned(os_page_size(), size, frame); }
 
-void* la_pvalloc(size_t size, uintptr_t ra) {
+void* la_pvalloc(size_t size, EntryFrame frame) {
   size_t page = os_page_size();
   if (size > kMaxRequest) return slow::enomem();
   size_t rounded = size == 0 ? page : (size + page - 1) & ~(page - 1);
-  return la_aligned(page, rounded, ra);
+  return la_aligned(page, rounded, frame);
 }
 
 }  // namespace leakalloc

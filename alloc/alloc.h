@@ -14,22 +14,34 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "alloc/base.h"
+
 namespace leakalloc {
 
-// `ra` is the return address into the program's code that called the exported entry
-// point: a sampled allocation's stack is cut there (profile/unwind.h).
-void* la_malloc(size_t size, uintptr_t ra);
-void* la_calloc(size_t n, size_t size, uintptr_t ra);
-void* la_realloc(void* p, size_t size, const char* op, uintptr_t ra);
-void* la_reallocarray(void* p, size_t n, size_t size, uintptr_t ra);
+// `frame` is the frame address of the exported entry point that the program called
+// (__builtin_frame_address(0), see LA_FRAME in alloc/override.cpp). The library is built
+// with frame pointers, so the x86-64 frame layout holds there:
+//   frame[0]    the caller's %rbp, saved by the entry point's prologue
+//   frame[1]    the return address into the caller
+//   frame + 16  the caller's stack pointer once the entry point returns
+// A sampled allocation's stack starts there, in the caller: none of our own frames is
+// walked (profile/unwind.h).
+using EntryFrame = uintptr_t;
+LA_ALWAYS_INLINE uintptr_t caller_ra_of(EntryFrame frame) {
+  return reinterpret_cast<const uintptr_t*>(frame)[1];
+}
+void* la_malloc(size_t size, EntryFrame frame);
+void* la_calloc(size_t n, size_t size, EntryFrame frame);
+void* la_realloc(void* p, size_t size, const char* op, EntryFrame frame);
+void* la_reallocarray(void* p, size_t n, size_t size, EntryFrame frame);
 void la_free(void* p, const char* op);
 void la_free_sized(void* p, size_t size, const char* op);
-void* la_aligned(size_t align, size_t size, uintptr_t ra);  // align: power of two
-int la_posix_memalign(void** out, size_t align, size_t size, uintptr_t ra);
-void* la_aligned_alloc(size_t align, size_t size, uintptr_t ra);
-void* la_memalign(size_t align, size_t size, uintptr_t ra);
-void* la_valloc(size_t size, uintptr_t ra);
-void* la_pvalloc(size_t size, uintptr_t ra);
+void* la_aligned(size_t align, size_t size, EntryFrame frame);  // align: power of two
+int la_posix_memalign(void** out, size_t align, size_t size, EntryFrame frame);
+void* la_aligned_alloc(size_t align, size_t size, EntryFrame frame);
+void* la_memalign(size_t align, size_t size, EntryFrame frame);
+void* la_valloc(size_t size, EntryFrame frame);
+void* la_pvalloc(size_t size, EntryFrame frame);
 size_t la_usable_size(const void* p);
 
 // Requests larger than this fail with ENOMEM before reaching mimalloc: size + header

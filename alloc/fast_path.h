@@ -4,12 +4,13 @@
 // An unsampled malloc is: mimalloc, one sampler decrement, two owner-only counters, a
 // clock read and two header stores. An unsampled free is: two header loads, the check,
 // one store, two counters and a tail call to mimalloc. Whatever else can happen (NULL
-// from mimalloc, a sample, a thread past its exit hook, a sampled block, a bad
-// pointer) is one unlikely branch to an out-of-line function in alloc.cpp.
+// from mimalloc, a sample, a thread not yet registered or past its exit hook, a sampled
+// block, a bad pointer) is one unlikely branch to an out-of-line function in alloc.cpp.
 //
-// The caller's return address travels as an argument (`ra`) to the slow path, which is
-// the only place that needs it (stack capture cuts the stack there); the fast path
-// does not store it anywhere.
+// The entry point's frame address travels as an argument (`frame`, alloc/alloc.h) to the
+// slow path, which is the only place that needs it (stack capture starts there). It is
+// the entry point's %rbp, which the call to mimalloc preserves: the fast path neither
+// loads nor stores anything for it.
 #pragma once
 
 #include <mimalloc.h>
@@ -24,17 +25,17 @@
 namespace leakalloc {
 namespace slow {
 // `base` is mimalloc's block (or nullptr); finishes the allocation of `size` bytes.
-void* alloc(void* base, size_t size, uintptr_t ra);
+void* alloc(void* base, size_t size, EntryFrame frame);
 // Frees `p` after the fast path found it sampled, odd, or on an exited thread.
 void free(void* p, const char* op);
 void* enomem();
 }  // namespace slow
 
-LA_ALWAYS_INLINE void* alloc_finish(void* base, size_t size, uintptr_t ra) {
+LA_ALWAYS_INLINE void* alloc_finish(void* base, size_t size, EntryFrame frame) {
   ThreadState& t = t_state;
   int64_t left = t.bytes_left.load(std::memory_order_relaxed) - static_cast<int64_t>(size);
   if (LA_UNLIKELY(base == nullptr || left <= 0 || t.phase == kThreadExited))
-    return slow::alloc(base, size, ra);
+    return slow::alloc(base, size, frame);
   t.bytes_left.store(left, std::memory_order_relaxed);
   t.counter[kCounter_allocs].add(1);
   t.counter[kCounter_alloc_bytes].add(size);
@@ -43,9 +44,9 @@ LA_ALWAYS_INLINE void* alloc_finish(void* base, size_t size, uintptr_t ra) {
   return user;
 }
 
-LA_ALWAYS_INLINE void* malloc_fast(size_t size, uintptr_t ra) {
+LA_ALWAYS_INLINE void* malloc_fast(size_t size, EntryFrame frame) {
   if (LA_UNLIKELY(size > kMaxRequest)) return slow::enomem();
-  return alloc_finish(mi_malloc(size + kHeaderSize), size, ra);
+  return alloc_finish(mi_malloc(size + kHeaderSize), size, frame);
 }
 
 LA_ALWAYS_INLINE void free_fast(void* p, const char* op) {
@@ -58,9 +59,9 @@ LA_ALWAYS_INLINE void free_fast(void* p, const char* op) {
   uint64_t tag = h->tag;
   ThreadState& t = t_state;
   // Sampled blocks have the tag's top bit set: one sign test sends them, bad pointers
-  // and exited threads to the slow path together.
+  // and threads that are not (or no longer) registered to the slow path together.
   if (LA_UNLIKELY(!header_valid(p, tag, h->word1) | (static_cast<int64_t>(tag) < 0) |
-                  (t.phase == kThreadExited)))
+                  (t.phase != kThreadLive)))
     return slow::free(p, op);
   h->word1 = freed_mark(p);
   t.counter[kCounter_frees].add(1);

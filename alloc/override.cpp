@@ -18,61 +18,61 @@
 
 using namespace leakalloc;
 
-// Every allocating entry point passes its return address down: stack capture cuts the
-// unwound stack there, so frame 0 is in the caller of malloc/new however the allocator
-// was linked (shared library or objects in the executable) and whatever the compiler
-// inlined.
-#define LA_RA reinterpret_cast<uintptr_t>(__builtin_return_address(0))
+// Every allocating entry point passes its own frame address down (alloc/alloc.h): stack
+// capture starts at the return address stored there, so frame 0 is in the caller of
+// malloc/new however the allocator was linked (shared library or objects in the
+// executable) and whatever the compiler inlined, and our own frames are never walked.
+#define LA_FRAME reinterpret_cast<EntryFrame>(__builtin_frame_address(0))
 
 // ---- C ------------------------------------------------------------------------------
-LA_EXPORT void* malloc(size_t size) noexcept { return malloc_fast(size, LA_RA); }
-LA_EXPORT void* calloc(size_t n, size_t size) noexcept { return la_calloc(n, size, LA_RA); }
-LA_EXPORT void* realloc(void* p, size_t size) noexcept { return la_realloc(p, size, "realloc", LA_RA); }
-LA_EXPORT void* reallocarray(void* p, size_t n, size_t size) noexcept { return la_reallocarray(p, n, size, LA_RA); }
+LA_EXPORT void* malloc(size_t size) noexcept { return malloc_fast(size, LA_FRAME); }
+LA_EXPORT void* calloc(size_t n, size_t size) noexcept { return la_calloc(n, size, LA_FRAME); }
+LA_EXPORT void* realloc(void* p, size_t size) noexcept { return la_realloc(p, size, "realloc", LA_FRAME); }
+LA_EXPORT void* reallocarray(void* p, size_t n, size_t size) noexcept { return la_reallocarray(p, n, size, LA_FRAME); }
 LA_EXPORT void free(void* p) noexcept { free_fast(p, "free"); }
 LA_EXPORT void cfree(void* p) noexcept { la_free(p, "cfree"); }
-LA_EXPORT int posix_memalign(void** out, size_t align, size_t size) noexcept { return la_posix_memalign(out, align, size, LA_RA); }
-LA_EXPORT void* aligned_alloc(size_t align, size_t size) noexcept { return la_aligned_alloc(align, size, LA_RA); }
-LA_EXPORT void* memalign(size_t align, size_t size) noexcept { return la_memalign(align, size, LA_RA); }
-LA_EXPORT void* valloc(size_t size) noexcept { return la_valloc(size, LA_RA); }
-LA_EXPORT void* pvalloc(size_t size) noexcept { return la_pvalloc(size, LA_RA); }
+LA_EXPORT int posix_memalign(void** out, size_t align, size_t size) noexcept { return la_posix_memalign(out, align, size, LA_FRAME); }
+LA_EXPORT void* aligned_alloc(size_t align, size_t size) noexcept { return la_aligned_alloc(align, size, LA_FRAME); }
+LA_EXPORT void* memalign(size_t align, size_t size) noexcept { return la_memalign(align, size, LA_FRAME); }
+LA_EXPORT void* valloc(size_t size) noexcept { return la_valloc(size, LA_FRAME); }
+LA_EXPORT void* pvalloc(size_t size) noexcept { return la_pvalloc(size, LA_FRAME); }
 LA_EXPORT size_t malloc_usable_size(void* p) noexcept { return la_usable_size(p); }
 
 // glibc's internal entry points: libc itself and some programs call these directly.
-LA_EXPORT void* __libc_malloc(size_t size) noexcept { return la_malloc(size, LA_RA); }
-LA_EXPORT void* __libc_calloc(size_t n, size_t size) noexcept { return la_calloc(n, size, LA_RA); }
-LA_EXPORT void* __libc_realloc(void* p, size_t size) noexcept { return la_realloc(p, size, "__libc_realloc", LA_RA); }
+LA_EXPORT void* __libc_malloc(size_t size) noexcept { return la_malloc(size, LA_FRAME); }
+LA_EXPORT void* __libc_calloc(size_t n, size_t size) noexcept { return la_calloc(n, size, LA_FRAME); }
+LA_EXPORT void* __libc_realloc(void* p, size_t size) noexcept { return la_realloc(p, size, "__libc_realloc", LA_FRAME); }
 LA_EXPORT void __libc_free(void* p) noexcept { la_free(p, "__libc_free"); }
 LA_EXPORT void __libc_cfree(void* p) noexcept { la_free(p, "__libc_cfree"); }
-LA_EXPORT void* __libc_memalign(size_t align, size_t size) noexcept { return la_memalign(align, size, LA_RA); }
-LA_EXPORT void* __libc_valloc(size_t size) noexcept { return la_valloc(size, LA_RA); }
-LA_EXPORT void* __libc_pvalloc(size_t size) noexcept { return la_pvalloc(size, LA_RA); }
-LA_EXPORT int __posix_memalign(void** out, size_t align, size_t size) noexcept { return la_posix_memalign(out, align, size, LA_RA); }
+LA_EXPORT void* __libc_memalign(size_t align, size_t size) noexcept { return la_memalign(align, size, LA_FRAME); }
+LA_EXPORT void* __libc_valloc(size_t size) noexcept { return la_valloc(size, LA_FRAME); }
+LA_EXPORT void* __libc_pvalloc(size_t size) noexcept { return la_pvalloc(size, LA_FRAME); }
+LA_EXPORT int __posix_memalign(void** out, size_t align, size_t size) noexcept { return la_posix_memalign(out, align, size, LA_FRAME); }
 
 // ---- C++ ----------------------------------------------------------------------------
 namespace {
 
 // operator new after a failed attempt: retry through the new_handler, then throw (the
 // standard's loop). Out of line so that the common case is a plain call to la_malloc.
-__attribute__((noinline, cold)) void* new_retry(size_t size, size_t align, uintptr_t ra) {
+__attribute__((noinline, cold)) void* new_retry(size_t size, size_t align, EntryFrame frame) {
   for (;;) {
     std::new_handler handler = std::get_new_handler();
     if (handler == nullptr) throw std::bad_alloc();
     handler();
-    void* p = align > 16 ? la_aligned(align, size, ra) : la_malloc(size, ra);
+    void* p = align > 16 ? la_aligned(align, size, frame) : la_malloc(size, frame);
     if (p != nullptr) return p;
   }
 }
 
-LA_ALWAYS_INLINE void* new_or_throw(size_t size, size_t align, uintptr_t ra) {
-  void* p = align > 16 ? la_aligned(align, size, ra) : malloc_fast(size, ra);
+LA_ALWAYS_INLINE void* new_or_throw(size_t size, size_t align, EntryFrame frame) {
+  void* p = align > 16 ? la_aligned(align, size, frame) : malloc_fast(size, frame);
   if (__builtin_expect(p != nullptr, 1)) return p;
-  return new_retry(size, align, ra);
+  return new_retry(size, align, frame);
 }
 
-void* new_nothrow(size_t size, size_t align, uintptr_t ra) noexcept {
+void* new_nothrow(size_t size, size_t align, EntryFrame frame) noexcept {
   try {
-    return new_or_throw(size, align, ra);
+    return new_or_throw(size, align, frame);
   } catch (...) {
     return nullptr;
   }
@@ -80,14 +80,14 @@ void* new_nothrow(size_t size, size_t align, uintptr_t ra) noexcept {
 
 }  // namespace
 
-LA_CXX_EXPORT void* operator new(size_t n) { return new_or_throw(n, 0, LA_RA); }
-LA_CXX_EXPORT void* operator new[](size_t n) { return new_or_throw(n, 0, LA_RA); }
-LA_CXX_EXPORT void* operator new(size_t n, const std::nothrow_t&) noexcept { return new_nothrow(n, 0, LA_RA); }
-LA_CXX_EXPORT void* operator new[](size_t n, const std::nothrow_t&) noexcept { return new_nothrow(n, 0, LA_RA); }
-LA_CXX_EXPORT void* operator new(size_t n, std::align_val_t a) { return new_or_throw(n, static_cast<size_t>(a), LA_RA); }
-LA_CXX_EXPORT void* operator new[](size_t n, std::align_val_t a) { return new_or_throw(n, static_cast<size_t>(a), LA_RA); }
-LA_CXX_EXPORT void* operator new(size_t n, std::align_val_t a, const std::nothrow_t&) noexcept { return new_nothrow(n, static_cast<size_t>(a), LA_RA); }
-LA_CXX_EXPORT void* operator new[](size_t n, std::align_val_t a, const std::nothrow_t&) noexcept { return new_nothrow(n, static_cast<size_t>(a), LA_RA); }
+LA_CXX_EXPORT void* operator new(size_t n) { return new_or_throw(n, 0, LA_FRAME); }
+LA_CXX_EXPORT void* operator new[](size_t n) { return new_or_throw(n, 0, LA_FRAME); }
+LA_CXX_EXPORT void* operator new(size_t n, const std::nothrow_t&) noexcept { return new_nothrow(n, 0, LA_FRAME); }
+LA_CXX_EXPORT void* operator new[](size_t n, const std::nothrow_t&) noexcept { return new_nothrow(n, 0, LA_FRAME); }
+LA_CXX_EXPORT void* operator new(size_t n, std::align_val_t a) { return new_or_throw(n, static_cast<size_t>(a), LA_FRAME); }
+LA_CXX_EXPORT void* operator new[](size_t n, std::align_val_t a) { return new_or_throw(n, static_cast<size_t>(a), LA_FRAME); }
+LA_CXX_EXPORT void* operator new(size_t n, std::align_val_t a, const std::nothrow_t&) noexcept { return new_nothrow(n, static_cast<size_t>(a), LA_FRAME); }
+LA_CXX_EXPORT void* operator new[](size_t n, std::align_val_t a, const std::nothrow_t&) noexcept { return new_nothrow(n, static_cast<size_t>(a), LA_FRAME); }
 
 LA_CXX_EXPORT void operator delete(void* p) noexcept { free_fast(p, "operator delete"); }
 LA_CXX_EXPORT void operator delete[](void* p) noexcept { free_fast(p, "operator delete[]"); }

@@ -448,26 +448,25 @@ LA_NOINLINE uint64_t miss(uintptr_t key) {
 }
 }  // namespace
 
-LA_NOINLINE int walk(uintptr_t* out, size_t want, uintptr_t stack_hi, uintptr_t cut, size_t keep, Memo* memo) {
-  if (LA_UNLIKELY(g_slots == nullptr || stack_hi == 0 || !g_enabled.load(std::memory_order_relaxed))) return -1;
-  uintptr_t ip, sp, bp;
-  // All three in one asm statement, so the unwind rule found for `ip` (this function's,
-  // at this point) describes the `sp` and `bp` read with it.
-  asm volatile("leaq 0(%%rip), %0\n\tmovq %%rsp, %1\n\tmovq %%rbp, %2" : "=r"(ip), "=r"(sp), "=r"(bp));
+int walk(uintptr_t* out, size_t want, uintptr_t stack_hi, uintptr_t frame, Memo* memo) {
+  if (LA_UNLIKELY(g_slots == nullptr || !g_enabled.load(std::memory_order_relaxed))) return -1;
+  // The entry point's frame lies on this thread's stack, above us; anything else (a
+  // stack switch, an unknown stack top) is left to libunwind.
+  uintptr_t here = reinterpret_cast<uintptr_t>(&here);
+  if (LA_UNLIKELY(frame < here || frame + 2 * sizeof(uintptr_t) > stack_hi || (frame & 7) != 0)) return -1;
   uint64_t gen = g_generation.load(std::memory_order_relaxed);
   if (memo != nullptr) {
-    if (memo->stack_id != 0 && memo->sp == sp && memo->bp == bp && memo->cut == cut && memo->want == want &&
-        memo->generation == gen) {
-      // The words lie between this sp and the stack top: mapped, as they were.
-      uint32_t i = 0;
-      while (i < memo->reads && *reinterpret_cast<const uintptr_t*>(memo->addr[i]) == memo->value[i]) ++i;
-      if (i == memo->reads) return kMemoHit;
+    if (memo->stack_id != 0 && memo->frame == frame && memo->want == want && memo->generation == gen) {
+      // The words lie between the frame and the stack top: mapped, as they were. One
+      // branch for all of them: a hit reads every word anyway.
+      uintptr_t diff = 0;
+      for (uint32_t i = 0; i < memo->reads; ++i)
+        diff |= *reinterpret_cast<const uintptr_t*>(memo->addr[i]) ^ memo->value[i];
+      if (diff == 0) return kMemoHit;
     }
     memo->stack_id = 0;
     memo->pending = false;
-    memo->sp = sp;
-    memo->bp = bp;
-    memo->cut = cut;
+    memo->frame = frame;
     memo->want = want;
     memo->generation = gen;
   }
@@ -481,14 +480,21 @@ LA_NOINLINE int walk(uintptr_t* out, size_t want, uintptr_t stack_hi, uintptr_t 
     ++reads;
     return v;
   };
-  // Where the caller's %rbp was saved, once a frame saved it; it is read only when a
-  // CFA is %rbp-based (rare without frame pointers), so a walk (and the memo) does not
-  // depend on what %rbp held where nothing uses it: code built without frame pointers
-  // keeps loop variables there.
-  uintptr_t bp_at = 0;
-  uintptr_t key = ip;  // exact here; a return address is looked up at ra - 1 (below)
-  size_t n = 0;
+  // Where the current frame's %rbp was saved (the entry point's prologue saved its
+  // caller's at frame[0]); it is read only when a CFA is %rbp-based (rare without frame
+  // pointers), so a walk (and the memo) does not depend on what %rbp held where nothing
+  // uses it: code built without frame pointers keeps loop variables there.
+  uintptr_t bp_at = frame;
+  uintptr_t bp = 0;
+  uintptr_t sp = frame + 2 * sizeof(uintptr_t);  // the caller's, after the entry point returns
+  uintptr_t ra = read(frame + sizeof(uintptr_t));
+  if (ra == 0 || want == 0) return 0;
+  out[0] = ra;
+  size_t n = 1;
   while (n < want) {
+    // A return address may be one past the function's last byte (a call to a noreturn
+    // function); ra - 1 is inside the call instruction, in the caller's FDE.
+    uintptr_t key = ra - 1;
     uint64_t r;
     if (LA_UNLIKELY(!lookup(key, &r)) && (r = miss(key)) == 0) return give_up();
     uint8_t kind = static_cast<uint8_t>(r >> 48);
@@ -504,7 +510,7 @@ LA_NOINLINE int walk(uintptr_t* out, size_t want, uintptr_t stack_hi, uintptr_t 
     // The caller's frame lies above this one and inside this thread's stack; anything
     // else means a stack switch or damaged registers, and libunwind decides.
     if (LA_UNLIKELY(cfa < sp + sizeof(uintptr_t) || cfa > stack_hi)) return give_up();
-    uintptr_t ra = read(cfa - sizeof(uintptr_t));
+    ra = read(cfa - sizeof(uintptr_t));
     intptr_t bp_off = static_cast<int16_t>(r >> 32);
     if (bp_off != 0) {
       uintptr_t at = cfa + bp_off;
@@ -514,13 +520,6 @@ LA_NOINLINE int walk(uintptr_t* out, size_t want, uintptr_t stack_hi, uintptr_t 
     sp = cfa;
     if (ra == 0) break;
     out[n++] = ra;
-    if (LA_UNLIKELY(ra == cut)) {  // the caller of malloc: `keep` frames from here on
-      if (n - 1 + keep < want) want = n - 1 + keep;
-      cut = 0;
-    }
-    // A return address may be one past the function's last byte (a call to a noreturn
-    // function); ra - 1 is inside the call instruction, in the caller's FDE.
-    key = ra - 1;
   }
   if (memo != nullptr && reads <= kMemoReads) {
     memo->reads = reads;

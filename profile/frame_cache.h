@@ -21,7 +21,7 @@
 //
 // Contract: called like the other capture functions (profile/unwind.h): reentrancy guard
 // held, no leakalloc lock held. Nothing here allocates, locks, or makes a system call
-// after init(). Memory reads are confined to [current sp, stack_hi).
+// after init(). Memory reads are confined to [frame, stack_hi).
 #pragma once
 
 #include <cstddef>
@@ -41,7 +41,7 @@ void init();
 // instead of being walked and interned again. One per thread (ThreadState).
 constexpr uint32_t kMemoReads = 96;  // stacks that need more reads are not remembered
 struct Memo {
-  uintptr_t sp, bp, cut;  // where the walk started, and the caller of malloc
+  uintptr_t frame;        // where the walk started (an entry point's frame, alloc/alloc.h)
   uint64_t generation;    // of the cache (flush() makes every memo stale)
   size_t want;
   uint32_t reads;         // words in addr/value
@@ -52,13 +52,13 @@ struct Memo {
 };
 constexpr int kMemoHit = -2;
 
-// Writes up to `want` return addresses into `out`, leaf first: the first is the return
-// address into walk()'s caller. Once the return address `cut` (the caller of malloc) has
-// been written, it stops `keep` frames after it. Returns how many, or -1 when a frame
-// needs libunwind (or the thread's stack top `stack_hi` is unknown), or kMemoHit when
-// `memo` (may be null) holds this very stack: then `out` is untouched and memo->stack_id
-// is its id. After a walk that returned a count, remember_id() completes the memo.
-int walk(uintptr_t* out, size_t want, uintptr_t stack_hi, uintptr_t cut, size_t keep, Memo* memo);
+// Writes up to `want` return addresses into `out`, leaf first, starting in the caller of
+// the entry point whose frame is `frame` (alloc/alloc.h): the first is frame[1]. Returns
+// how many, or -1 when a frame needs libunwind (or the thread's stack top `stack_hi` is
+// unknown), or kMemoHit when `memo` (may be null) holds this very stack: then `out` is
+// untouched and memo->stack_id is its id. After a walk that returned a count,
+// remember_id() completes the memo.
+int walk(uintptr_t* out, size_t want, uintptr_t stack_hi, uintptr_t frame, Memo* memo);
 inline void remember_id(Memo& memo, uint32_t stack_id, uint32_t overflow_id) {
   // The overflow stack is not remembered: each sample into it must be counted as a drop.
   if (memo.pending && stack_id != overflow_id) memo.stack_id = stack_id;

@@ -11,8 +11,7 @@ struct Record {
   std::atomic<uint32_t> seq;       // odd = live
   std::atomic<uint32_t> stack_id;
   // Requested bytes in the low 48 bits (every user-space size fits), the allocating
-  // thread's registry index in the high 16 (threads::kMaxThreads == 2^16); the next
-  // free id while the record is on the free list.
+  // thread's registry index in the high 16 (threads::kMaxThreads == 2^16).
   std::atomic<uint64_t> size_thread;
   std::atomic<uint64_t> birth_ns;
 };
@@ -27,14 +26,20 @@ constexpr uint32_t kChunkShift = 16;
 constexpr uint32_t kChunkRecords = 1u << kChunkShift;
 constexpr uint32_t kMaxChunks = 1u << 14;  // 2^30 records: far beyond any real live set
 constexpr uint32_t kBatch = kRecordCacheMax / 2;
-constexpr uint32_t kNoSlot = 0xffffffffu;
 
 std::atomic<Record*> g_chunks[kMaxChunks];
 std::atomic<uint32_t> g_next_fresh{0};  // slots below this have been handed out once
 RawLock g_chunk_lock;                    // rank 4: serialises chunk mapping only
-RawLock g_free_lock;                     // rank 5
-uint32_t g_free_head = kNoSlot;          // intrusive list through Record::size
-uint32_t g_free_count = 0;
+RawLock g_free_lock;                     // rank 5: the pool below
+
+// The pool of free ids that no thread caches: a stack of ids, in chunks mapped on
+// demand (it never holds more ids than there are records, so as many chunks suffice).
+// It is not a list threaded through the records themselves: a freed record's cache line
+// is usually on the core that freed it, and a refill walking such a list would pay one
+// dependent miss per id, under the lock (prodcons, where producers allocate and
+// consumers free, spent a fifth of its time there). Spills and refills copy 32 ids.
+uint32_t* g_pool[kMaxChunks];  // under g_free_lock
+uint32_t g_pool_top = 0;       // ids in the pool; under g_free_lock
 
 Record* slot(uint32_t id) {
   Record* chunk = g_chunks[id >> kChunkShift].load(std::memory_order_acquire);
@@ -53,14 +58,12 @@ bool ensure_chunk(uint32_t chunk_index) {
 }
 
 // Fills the thread's cache with up to kBatch slots: recycled ones first, then fresh.
-bool refill(ThreadState& t) {
+LA_NOINLINE bool refill(ThreadState& t) {
   {
     LockGuard g(g_free_lock);
-    while (g_free_head != kNoSlot && t.rec_cache_n < kBatch) {
-      uint32_t id = g_free_head;
-      g_free_head = static_cast<uint32_t>(slot(id)->size_thread.load(std::memory_order_relaxed));
-      --g_free_count;
-      t.rec_cache[t.rec_cache_n++] = id;
+    while (g_pool_top > 0 && t.rec_cache_n < kBatch) {
+      uint32_t pos = --g_pool_top;
+      t.rec_cache[t.rec_cache_n++] = g_pool[pos >> kChunkShift][pos & (kChunkRecords - 1)];
     }
   }
   if (t.rec_cache_n > 0) return true;
@@ -72,10 +75,17 @@ bool refill(ThreadState& t) {
   return true;
 }
 
+// With g_free_lock held. Should the pool's memory not be mappable, the id is lost: its
+// record stays retired and unused, and fresh ids keep coming from g_next_fresh.
 void push_global(uint32_t id) {
-  slot(id)->size_thread.store(g_free_head, std::memory_order_relaxed);
-  g_free_head = id;
-  ++g_free_count;
+  uint32_t pos = g_pool_top;
+  uint32_t*& chunk = g_pool[pos >> kChunkShift];
+  if (LA_UNLIKELY(chunk == nullptr)) {
+    chunk = static_cast<uint32_t*>(os_reserve(sizeof(uint32_t) * kChunkRecords));
+    if (chunk == nullptr) return;
+  }
+  chunk[pos & (kChunkRecords - 1)] = id;
+  g_pool_top = pos + 1;
 }
 
 }  // namespace
@@ -113,9 +123,10 @@ void remove(uint32_t header_value, uint32_t generation) {
   // store, not a read-modify-write: the record is usually not in this core's cache.
   r->seq.store(((generation << 1) + 2) & 255, std::memory_order_release);  // odd -> even
   ThreadState& t = t_state;
-  // Only a registered thread caches: its exit hook drains the cache. A thread that has
-  // never allocated (kThreadNew: a consumer that only frees) has no exit hook, and
-  // slots cached there would be lost for good when it exits.
+  // Only a registered thread caches: its exit hook drains the cache. A thread that is
+  // not registered (yet: a consumer registers at the end of its first free, in
+  // alloc/alloc.cpp count_free) has no exit hook, and slots cached there would be lost
+  // for good when it exits.
   if (t.phase == kThreadLive && t.rec_cache_n < kRecordCacheMax) {
     t.rec_cache[t.rec_cache_n++] = id;
     return;

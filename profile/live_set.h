@@ -13,8 +13,8 @@
 // walker reads seq, the fields, then seq again and keeps the record only if both reads
 // are the same odd value: a seqlock, so walkers never block allocating threads and
 // never see a half-written record. Slots are recycled through per-thread caches of 64
-// ids, spilling to and refilling from a global list in batches under one lock (rank
-// 5), so the lock is taken once per 32 sampled frees at most.
+// ids, spilling to and refilling from a global pool of ids in batches under one lock
+// (rank 5), so the lock is taken once per 32 sampled frees at most.
 #pragma once
 
 #include <atomic>

@@ -56,53 +56,14 @@ void apply_options() {
   g_sample_gen.fetch_add(1, std::memory_order_relaxed);
 }
 
-// fork() must not happen while another thread is inside the unwinder: libunwind's
-// dl_iterate_phdr holds glibc's dl_load_write_lock, which glibc does not reset in the
-// child, so the child's first unwind (or any dl_iterate_phdr) would hang forever
-// (tests/profile ProfUnwind.ForkWhileAnotherThreadIsInsideTheUnwinder). A capturing
-// thread raises its own flag, then checks the gate; fork_prepare closes the gate, then
-// waits for every flag (Dekker: both sides store, then load, with seq_cst). The flag is
-// per thread so that sampling threads share no cache line; threads past their exit hook
-// are no longer in the registry and count in one shared counter instead (rare).
-// (glibc's own dlopen/dlclose hold the same lock briefly; that window is not ours.)
-std::atomic<bool> g_fork_gate{false};
-std::atomic<uint32_t> g_exited_unwinding{0};
-
-void leave_unwind(ThreadState& t) {
-  if (LA_LIKELY(t.phase == kThreadLive)) t.unwinding.store(0, std::memory_order_release);
-  else g_exited_unwinding.fetch_sub(1, std::memory_order_release);
-}
-
-void enter_unwind(ThreadState& t) {
-  for (;;) {
-    if (LA_LIKELY(t.phase == kThreadLive)) t.unwinding.store(1, std::memory_order_seq_cst);
-    else g_exited_unwinding.fetch_add(1, std::memory_order_seq_cst);
-    if (LA_LIKELY(!g_fork_gate.load(std::memory_order_seq_cst))) return;
-    leave_unwind(t);
-    while (g_fork_gate.load(std::memory_order_acquire)) sched_yield();
-  }
-}
-
-void close_fork_gate() {
-  g_fork_gate.store(true, std::memory_order_seq_cst);
-  // Bounded: a fork from a signal handler that interrupted a capture on this very
-  // thread would otherwise wait for itself.
-  for (int i = 0; i < 200000; ++i) {
-    if (g_exited_unwinding.load(std::memory_order_seq_cst) == 0 && !threads::any_unwinding()) return;
-    sched_yield();
-  }
-}
-
 // Inlined into sample_slow: one frame fewer for libunwind to walk (profile/unwind.h).
-LA_ALWAYS_INLINE uint64_t record_sample(ThreadState& t, uintptr_t caller_ra, size_t size) {
+LA_ALWAYS_INLINE uint64_t record_sample(ThreadState& t, EntryFrame frame, size_t size, uint64_t* birth_ns) {
   uintptr_t frames[unwind::kCaptureBuffer];
   size_t max = static_cast<size_t>(opt(kOpt_max_depth));
   if (max > unwind::kMaxCapture) max = unwind::kMaxCapture;
-  enter_unwind(t);
   uint32_t sid = 0;
-  size_t depth = opt(kOpt_unwind) == kUnwindFp ? unwind::capture_fp(t, caller_ra, frames, max)
-                                               : unwind::capture_libunwind(t, caller_ra, frames, max, &sid);
-  leave_unwind(t);
+  size_t depth = opt(kOpt_unwind) == kUnwindFp ? unwind::capture_fp(t, frame, frames, max)
+                                               : unwind::capture_libunwind(t, frame, frames, max, &sid);
   if (sid == 0) {
     sid = stacks::intern(frames, static_cast<uint32_t>(depth));
     if (LA_UNLIKELY(sid == 0)) return 0;
@@ -110,11 +71,12 @@ LA_ALWAYS_INLINE uint64_t record_sample(ThreadState& t, uintptr_t caller_ra, siz
   }
   stacks::count_sample(sid, size, t.thread_index);
   t.counter[kCounter_samples].add(1);
-  return live::add(t, sid, size, coarse_now_ns());
+  *birth_ns = coarse_now_ns();
+  return live::add(t, sid, size, *birth_ns);
 }
 
 void fork_prepare() {
-  close_fork_gate();
+  unwind::close_fork_gate();
   dump::fork_prepare();
   threads::fork_prepare();
   stacks::fork_prepare();
@@ -126,7 +88,7 @@ void fork_parent() {
   stacks::fork_parent();
   threads::fork_parent();
   dump::fork_parent();
-  g_fork_gate.store(false, std::memory_order_release);
+  unwind::open_fork_gate(/*child=*/false);
 }
 
 void fork_child() {
@@ -134,8 +96,7 @@ void fork_child() {
   stacks::fork_child();
   threads::fork_child();
   dump::fork_child();
-  g_exited_unwinding.store(0, std::memory_order_relaxed);  // the other threads are gone
-  g_fork_gate.store(false, std::memory_order_release);
+  unwind::open_fork_gate(/*child=*/true);
 }
 
 }  // namespace
@@ -166,7 +127,7 @@ void ensure_init() {
   while (g_init.load(std::memory_order_acquire) != kInitDone) sched_yield();
 }
 
-uint64_t sample_slow(ThreadState& t, size_t size, uintptr_t caller_ra) {
+uint64_t sample_slow(ThreadState& t, size_t size, EntryFrame frame, uint64_t* birth_ns) {
   if (t.guard != 0) return 0;  // leakalloc's own allocation: untracked
   // A successful malloc leaves errno alone, as glibc's does: callers read errno after
   // allocating an error message. Init opens files, and libunwind's address validation
@@ -196,7 +157,19 @@ uint64_t sample_slow(ThreadState& t, size_t size, uintptr_t caller_ra) {
       !g_sampling_ready.load(std::memory_order_acquire))
     return 0;
   ReentrancyGuard guard;
-  return record_sample(t, caller_ra, size);
+  return record_sample(t, frame, size, birth_ns);
+}
+
+bool adopt_thread(ThreadState& t) {
+  if (t.phase != kThreadNew) return t.phase == kThreadLive;
+  if (t.guard != 0 || g_init.load(std::memory_order_acquire) != kInitDone) return false;
+  int saved_errno = errno;  // free() leaves errno alone
+  {
+    ReentrancyGuard guard;
+    threads::register_current(t);
+  }
+  errno = saved_errno;
+  return t.phase == kThreadLive;
 }
 
 void record_free(uint32_t record, uint32_t generation) { live::remove(record, generation); }
@@ -281,9 +254,9 @@ AllocTotals alloc_totals() {
 size_t capture_stack(uintptr_t* out, size_t max, int kind) {
   ReentrancyGuard g;
   ThreadState& t = t_state;
-  uintptr_t ra = reinterpret_cast<uintptr_t>(__builtin_return_address(0));
-  if (kind == kUnwindFp) return unwind::capture_fp(t, ra, out, max);
-  return unwind::capture_libunwind(t, ra, out, max, nullptr, kind == kCaptureLibunwindUncached);
+  EntryFrame frame = reinterpret_cast<EntryFrame>(__builtin_frame_address(0));
+  if (kind == kUnwindFp) return unwind::capture_fp(t, frame, out, max);
+  return unwind::capture_libunwind(t, frame, out, max, nullptr, kind == kCaptureLibunwindUncached);
 }
 
 }  // namespace prof

@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "alloc/alloc.h"
 #include "alloc/base.h"
 #include "profile/frame_cache.h"
 
@@ -78,9 +79,14 @@ extern LA_TLS ThreadState t_state;
 
 namespace prof {
 // Out of line. Called when the countdown reaches <= 0. Returns 0 (not sampled) or the
-// sampled block's live record as generation << 32 | record id + 1. `caller_ra` is the
-// return address into the program (alloc/alloc.h), where the stack is cut.
-uint64_t sample_slow(ThreadState& t, size_t size, uintptr_t caller_ra);
+// sampled block's live record as generation << 32 | record id + 1; then *birth_ns is the
+// birth time given to the record (read after the stack capture), for the header too.
+// `frame` is the malloc/new entry point's frame (alloc/alloc.h), where the stack starts.
+uint64_t sample_slow(ThreadState& t, size_t size, EntryFrame frame, uint64_t* birth_ns);
+// Registers a thread that has not allocated yet (kThreadNew) so that its counters are
+// summed and its exit hook runs; returns whether the thread is registered and live. It
+// declines (false) before initialisation and inside leakalloc's own allocations.
+bool adopt_thread(ThreadState& t);
 // Release a sampled block's live record; any thread.
 void record_free(uint32_t record, uint32_t generation);
 // Requested size stored in a live record.
@@ -90,15 +96,15 @@ void ensure_init();
 }  // namespace prof
 
 // Fast path of every allocation. Returns 0, or for a sampled block its live record
-// as generation << 32 | record id + 1 (see alloc/header.h sampled_tag).
-LA_ALWAYS_INLINE uint64_t sample_alloc(size_t size, uintptr_t caller_ra) {
+// as generation << 32 | record id + 1 (see alloc/header.h sampled_tag) and its birth.
+LA_ALWAYS_INLINE uint64_t sample_alloc(size_t size, EntryFrame frame, uint64_t* birth_ns) {
   ThreadState& t = t_state;
   int64_t left = t.bytes_left.load(std::memory_order_relaxed) - static_cast<int64_t>(size);
   if (LA_LIKELY(left > 0)) {
     t.bytes_left.store(left, std::memory_order_relaxed);
     return 0;
   }
-  return prof::sample_slow(t, size, caller_ra);
+  return prof::sample_slow(t, size, frame, birth_ns);
 }
 
 }  // namespace leakalloc

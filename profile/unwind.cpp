@@ -3,6 +3,7 @@
 #include <elf.h>
 #include <link.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/auxv.h>
 
 #define UNW_LOCAL_ONLY
@@ -10,6 +11,7 @@
 
 #include "alloc/alloc.h"
 #include "profile/profiler.h"
+#include "profile/threads.h"
 
 extern "C" const ElfW(Ehdr) __ehdr_start;  // our own ELF header (set by the linker)
 
@@ -22,6 +24,8 @@ constexpr int kMaxRanges = 4;
 uintptr_t g_lo[kMaxRanges], g_hi[kMaxRanges];
 int g_ranges = 0;
 std::atomic<bool> g_primed{false};
+std::atomic<bool> g_fork_gate{false};
+std::atomic<uint32_t> g_exited_unwinding{0};
 
 void read_own_text() {
   const ElfW(Ehdr)* eh = &__ehdr_start;
@@ -66,7 +70,7 @@ inline bool is_ours(uintptr_t ip) {
 }
 
 // Moves the caller's frames to the front; returns the new count. The cut is at the
-// return address the malloc/new entry point recorded (ThreadState::caller_ra); if the
+// return address in the malloc/new entry point's frame (caller_ra_of); if the
 // unwinder did not see it, every leading frame inside our own text is dropped instead.
 size_t strip_own(uintptr_t* out, size_t n, uintptr_t caller_ra) {
   size_t skip = n;
@@ -114,27 +118,55 @@ uintptr_t find_stack_top(ThreadState& t) {
   return t.stack_hi;
 }
 
-size_t capture_fp(ThreadState& t, uintptr_t caller_ra, uintptr_t* out, size_t max) {
-  if (g_ranges == 0) read_own_text();
+size_t capture_fp(ThreadState& t, EntryFrame frame, uintptr_t* out, size_t max) {
   uintptr_t hi = stack_top(t);
   if (hi == 0) return 0;
-  uintptr_t fp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
-  size_t want = frames_to_walk(max);
+  uintptr_t fp = frame;
   size_t n = 0;
   // Each frame is [saved fp][return address]; the chain must stay inside this thread's
   // stack, aligned, and grow towards its top, so garbage in %rbp (code built without
   // frame pointers) ends the walk instead of faulting.
-  while (n < want && fp >= reinterpret_cast<uintptr_t>(&hi) && fp + 2 * sizeof(uintptr_t) <= hi &&
+  while (n < max && fp >= reinterpret_cast<uintptr_t>(&hi) && fp + 2 * sizeof(uintptr_t) <= hi &&
          (fp & (sizeof(uintptr_t) - 1)) == 0) {
-    const uintptr_t* frame = reinterpret_cast<const uintptr_t*>(fp);
-    uintptr_t ret = frame[1];
+    const uintptr_t* f = reinterpret_cast<const uintptr_t*>(fp);
+    uintptr_t ret = f[1];
     if (ret == 0) break;
     out[n++] = ret;
-    uintptr_t next = frame[0];
+    uintptr_t next = f[0];
     if (next <= fp) break;
     fp = next;
   }
-  return keep_caller_frames(out, n, caller_ra, max);
+  return n;
+}
+
+void leave_libunwind(ThreadState& t) {
+  if (LA_LIKELY(t.phase == kThreadLive)) t.unwinding.store(0, std::memory_order_release);
+  else g_exited_unwinding.fetch_sub(1, std::memory_order_release);
+}
+
+void enter_libunwind(ThreadState& t) {
+  for (;;) {
+    if (LA_LIKELY(t.phase == kThreadLive)) t.unwinding.store(1, std::memory_order_seq_cst);
+    else g_exited_unwinding.fetch_add(1, std::memory_order_seq_cst);
+    if (LA_LIKELY(!g_fork_gate.load(std::memory_order_seq_cst))) return;
+    leave_libunwind(t);
+    while (g_fork_gate.load(std::memory_order_acquire)) sched_yield();
+  }
+}
+
+void close_fork_gate() {
+  g_fork_gate.store(true, std::memory_order_seq_cst);
+  // Bounded: a fork from a signal handler that interrupted a capture on this very
+  // thread would otherwise wait for itself.
+  for (int i = 0; i < 200000; ++i) {
+    if (g_exited_unwinding.load(std::memory_order_seq_cst) == 0 && !threads::any_unwinding()) return;
+    sched_yield();
+  }
+}
+
+void open_fork_gate(bool in_child) {
+  if (in_child) g_exited_unwinding.store(0, std::memory_order_relaxed);  // the other threads are gone
+  g_fork_gate.store(false, std::memory_order_release);
 }
 
 }  // namespace unwind

@@ -2,9 +2,11 @@
 //
 // Contract: called with the thread's ReentrancyGuard held and no leakalloc lock held
 // (libunwind may take the loader lock through dl_iterate_phdr and may call malloc).
-// Frames inside libleakalloc.so itself are removed, so frame 0 is the return address
-// into the caller of malloc/new. The text range of our own library is read from our
-// own ELF program headers (__ehdr_start): no dladdr, no loader lock, no allocation.
+// Frame 0 is the return address into the caller of malloc/new. The frame-recipe cache
+// and the frame-pointer walk start there, at the entry point's frame (alloc/alloc.h);
+// unw_backtrace starts in the sampling code, and its frames inside our own library are
+// removed afterwards. The text range of our own library is read from our own ELF
+// program headers (__ehdr_start): no dladdr, no loader lock, no allocation.
 #pragma once
 
 #include <cstddef>
@@ -23,13 +25,13 @@ namespace unwind {
 void init();
 bool primed();
 // Both capture functions write up to `max` frames (leaf first) of the current stack into
-// `out`, cut at `caller_ra`, the return address into the caller of malloc/new that the
-// entry point passed down. `out` must hold kCaptureBuffer entries: our own frames above
-// the caller are captured there too before they are removed.
+// `out`, starting at the caller of the entry point whose frame is `frame`. `out` must hold
+// kCaptureBuffer entries: unw_backtrace captures our own frames there too before they
+// are removed.
 constexpr size_t kOwnFramesSlack = 8;  // our frames above the caller: ask for this many more
 constexpr size_t kMaxCapture = 256;
 constexpr size_t kCaptureBuffer = kMaxCapture + kOwnFramesSlack;
-// How many frames to walk for `max` kept ones.
+// How many frames unw_backtrace walks for `max` kept ones.
 LA_ALWAYS_INLINE size_t frames_to_walk(size_t max) {
   return max + kOwnFramesSlack < kCaptureBuffer ? max + kOwnFramesSlack : kCaptureBuffer;
 }
@@ -43,33 +45,54 @@ LA_ALWAYS_INLINE uintptr_t stack_top(ThreadState& t) {
   return LA_LIKELY(t.stack_hi != 0) ? t.stack_hi : find_stack_top(t);
 }
 
+// The fork gate. fork() must not happen while another thread is inside libunwind: its
+// dl_iterate_phdr holds glibc's dl_load_write_lock, which glibc does not reset in the
+// child, so the child's first unwind (or any dl_iterate_phdr) would hang forever
+// (tests/profile ProfUnwind.ForkWhileAnotherThreadIsInsideTheUnwinder). Only calls into
+// libunwind pass the gate: the frame-recipe cache reads the unwind tables through
+// _dl_find_object, which takes no lock. A thread raises its own flag, then checks the
+// gate; fork_prepare closes the gate, then waits for every flag (Dekker: both sides
+// store, then load, with seq_cst). The flag is per thread so that unwinding threads
+// share no cache line; threads past their exit hook are no longer in the registry and
+// count in one shared counter instead (rare). (glibc's own dlopen/dlclose hold the same
+// lock briefly; that window is not ours.)
+void enter_libunwind(ThreadState& t);
+void leave_libunwind(ThreadState& t);
+void close_fork_gate();             // fork prepare handler
+void open_fork_gate(bool in_child);  // fork parent and child handlers
+
 // `unwind:libunwind`: DWARF unwinding, exact. Frames are walked by the frame-recipe cache
-// (profile/frame_cache.h); a stack with a frame it cannot express is walked again, whole,
-// by unw_backtrace. `uncached` skips the cache (benchmarks and tests compare the two).
-// With `memo_id` (the sampling path), the thread's memo of its last stack is consulted:
-// when it holds this stack, *memo_id is set to its stack id and `out` is not written;
-// otherwise *memo_id is 0 and the caller interns the frames, then calls remember_id().
-// Inline: each of our own frames costs the walker work before strip_own() throws it
-// away, so the walk starts directly in the sampling path (profile/profiler.cpp) rather
-// than in a function of its own. (uintptr_t and void* have the same size and
-// representation here: libunwind writes the return addresses straight into `out`.)
-LA_ALWAYS_INLINE size_t capture_libunwind(ThreadState& t, uintptr_t caller_ra, uintptr_t* out, size_t max,
+// (profile/frame_cache.h) from the entry point's frame; a stack with a frame the cache
+// cannot express is walked again, whole, by unw_backtrace. `uncached` skips the cache
+// (benchmarks and tests compare the two). With `memo_id` (the sampling path), the
+// thread's memo of its last stack is consulted: when it holds this stack, *memo_id is
+// set to its stack id and `out` is not written; otherwise *memo_id is 0 and the caller
+// interns the frames, then calls remember_id().
+// Inline: each of our own frames costs libunwind work before strip_own() throws it
+// away, so unw_backtrace is called directly from the sampling path
+// (profile/profiler.cpp) rather than from a function of its own. (uintptr_t and void*
+// have the same size and representation here: libunwind writes the return addresses
+// straight into `out`.)
+LA_ALWAYS_INLINE size_t capture_libunwind(ThreadState& t, EntryFrame frame, uintptr_t* out, size_t max,
                                           uint32_t* memo_id, bool uncached = false) {
   static_assert(sizeof(void*) == sizeof(uintptr_t), "frames are stored as integers");
-  size_t want = frames_to_walk(max);
-  int n = uncached ? -1
-                   : frame_cache::walk(out, want, stack_top(t), caller_ra, max, memo_id != nullptr ? &t.memo : nullptr);
+  int n = uncached ? -1 : frame_cache::walk(out, max, stack_top(t), frame, memo_id != nullptr ? &t.memo : nullptr);
   if (memo_id != nullptr) *memo_id = 0;
   if (n == frame_cache::kMemoHit) {
     *memo_id = t.memo.stack_id;
     return 0;
   }
-  if (LA_UNLIKELY(n < 0)) n = unw_backtrace(reinterpret_cast<void**>(out), static_cast<int>(want));
-  return n <= 0 ? 0 : keep_caller_frames(out, static_cast<size_t>(n), caller_ra, max);
+  if (LA_LIKELY(n >= 0)) return static_cast<size_t>(n);
+  size_t want = frames_to_walk(max);
+  enter_libunwind(t);
+  n = unw_backtrace(reinterpret_cast<void**>(out), static_cast<int>(want));
+  leave_libunwind(t);
+  return n <= 0 ? 0 : keep_caller_frames(out, static_cast<size_t>(n), caller_ra_of(frame), max);
 }
-// Frame-pointer walk, bounds-checked against [current sp, thread stack top): it cannot
-// fault, and stops at the first frame without a frame pointer chain.
-size_t capture_fp(ThreadState& t, uintptr_t caller_ra, uintptr_t* out, size_t max);
+// Frame-pointer walk from the entry point's frame, bounds-checked against [current sp,
+// thread stack top): it cannot fault, and stops at the first frame without a frame
+// pointer chain.
+size_t capture_fp(ThreadState& t, EntryFrame frame, uintptr_t* out, size_t max);
 
 }  // namespace unwind
 }  // namespace leakalloc

@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <new>
 #include <set>
 #include <string>
@@ -368,6 +369,37 @@ TEST(Malloc, StatsTakeBackExactlyWhatEachBlockAdded) {
     free(p);
     EXPECT_EQ(stats_allocated(), before) << n;
   }
+}
+
+// A consumer thread that frees what others allocated and never allocates itself (a
+// queue's consumer, a logger draining buffers) must take the bytes back too, or
+// stats.allocated grows for ever in a program that leaks nothing.
+TEST(Free, OnAThreadThatNeverAllocatedTakesTheBytesBack) {
+  constexpr int kBlocks = 1000;
+  constexpr size_t kSize = 1000;
+  struct Shared {
+    void* blocks[kBlocks];
+    std::atomic<int> step{0};  // 1: free them; 2: freed; 3: exit
+  } s;
+  for (void*& p : s.blocks) p = escape(malloc(kSize));
+  pthread_t consumer;
+  ASSERT_EQ(pthread_create(&consumer, nullptr, [](void* a) -> void* {
+    Shared* sh = static_cast<Shared*>(a);
+    while (sh->step.load() != 1) sched_yield();
+    for (void* p : sh->blocks) free(p);
+    sh->step.store(2);
+    while (sh->step.load() != 3) sched_yield();
+    return nullptr;
+  }, &s), 0);
+  // Both readings are taken while the consumer is alive, after everything that
+  // pthread_create allocated, so the difference is the consumer's frees alone.
+  size_t before = stats_allocated();
+  s.step.store(1);
+  while (s.step.load() != 2) sched_yield();
+  size_t after = stats_allocated();
+  s.step.store(3);
+  pthread_join(consumer, nullptr);
+  EXPECT_EQ(before - after, kBlocks * kSize);
 }
 
 TEST(Calloc, ZeroesReusedDirtyBlocks) {
