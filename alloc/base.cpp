@@ -2,12 +2,15 @@
 
 #include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <link.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <unistd.h>
+
+#include "alloc/header.h"
 
 namespace leakalloc {
 
@@ -59,6 +62,152 @@ ClockFn find_vdso_clock() {
 
 }  // namespace
 
+// ---- The birth clock's shortcut (alloc/base.h birth_ticks_now) ----------------------
+//
+// g_coarse_words is the state: kSearching (a candidate may be waiting for confirmation),
+// the confirmed words, or kOff. Both sentinels hold a value the coarse clock never
+// returns, so a thread's cache never matches them and every birth goes to the refill.
+// Moves: kSearching -> words (CAS, once confirmed), anything -> kOff (sticky: the CAS
+// expects kSearching, so nothing leaves kOff).
+const CoarseWords kSearching = {~uint64_t{0}, ~uint64_t{0}};
+const CoarseWords kOff = {~uint64_t{0}, ~uint64_t{1}};
+std::atomic<const CoarseWords*> g_coarse_words{&kSearching};
+
+namespace {
+
+std::atomic<const CoarseWords*> g_candidate{nullptr};  // found by the search, not confirmed
+CoarseWords g_candidate_first;                        // what it held when it was found
+
+// The first address of the mapping /proc/self/maps names [vvar] (the kernel's data page
+// for the vDSO; the clock-source pages, which may fault when read, come after it or in
+// a mapping of their own), or 0. Raw reads into a stack buffer: this runs in the first
+// malloc, where nothing may allocate.
+uintptr_t find_vvar() {
+  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[4096];
+  char line[256];
+  size_t len = 0;
+  uintptr_t found = 0;
+  for (;;) {
+    ssize_t r = read(fd, buf, sizeof buf);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    for (ssize_t i = 0; i < r && found == 0; ++i) {
+      if (buf[i] != '\n') {
+        if (len < sizeof line - 1) line[len++] = buf[i];
+        continue;
+      }
+      line[len] = '\0';
+      const char kName[] = "[vvar]";
+      size_t name_len = sizeof kName - 1;
+      if (len >= name_len && cstr_eq(line + len - name_len, kName)) {
+        uintptr_t start = 0;
+        for (size_t k = 0; k < len && line[k] != '-'; ++k) {
+          char ch = line[k];
+          int digit = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+          if (digit < 0) { start = 0; break; }
+          start = start * 16 + static_cast<uintptr_t>(digit);
+        }
+        found = start;
+      }
+      len = 0;
+    }
+    if (found != 0) break;
+  }
+  close(fd);
+  return found;
+}
+
+enum Match { kSame, kDifferent, kMoving };
+
+// Reads `w` around one vDSO call: kSame if both reads equal what the call returned,
+// kDifferent if both reads agree with each other but not with the call, kMoving if a
+// tick came in between (a few tries first). `ts` is the call's answer in every case.
+Match compare_with_clock(const CoarseWords* w, struct timespec* ts) {
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    uint64_t s1 = __atomic_load_n(&w->sec, __ATOMIC_RELAXED), n1 = __atomic_load_n(&w->nsec, __ATOMIC_RELAXED);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    g_coarse_clock.load(std::memory_order_relaxed)(CLOCK_MONOTONIC_COARSE, ts);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    uint64_t s2 = __atomic_load_n(&w->sec, __ATOMIC_RELAXED), n2 = __atomic_load_n(&w->nsec, __ATOMIC_RELAXED);
+    if (s1 != s2 || n1 != n2) continue;
+    bool same = s1 == static_cast<uint64_t>(ts->tv_sec) && n1 == static_cast<uint64_t>(ts->tv_nsec);
+    return same ? kSame : kDifferent;
+  }
+  return kMoving;
+}
+
+uint64_t ticks_of(const struct timespec& ts) {
+  return birth_ticks_of(static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec));
+}
+
+// Looks for the words in the first page of [vvar]: the one 8-byte-aligned pair equal to
+// what the vDSO returns, read while no tick passes. Leaves it as the candidate.
+void search_coarse_words() {
+  uintptr_t page = find_vvar();
+  if (page == 0) return;
+  constexpr size_t kPairs = 4096 / sizeof(uint64_t) - 1;  // overlapping pairs in the page
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    struct timespec a, b;
+    g_coarse_clock.load(std::memory_order_relaxed)(CLOCK_MONOTONIC_COARSE, &a);
+    const uint64_t* p = reinterpret_cast<const uint64_t*>(page);
+    const CoarseWords* hit = nullptr;
+    int hits = 0;
+    for (size_t i = 0; i < kPairs; ++i) {
+      if (__atomic_load_n(&p[i], __ATOMIC_RELAXED) == static_cast<uint64_t>(a.tv_sec) &&
+          __atomic_load_n(&p[i + 1], __ATOMIC_RELAXED) == static_cast<uint64_t>(a.tv_nsec)) {
+        hit = reinterpret_cast<const CoarseWords*>(p + i);
+        ++hits;
+      }
+    }
+    g_coarse_clock.load(std::memory_order_relaxed)(CLOCK_MONOTONIC_COARSE, &b);
+    if (a.tv_sec != b.tv_sec || a.tv_nsec != b.tv_nsec) continue;  // a tick during the search
+    if (hits != 1) return;  // absent (a time namespace, another layout) or ambiguous
+    g_candidate_first = CoarseWords{static_cast<uint64_t>(a.tv_sec), static_cast<uint64_t>(a.tv_nsec)};
+    g_candidate.store(hit, std::memory_order_release);
+    return;
+  }
+}
+
+}  // namespace
+
+uint64_t birth_ticks_refill(CoarseCache& cache) {
+  struct timespec ts;
+  const CoarseWords* w = g_coarse_words.load(std::memory_order_relaxed);
+  if (w != &kSearching && w != &kOff) {
+    Match m = compare_with_clock(w, &ts);
+    if (LA_LIKELY(m == kSame)) {
+      cache.sec = static_cast<uint64_t>(ts.tv_sec);
+      cache.nsec = static_cast<uint64_t>(ts.tv_nsec);
+      cache.ticks = ticks_of(ts);
+      return cache.ticks;
+    }
+    if (m == kDifferent) g_coarse_words.store(&kOff, std::memory_order_relaxed);
+    return ticks_of(ts);
+  }
+  const CoarseWords* cand = w == &kSearching ? g_candidate.load(std::memory_order_acquire) : nullptr;
+  if (cand == nullptr) {
+    g_coarse_clock.load(std::memory_order_relaxed)(CLOCK_MONOTONIC_COARSE, &ts);
+    return ticks_of(ts);
+  }
+  Match m = compare_with_clock(cand, &ts);
+  if (m == kSame && (g_candidate_first.sec != static_cast<uint64_t>(ts.tv_sec) ||
+                     g_candidate_first.nsec != static_cast<uint64_t>(ts.tv_nsec))) {
+    // It has followed the clock from one tick to another: use it.
+    const CoarseWords* expected = &kSearching;
+    g_coarse_words.compare_exchange_strong(expected, cand, std::memory_order_relaxed);
+  } else if (m == kDifferent) {
+    g_coarse_words.store(&kOff, std::memory_order_relaxed);
+  }
+  return ticks_of(ts);
+}
+
+bool birth_clock_reads_vvar() {
+  const CoarseWords* w = g_coarse_words.load(std::memory_order_relaxed);
+  return w != &kSearching && w != &kOff;
+}
+
 void use_vdso_clock() {
   ClockFn f = find_vdso_clock();
   if (f == nullptr) return;
@@ -68,6 +217,11 @@ void use_vdso_clock() {
   int64_t diff_ns = (static_cast<int64_t>(a.tv_sec) - b.tv_sec) * 1000000000 + (a.tv_nsec - b.tv_nsec);
   if (diff_ns < 0 || diff_ns > 1000000000) return;
   g_coarse_clock.store(f, std::memory_order_relaxed);
+  // The shortcut rests on the vDSO's answer, so it is looked for only when the vDSO is
+  // the clock (not under valgrind, for instance, which has none).
+  int saved_errno = errno;
+  search_coarse_words();
+  errno = saved_errno;
 }
 
 void* os_alloc(size_t bytes) {

@@ -1,8 +1,8 @@
 // The malloc and free fast paths, inlined into every exported entry point
 // (alloc/override.cpp) and into the la_* functions (alloc/alloc.cpp).
 //
-// An unsampled malloc is: mimalloc, one sampler decrement, two owner-only counters, a
-// clock read and two header stores. An unsampled free is: two header loads, the check,
+// An unsampled malloc is: mimalloc, one sampler decrement, two owner-only counters, the
+// birth clock (two loads and a compare, alloc/base.h) and two header stores. An unsampled free is: two header loads, the check,
 // one store, two counters and a tail call to mimalloc. Whatever else can happen (NULL
 // from mimalloc, a sample, a thread not yet registered or past its exit hook, a sampled
 // block, a bad pointer) is one unlikely branch to an out-of-line function in alloc.cpp.
@@ -40,7 +40,7 @@ LA_ALWAYS_INLINE void* alloc_finish(void* base, size_t size, EntryFrame frame) {
   t.counter[kCounter_allocs].add(1);
   t.counter[kCounter_alloc_bytes].add(size);
   void* user = static_cast<char*>(base) + kHeaderSize;
-  header_write(user, size, coarse_now_ns());
+  header_write_ticks(user, size, birth_ticks_now(t.clock));
   return user;
 }
 

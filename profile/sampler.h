@@ -67,6 +67,7 @@ struct ThreadState {
   uint32_t thread_index;   // index in the thread registry
   uint64_t rng;            // sampler PRNG state
   OwnerCounter counter[kCounterCount];
+  CoarseCache clock;       // the birth clock's last reading (alloc/base.h birth_ticks_now)
   std::atomic<uint8_t> unwinding;  // inside a stack capture (the fork gate waits for it)
   uintptr_t stack_hi;      // top of this thread's stack (unwind::stack_top), bounds the walkers
   uint32_t rec_cache_n;    // free live-record slots owned by this thread

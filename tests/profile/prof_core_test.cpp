@@ -7,7 +7,9 @@
 #include <gtest/gtest.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/auxv.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -18,8 +20,10 @@
 #include <map>
 #include <new>
 #include <set>
+#include <vector>
 #include <thread>
 
+#include "alloc/header.h"
 #include "profile/profiler.h"
 #include "profile/sampler.h"
 #include "tests/profile/prof_test_util.h"
@@ -713,4 +717,48 @@ TEST(ProfClock, BirthClockIsTheVdsoFunctionAndAgreesWithGlibc) {
     ASSERT_LE(ns(a), mid);
     ASSERT_LE(mid, ns(b));
   }
+}
+
+// The malloc fast path dates a block from the kernel's [vvar] words when it has found
+// and confirmed them (alloc/base.h birth_ticks_now). Every header's birth must lie
+// between two readings of glibc's CLOCK_MONOTONIC_COARSE taken around the malloc, over
+// enough ticks that a stale cached reading would show.
+TEST(ProfClock, BirthsFromTheVvarWordsFollowTheClock) {
+  auto ticks = []() {
+    timespec t;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
+    return leakalloc::birth_ticks_of(uint64_t(t.tv_sec) * 1000000000ull + uint64_t(t.tv_nsec));
+  };
+  timespec start;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &start);
+  uint64_t first = ticks();
+  int checked = 0;
+  std::vector<void*> keep;
+  // 60 ms: a dozen kernel ticks or more, and 60 birth ticks (of 1.05 ms).
+  while (ticks() < first + 60) {
+    uint64_t a = ticks();
+    void* p = malloc(16);
+    uint64_t b = ticks();
+    uint64_t birth = leakalloc::header_of(p)->birth_ticks();
+    ASSERT_LE(a, birth) << "after " << checked << " blocks";
+    ASSERT_LE(birth, b) << "after " << checked << " blocks";
+    keep.push_back(p);
+    ++checked;
+    if (keep.size() == 4096) {
+      for (void* q : keep) free(q);
+      keep.clear();
+    }
+  }
+  for (void* q : keep) free(q);
+  EXPECT_GT(checked, 1000);
+  // On Linux with /proc mounted and no time namespace the shortcut is in use by now;
+  // otherwise every birth above came from the vDSO call, which is what it falls back to.
+  bool has_vvar = false;
+  if (FILE* f = fopen("/proc/self/maps", "r")) {
+    char line[512];
+    while (fgets(line, sizeof line, f) != nullptr) has_vvar = has_vvar || strstr(line, "[vvar]") != nullptr;
+    fclose(f);
+  }
+  if (!has_vvar) GTEST_SKIP() << "no [vvar] mapping here: births come from the vDSO call";
+  EXPECT_TRUE(leakalloc::birth_clock_reads_vvar()) << "the [vvar] words were not found or not confirmed";
 }
