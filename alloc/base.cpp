@@ -86,8 +86,9 @@ uintptr_t find_vvar() {
   int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 0;
   char buf[4096];
-  char line[256];
+  char line[256];  // a [vvar] line is short; longer lines are skipped whole
   size_t len = 0;
+  bool too_long = false;
   uintptr_t found = 0;
   for (;;) {
     ssize_t r = read(fd, buf, sizeof buf);
@@ -96,12 +97,13 @@ uintptr_t find_vvar() {
     for (ssize_t i = 0; i < r && found == 0; ++i) {
       if (buf[i] != '\n') {
         if (len < sizeof line - 1) line[len++] = buf[i];
+        else too_long = true;
         continue;
       }
       line[len] = '\0';
       const char kName[] = "[vvar]";
       size_t name_len = sizeof kName - 1;
-      if (len >= name_len && cstr_eq(line + len - name_len, kName)) {
+      if (!too_long && len >= name_len && cstr_eq(line + len - name_len, kName)) {
         uintptr_t start = 0;
         for (size_t k = 0; k < len && line[k] != '-'; ++k) {
           char ch = line[k];
@@ -112,6 +114,7 @@ uintptr_t find_vvar() {
         found = start;
       }
       len = 0;
+      too_long = false;
     }
     if (found != 0) break;
   }

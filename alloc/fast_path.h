@@ -2,8 +2,9 @@
 // (alloc/override.cpp) and into the la_* functions (alloc/alloc.cpp).
 //
 // An unsampled malloc is: mimalloc, one sampler decrement, two owner-only counters, the
-// birth clock (two loads and a compare, alloc/base.h) and two header stores. An unsampled free is: two header loads, the check,
-// one store, two counters and a tail call to mimalloc. Whatever else can happen (NULL
+// birth clock (two loads and a compare, alloc/base.h) and two header stores. An
+// unsampled free is: two header loads, the check, one store, two counters and a tail
+// call to mimalloc. Whatever else can happen (NULL
 // from mimalloc, a sample, a thread not yet registered or past its exit hook, a sampled
 // block, a bad pointer) is one unlikely branch to an out-of-line function in alloc.cpp.
 //
@@ -26,7 +27,8 @@ namespace leakalloc {
 namespace slow {
 // `base` is mimalloc's block (or nullptr); finishes the allocation of `size` bytes.
 void* alloc(void* base, size_t size, EntryFrame frame);
-// Frees `p` after the fast path found it sampled, odd, or on an exited thread.
+// Frees `p` after the fast path found it sampled, odd, or on a thread that is not
+// registered (yet, or any more).
 void free(void* p, const char* op);
 void* enomem();
 }  // namespace slow

@@ -38,8 +38,8 @@ RawLock g_free_lock;                     // rank 5: the pool below
 // is usually on the core that freed it, and a refill walking such a list would pay one
 // dependent miss per id, under the lock (prodcons, where producers allocate and
 // consumers free, spent a fifth of its time there). Spills and refills copy 32 ids.
-uint32_t* g_pool[kMaxChunks];  // under g_free_lock
-uint32_t g_pool_top = 0;       // ids in the pool; under g_free_lock
+std::atomic<uint32_t*> g_pool[kMaxChunks];  // written under g_free_lock (stats read them)
+uint32_t g_pool_top = 0;                     // ids in the pool; under g_free_lock
 
 Record* slot(uint32_t id) {
   Record* chunk = g_chunks[id >> kChunkShift].load(std::memory_order_acquire);
@@ -63,7 +63,7 @@ LA_NOINLINE bool refill(ThreadState& t) {
     LockGuard g(g_free_lock);
     while (g_pool_top > 0 && t.rec_cache_n < kBatch) {
       uint32_t pos = --g_pool_top;
-      t.rec_cache[t.rec_cache_n++] = g_pool[pos >> kChunkShift][pos & (kChunkRecords - 1)];
+      t.rec_cache[t.rec_cache_n++] = g_pool[pos >> kChunkShift].load(std::memory_order_relaxed)[pos & (kChunkRecords - 1)];
     }
   }
   if (t.rec_cache_n > 0) return true;
@@ -79,10 +79,11 @@ LA_NOINLINE bool refill(ThreadState& t) {
 // record stays retired and unused, and fresh ids keep coming from g_next_fresh.
 void push_global(uint32_t id) {
   uint32_t pos = g_pool_top;
-  uint32_t*& chunk = g_pool[pos >> kChunkShift];
+  uint32_t* chunk = g_pool[pos >> kChunkShift].load(std::memory_order_relaxed);
   if (LA_UNLIKELY(chunk == nullptr)) {
     chunk = static_cast<uint32_t*>(os_reserve(sizeof(uint32_t) * kChunkRecords));
     if (chunk == nullptr) return;
+    g_pool[pos >> kChunkShift].store(chunk, std::memory_order_relaxed);
   }
   chunk[pos & (kChunkRecords - 1)] = id;
   g_pool_top = pos + 1;
@@ -175,12 +176,13 @@ void walk(uint64_t born_before_ns, prof::LiveBlockFn fn, void* ctx) {
 }
 
 uint64_t bytes_in_use() {
-  uint64_t chunks = 0;
+  uint64_t chunks = 0, pool_chunks = 0;
   for (uint32_t c = 0; c < kMaxChunks; ++c) {
     if (g_chunks[c].load(std::memory_order_relaxed) == nullptr) break;
     ++chunks;
+    pool_chunks += g_pool[c].load(std::memory_order_relaxed) != nullptr;
   }
-  return chunks * kChunkRecords * sizeof(Record);
+  return chunks * kChunkRecords * sizeof(Record) + pool_chunks * kChunkRecords * sizeof(uint32_t);
 }
 
 uint64_t count_live() {
