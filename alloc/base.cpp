@@ -89,12 +89,13 @@ uintptr_t find_vvar() {
   char line[256];  // a [vvar] line is short; longer lines are skipped whole
   size_t len = 0;
   bool too_long = false;
+  bool done = false;  // the [vvar] line was seen
   uintptr_t found = 0;
   for (;;) {
     ssize_t r = read(fd, buf, sizeof buf);
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) break;
-    for (ssize_t i = 0; i < r && found == 0; ++i) {
+    for (ssize_t i = 0; i < r && !done; ++i) {
       if (buf[i] != '\n') {
         if (len < sizeof line - 1) line[len++] = buf[i];
         else too_long = true;
@@ -104,19 +105,24 @@ uintptr_t find_vvar() {
       const char kName[] = "[vvar]";
       size_t name_len = sizeof kName - 1;
       if (!too_long && len >= name_len && cstr_eq(line + len - name_len, kName)) {
+        // "start-end perms ...": only a readable mapping is searched.
         uintptr_t start = 0;
-        for (size_t k = 0; k < len && line[k] != '-'; ++k) {
+        size_t k = 0;
+        for (; k < len && line[k] != '-'; ++k) {
           char ch = line[k];
           int digit = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
           if (digit < 0) { start = 0; break; }
           start = start * 16 + static_cast<uintptr_t>(digit);
         }
-        found = start;
+        while (k < len && line[k] != ' ') ++k;
+        bool readable = k + 1 < len && line[k + 1] == 'r';
+        found = readable ? start : 0;
+        done = true;
       }
       len = 0;
       too_long = false;
     }
-    if (found != 0) break;
+    if (done) break;
   }
   close(fd);
   return found;
