@@ -80,8 +80,8 @@ CoarseWords g_candidate_first;                        // what it held when it wa
 
 // The first address of the mapping /proc/self/maps names [vvar] (the kernel's data page
 // for the vDSO; the clock-source pages, which may fault when read, come after it or in
-// a mapping of their own), or 0. Raw reads into a stack buffer: this runs in the first
-// malloc, where nothing may allocate.
+// a mapping of their own), or 0 if there is none or it is not readable. Raw reads into
+// a stack buffer: this runs in the first malloc, where nothing may allocate.
 uintptr_t find_vvar() {
   int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 0;
@@ -97,26 +97,14 @@ uintptr_t find_vvar() {
     if (r <= 0) break;
     for (ssize_t i = 0; i < r && !done; ++i) {
       if (buf[i] != '\n') {
-        if (len < sizeof line - 1) line[len++] = buf[i];
+        if (len < sizeof line) line[len++] = buf[i];
         else too_long = true;
         continue;
       }
-      line[len] = '\0';
+      MapsLine m = parse_maps_line(line, len);
       const char kName[] = "[vvar]";
-      size_t name_len = sizeof kName - 1;
-      if (!too_long && len >= name_len && cstr_eq(line + len - name_len, kName)) {
-        // "start-end perms ...": only a readable mapping is searched.
-        uintptr_t start = 0;
-        size_t k = 0;
-        for (; k < len && line[k] != '-'; ++k) {
-          char ch = line[k];
-          int digit = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-          if (digit < 0) { start = 0; break; }
-          start = start * 16 + static_cast<uintptr_t>(digit);
-        }
-        while (k < len && line[k] != ' ') ++k;
-        bool readable = k + 1 < len && line[k + 1] == 'r';
-        found = readable ? start : 0;
+      if (!too_long && m.path_len == sizeof kName - 1 && __builtin_memcmp(m.path, kName, m.path_len) == 0) {
+        found = m.readable ? m.start : 0;
         done = true;
       }
       len = 0;
@@ -147,9 +135,7 @@ Match compare_with_clock(const CoarseWords* w, struct timespec* ts) {
   return kMoving;
 }
 
-uint64_t ticks_of(const struct timespec& ts) {
-  return birth_ticks_of(static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec));
-}
+uint64_t ticks_of(const struct timespec& ts) { return birth_ticks_of(timespec_ns(ts)); }
 
 // Looks for the words in the first page of [vvar]: the one 8-byte-aligned pair equal to
 // what the vDSO returns, read while no tick passes. Leaves it as the candidate.
@@ -266,7 +252,7 @@ size_t os_page_size() {
 uint64_t precise_now_ns() {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+  return timespec_ns(ts);
 }
 
 uint64_t process_start_ns() {
@@ -289,6 +275,42 @@ size_t cstr_len(const char* s) {
 bool cstr_eq(const char* a, const char* b) {
   while (*a != '\0' && *a == *b) { ++a; ++b; }
   return *a == *b;
+}
+
+MapsLine parse_maps_line(const char* line, size_t len) {
+  size_t i = 0;
+  auto hex = [&]() {
+    uint64_t v = 0;
+    for (; i < len; ++i) {
+      char c = line[i];
+      int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+      if (d < 0) break;
+      v = v << 4 | static_cast<uint64_t>(d);
+    }
+    return static_cast<uintptr_t>(v);
+  };
+  auto spaces = [&]() {
+    while (i < len && line[i] == ' ') ++i;
+  };
+  auto skip_field = [&]() {
+    while (i < len && line[i] != ' ') ++i;
+    spaces();
+  };
+  MapsLine m{};
+  m.start = hex();
+  if (i < len && line[i] == '-') ++i;
+  m.limit = hex();
+  spaces();
+  m.readable = i < len && line[i] == 'r';
+  m.exec = i + 2 < len && line[i + 2] == 'x';
+  skip_field();  // perms
+  m.offset = hex();
+  spaces();
+  skip_field();  // dev
+  skip_field();  // inode
+  m.path = line + i;
+  m.path_len = len - i;
+  return m;
 }
 
 void cstr_copy(char* dst, size_t cap, const char* src) {

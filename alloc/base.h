@@ -64,8 +64,13 @@ void* os_reserve(size_t bytes);          // zeroed, lazily committed, or nullptr
 void os_free(void* p, size_t bytes);
 size_t os_page_size();
 
+LA_ALWAYS_INLINE uint64_t timespec_ns(const struct timespec& ts) {
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
 // Monotonic nanoseconds from CLOCK_MONOTONIC_COARSE: resolution one kernel tick
-// (1-4 ms), 64 bits of ns last 584 years. Every malloc reads it, so once
+// (1-4 ms), 64 bits of ns last 584 years. Sampled allocations and the birth clock's
+// refills read it (the malloc fast path reads birth_ticks_now below), so once
 // use_vdso_clock() has run the call goes straight to the kernel's vDSO function,
 // skipping glibc's clock_gettime wrapper (4.7 instead of 6.7 ns per call measured on
 // the development VM); until then, and wherever the vDSO lacks it, to glibc's.
@@ -81,7 +86,7 @@ uintptr_t elf_load_bias(const void* ehdr);
 LA_ALWAYS_INLINE uint64_t coarse_now_ns() {
   struct timespec ts;
   g_coarse_clock.load(std::memory_order_relaxed)(CLOCK_MONOTONIC_COARSE, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+  return timespec_ns(ts);
 }
 
 // The birth time of a block, in ticks of 2^20 ns of the coarse clock, for the malloc fast
@@ -160,6 +165,17 @@ size_t u64_to_dec(uint64_t v, char* out);  // returns length, no NUL
 size_t cstr_len(const char* s);
 bool cstr_eq(const char* a, const char* b);
 void cstr_copy(char* dst, size_t cap, const char* src);
+
+// One line of /proc/<pid>/maps, "start-limit perms offset dev inode path", parsed in
+// place without allocating. `path` points into the line (not NUL-terminated) and is
+// empty for anonymous mappings.
+struct MapsLine {
+  uintptr_t start, limit, offset;
+  bool readable, exec;
+  const char* path;
+  size_t path_len;
+};
+MapsLine parse_maps_line(const char* line, size_t len);  // `line` without its newline
 
 }  // namespace leakalloc
 

@@ -469,40 +469,19 @@ int PbWriter::read_mappings() {
   }
   close(fd);
 
-  auto hex = [&](size_t& i) {
-    uint64_t v = 0;
-    for (; i < len; ++i) {
-      char c = text[i];
-      int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-      if (d < 0) break;
-      v = v << 4 | static_cast<uint64_t>(d);
-    }
-    return v;
-  };
-  auto skip_field = [&](size_t& i) {
-    while (i < len && text[i] != ' ' && text[i] != '\n') ++i;
-    while (i < len && text[i] == ' ') ++i;
-  };
   size_t exe_first = SIZE_MAX;
   ArenaVec<FileMap> files;
   for (size_t i = 0; i < len;) {
     size_t eol = i;
     while (eol < len && text[eol] != '\n') ++eol;
-    // start-limit perms offset dev inode path
+    MapsLine line = parse_maps_line(text + i, eol - i);
     Mapping m{};
-    m.start = hex(i);
-    if (i < eol && text[i] == '-') ++i;
-    m.limit = hex(i);
-    while (i < eol && text[i] == ' ') ++i;
-    bool readable = i < eol && text[i] == 'r';
-    bool exec = i + 2 < eol && text[i + 2] == 'x';
-    skip_field(i);
-    m.offset = hex(i);
-    while (i < eol && text[i] == ' ') ++i;
-    skip_field(i);  // dev
-    skip_field(i);  // inode
-    const char* path = text + i;
-    size_t plen = eol > i ? eol - i : 0;
+    m.start = line.start;
+    m.limit = line.limit;
+    m.offset = line.offset;
+    bool readable = line.readable, exec = line.exec;
+    const char* path = line.path;
+    size_t plen = line.path_len;
     // Anonymous and pseudo mappings ([vdso], [stack]) have nothing pprof could read.
     if (plen > 0 && path[0] == '/' &&
         !files.push(arena_, FileMap{m.start, m.limit, m.offset, path, static_cast<uint32_t>(plen), readable}))
@@ -740,7 +719,7 @@ int PbWriter::run() {
   sink_.scalar(kProfDefaultSampleType, str("inuse_space"));
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
-  sink_.scalar(kProfTimeNanos, static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec));
+  sink_.scalar(kProfTimeNanos, timespec_ns(ts));
   sink_.scalar(kProfDropFrames, str(kDropFrames));
   emit_comments();
   k_age_ = str("age");
