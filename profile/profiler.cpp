@@ -138,8 +138,7 @@ uint64_t sample_slow(ThreadState& t, size_t size, EntryFrame frame, uint64_t* bi
   } keep_errno;
   if (LA_UNLIKELY(t.phase == kThreadNew)) {
     ensure_init();
-    ReentrancyGuard guard;
-    threads::register_current(t);
+    adopt_thread(t);
   }
   int lg = g_lg_sample.load(std::memory_order_relaxed);
   uint32_t gen = g_sample_gen.load(std::memory_order_relaxed);
