@@ -8,6 +8,8 @@
 
 #include "alloc/fast_path.h"
 #include "alloc/header.h"
+#include "alloc/thread_cache.h"
+#include "ctl/options.h"
 #include "profile/sampler.h"
 #include "profile/threads.h"
 
@@ -52,6 +54,50 @@ LA_ALWAYS_INLINE void count_free(size_t size) {
   t.counter[kCounter_free_bytes].add(size);
 }
 
+// ---- The thread cache (alloc/thread_cache.h) ------------------------------------------
+
+enum CacheSupport : int { kCacheUnchecked = 0, kCacheSupported = 1, kCacheUnsupported = 2 };
+std::atomic<int> g_cache_support{kCacheUnchecked};
+
+// The cache's premise: every usable size mimalloc gives a block of at most
+// kCacheMaxTotal bytes is one of the cache's class sizes. mi_good_size() is mimalloc's
+// own answer for a request (pure arithmetic, no allocation); a request of more than
+// size(c - 1) bytes (at least the header's 16) must get at least size(c).
+bool cache_supported() {
+  int s = g_cache_support.load(std::memory_order_relaxed);
+  if (LA_LIKELY(s != kCacheUnchecked)) return s == kCacheSupported;
+  bool ok = true;
+  for (uint32_t c = 1; c < kCacheBins && ok; ++c) {
+    size_t lowest = c == 1 ? kHeaderSize : cache_class_size(c - 1) + 1;
+    ok = mi_good_size(lowest) >= cache_class_size(c) && mi_good_size(cache_class_size(c)) == cache_class_size(c);
+  }
+  if (!ok) log_message("the loaded mimalloc's size classes are not the ones the thread cache expects; tcache is off");
+  g_cache_support.store(ok ? kCacheSupported : kCacheUnsupported, std::memory_order_relaxed);
+  return ok;
+}
+
+// Gives every block of a bin back to mimalloc.
+void cache_drain(CacheBin& b) {
+  void* p = b.head;
+  b.head = nullptr;
+  while (p != nullptr) {
+    void* next = *static_cast<void**>(p);
+    mi_free(p);
+    b.room++;
+    p = next;
+  }
+}
+
+// Gives a live thread's bins their room, from the slow path of an allocation (every
+// thread's first one is slow). Until the options have been read from the environment
+// (the first malloc may come before environ is set) nothing is decided yet.
+void cache_setup(ThreadState& t) {
+  if (t.phase != kThreadLive || !options_loaded_from_environment()) return;
+  if (opt(kOpt_tcache) == 0 || !cache_supported()) return;
+  for (uint32_t i = 1; i < kCacheBins; ++i) t.cache[i].room += cache_bin_limit(i);
+  t.cache_ready = 1;
+}
+
 LA_ALWAYS_INLINE bool is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
 
 // Validates that `p` is a live leakalloc block and returns its header; never returns
@@ -83,7 +129,7 @@ LA_ALWAYS_INLINE void release(void* p, BlockHeader* h) {
     if (LA_UNLIKELY(size == kSizeInRecord)) size = prof::record_size(h->record());
     prof::record_free(h->record(), h->sampled_generation());
   } else {
-    size = h->tag;
+    size = h->unsampled_size();
   }
   h->word1 = freed_mark(p);
   count_free(size);
@@ -91,6 +137,14 @@ LA_ALWAYS_INLINE void release(void* p, BlockHeader* h) {
 }
 
 }  // namespace
+
+void thread_cache_release(ThreadState& t) {
+  for (uint32_t i = 1; i < kCacheBins; ++i) {
+    cache_drain(t.cache[i]);
+    t.cache[i].room -= t.cache_ready ? cache_bin_limit(i) : 0;
+  }
+  t.cache_ready = 0;
+}
 
 namespace slow {
 
@@ -101,7 +155,7 @@ LA_SLOW_PATH void* enomem() {
 
 // The allocation the fast path did not finish: mimalloc failed, the countdown ran out
 // (sampling or the thread's first allocation), or the thread is past its exit hook.
-LA_SLOW_PATH void* alloc(void* base, size_t size, EntryFrame frame) {
+LA_SLOW_PATH void* alloc(void* base, size_t size, uint64_t flags, EntryFrame frame) {
   if (base == nullptr) return enomem();
   void* user = static_cast<char*>(base) + kHeaderSize;
   count_alloc(size);
@@ -109,10 +163,11 @@ LA_SLOW_PATH void* alloc(void* base, size_t size, EntryFrame frame) {
   uint64_t sample = sample_alloc(size, frame, &birth_ns);
   // A sampled block's birth was read after its stack was captured, so that an unwind
   // does not age the block; its header and its live record carry that same time.
-  uint64_t tag = size;
+  uint64_t tag = size | flags;
   if (sample != 0) tag = sampled_tag(sample, size);
   else birth_ns = coarse_now_ns();
   header_write(user, tag, birth_ns);
+  if (LA_UNLIKELY(!t_state.cache_ready)) cache_setup(t_state);
   return user;
 }
 
@@ -130,13 +185,28 @@ void* la_malloc(size_t size, EntryFrame frame) { return malloc_fast(size, frame)
 void* la_calloc(size_t n, size_t size, EntryFrame frame) {
   size_t total;
   if (LA_UNLIKELY(__builtin_mul_overflow(n, size, &total) || total > kMaxRequest)) return slow::enomem();
-  return alloc_finish(mi_zalloc(total + kHeaderSize), total, frame);
+  if (total <= kCacheMaxRequest) {
+    // A cached block is dirty: zero it as mi_zalloc would zero a reused one, the whole
+    // class size (a program may read up to malloc_usable_size()).
+    uint32_t c = cache_class(total);
+    CacheBin& b = t_state.cache[c];
+    void* base = b.head;
+    if (base == nullptr) return alloc_finish(mi_zalloc(cache_class_size(c)), total, 0, frame);
+    b.head = *static_cast<void**>(base);
+    b.room++;
+    void* user = alloc_finish(base, total, 0, frame);
+    memset(user, 0, cache_class_size(c) - kHeaderSize);
+    return user;
+  }
+  return alloc_finish(mi_zalloc(total + kHeaderSize), total, 0, frame);
 }
 
 void* la_aligned(size_t align, size_t size, EntryFrame frame) {
   if (LA_UNLIKELY(size > kMaxRequest)) return slow::enomem();
   if (align <= kHeaderSize) return malloc_fast(size, frame);
-  return alloc_finish(mi_malloc_aligned_at(size + kHeaderSize, align, kHeaderSize), size, frame);
+  // The header sits inside mimalloc's block, not at its start: the block's usable size
+  // from the header is not a size class, so the thread cache must not take it.
+  return alloc_finish(mi_malloc_aligned_at(size + kHeaderSize, align, kHeaderSize), size, kUncachedBit, frame);
 }
 
 void la_free(void* p, const char* op) { free_fast(p, op); }
@@ -164,8 +234,10 @@ void* la_realloc(void* p, size_t size, const char* op, EntryFrame frame) {
   // then describes the new size and the sampler sees the new bytes.
   if (!h->sampled() && size > kMaxRequest) return slow::enomem();
   if (!h->sampled() && size <= usable && size >= usable / 2) {
-    size_t old = h->tag;
-    header_write_ticks(p, size, h->birth_ticks());
+    size_t old = h->unsampled_size();
+    // An aligned block keeps kUncachedBit. Any other block still holds at least the
+    // class size of its new size (alloc/thread_cache.h).
+    header_write_ticks(p, size | h->unsampled_flags(), h->birth_ticks());
     count_free(old);
     count_alloc(size);
     return p;

@@ -49,6 +49,12 @@ size_t la_usable_size(const void* p);
 // (profile/live_set.cpp). 256 TiB is more than x86-64's 47-bit user address space.
 constexpr size_t kMaxRequest = (static_cast<size_t>(1) << 48) - (static_cast<size_t>(1) << 20);
 
+// Gives the thread's cached free blocks back to mimalloc (alloc/thread_cache.h) and
+// leaves its cache unset until its next free finds a bin without room. Called by the
+// thread's exit hook, and when tcache:false meets a thread that has a cache.
+struct ThreadState;
+void thread_cache_release(ThreadState& t);
+
 [[noreturn]] void bad_pointer(const char* op, const void* p, const char* why);
 
 }  // namespace leakalloc

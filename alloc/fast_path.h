@@ -1,12 +1,15 @@
 // The malloc and free fast paths, inlined into every exported entry point
 // (alloc/override.cpp) and into the la_* functions (alloc/alloc.cpp).
 //
-// An unsampled malloc is: mimalloc, one sampler decrement, two owner-only counters, the
-// birth clock (two loads and a compare, alloc/base.h) and two header stores. An
-// unsampled free is: two header loads, the check, one store, two counters and a tail
-// call to mimalloc. Whatever else can happen (NULL
-// from mimalloc, a sample, a thread not yet registered or past its exit hook, a sampled
-// block, a bad pointer) is one unlikely branch to an out-of-line function in alloc.cpp.
+// An unsampled malloc of up to kCacheMaxRequest bytes is: a pop from this thread's
+// cache bin of its size class (alloc/thread_cache.h), one sampler decrement, two
+// owner-only counters, the birth clock (two loads and a compare, alloc/base.h) and two
+// header stores. An unsampled free of such a block is: two header loads, the check, a
+// push onto the bin and two counters. An empty bin (malloc) or a full one (free), and
+// any larger block, calls mimalloc instead. Whatever else can happen (NULL from
+// mimalloc, a sample, a thread not yet registered or past its exit hook, a sampled or
+// aligned block, a bad pointer) is one unlikely branch to an out-of-line function in
+// alloc.cpp.
 //
 // The entry point's frame address travels as an argument (`frame`, alloc/alloc.h) to the
 // slow path, which is the only place that needs it (stack capture starts there). It is
@@ -21,34 +24,59 @@
 
 #include "alloc/alloc.h"
 #include "alloc/header.h"
+#include "alloc/thread_cache.h"
 #include "profile/sampler.h"
 
 namespace leakalloc {
 namespace slow {
 // `base` is mimalloc's block (or nullptr); finishes the allocation of `size` bytes.
-void* alloc(void* base, size_t size, EntryFrame frame);
-// Frees `p` after the fast path found it sampled, odd, or on a thread that is not
-// registered (yet, or any more).
+// `flags` is 0 or kUncachedBit (alloc/header.h).
+void* alloc(void* base, size_t size, uint64_t flags, EntryFrame frame);
+// Frees `p` after the fast path found it sampled, aligned, odd, or on a thread that is
+// not registered (yet, or any more).
 void free(void* p, const char* op);
 void* enomem();
 }  // namespace slow
 
-LA_ALWAYS_INLINE void* alloc_finish(void* base, size_t size, EntryFrame frame) {
+LA_ALWAYS_INLINE void count_alloc_fast(ThreadState& t, size_t size) {
+  t.counter[kCounter_allocs].add(1);
+  t.counter[kCounter_alloc_bytes].add(size);
+}
+
+LA_ALWAYS_INLINE void count_free_fast(ThreadState& t, size_t size) {
+  t.counter[kCounter_frees].add(1);
+  t.counter[kCounter_free_bytes].add(size);
+}
+
+LA_ALWAYS_INLINE void* alloc_finish(void* base, size_t size, uint64_t flags, EntryFrame frame) {
   ThreadState& t = t_state;
   int64_t left = t.bytes_left.load(std::memory_order_relaxed) - static_cast<int64_t>(size);
   if (LA_UNLIKELY(base == nullptr || left <= 0 || t.phase == kThreadExited))
-    return slow::alloc(base, size, frame);
+    return slow::alloc(base, size, flags, frame);
   t.bytes_left.store(left, std::memory_order_relaxed);
-  t.counter[kCounter_allocs].add(1);
-  t.counter[kCounter_alloc_bytes].add(size);
+  count_alloc_fast(t, size);
   void* user = static_cast<char*>(base) + kHeaderSize;
-  header_write_ticks(user, size, birth_ticks_now(t.clock));
+  header_write_ticks(user, size | flags, birth_ticks_now(t.clock));
   return user;
 }
 
 LA_ALWAYS_INLINE void* malloc_fast(size_t size, EntryFrame frame) {
+  if (LA_LIKELY(size <= kCacheMaxRequest)) {
+    uint32_t c = cache_class(size);
+    CacheBin& b = t_state.cache[c];
+    void* base = b.head;
+    if (LA_LIKELY(base != nullptr)) {
+      b.head = *static_cast<void**>(base);
+      b.room++;
+    } else {
+      // Also the path of a thread whose cache is not set up (not registered yet, past its
+      // exit hook, tcache:false): its bins stay empty.
+      base = mi_malloc(cache_class_size(c));
+    }
+    return alloc_finish(base, size, 0, frame);
+  }
   if (LA_UNLIKELY(size > kMaxRequest)) return slow::enomem();
-  return alloc_finish(mi_malloc(size + kHeaderSize), size, frame);
+  return alloc_finish(mi_malloc(size + kHeaderSize), size, 0, frame);
 }
 
 LA_ALWAYS_INLINE void free_fast(void* p, const char* op) {
@@ -60,14 +88,24 @@ LA_ALWAYS_INLINE void free_fast(void* p, const char* op) {
   BlockHeader* h = header_of(p);
   uint64_t tag = h->tag;
   ThreadState& t = t_state;
-  // Sampled blocks have the tag's top bit set: one sign test sends them, bad pointers
-  // and threads that are not (or no longer) registered to the slow path together.
-  if (LA_UNLIKELY(!header_valid(p, tag, h->word1) | (static_cast<int64_t>(tag) < 0) |
-                  (t.phase != kThreadLive)))
-    return slow::free(p, op);
+  if (LA_UNLIKELY(!header_valid(p, tag, h->word1) | (t.phase != kThreadLive))) return slow::free(p, op);
+  // Sampled and aligned blocks have flag bits above the size, so they compare larger.
+  // A bin without room (full, or the thread's cache is not set up) leaves the block to
+  // mimalloc.
+  if (LA_LIKELY(tag <= kCacheMaxRequest)) {
+    CacheBin& b = t.cache[cache_class(tag)];
+    if (LA_LIKELY(b.room > 0)) {
+      h->word1 = freed_mark(p);
+      h->tag = reinterpret_cast<uint64_t>(b.head);
+      b.head = h;
+      b.room--;
+      count_free_fast(t, tag);
+      return;
+    }
+  }
+  if (LA_UNLIKELY(tag > kUnsampledSizeMask)) return slow::free(p, op);
   h->word1 = freed_mark(p);
-  t.counter[kCounter_frees].add(1);
-  t.counter[kCounter_free_bytes].add(tag);
+  count_free_fast(t, tag);
   mi_free(h);
 }
 

@@ -1,6 +1,8 @@
 // The block header: 16 bytes directly before every user pointer.
 //
-//   word0  tag     unsampled block: the requested size (< 2^48, kMaxRequest).
+//   word0  tag     unsampled block: the requested size (< 2^48, kMaxRequest), plus
+//                  kUncachedBit for an aligned block (align > 16) that the thread cache
+//                  must not take (alloc/thread_cache.h).
 //                  sampled block:   kSampledBit | generation << 56 | size << 32 |
 //                  live-record id + 1. The live record (profile/live_set.h) holds the
 //                  stack id, requested size, exact birth and thread; keeping its id here
@@ -39,6 +41,8 @@ namespace leakalloc {
 
 constexpr size_t kHeaderSize = 16;
 constexpr uint64_t kSampledBit = uint64_t{1} << 63;
+constexpr uint64_t kUncachedBit = uint64_t{1} << 62;
+constexpr uint64_t kUnsampledSizeMask = (uint64_t{1} << 48) - 1;
 constexpr uint64_t kSizeInRecord = (uint64_t{1} << 24) - 1;  // sampled size field: "ask the record"
 constexpr uint64_t kGenerationMask = 127;
 constexpr int kBirthShift = 20;  // ns per tick = 2^20
@@ -49,6 +53,8 @@ struct BlockHeader {
   uint64_t word1;
 
   bool sampled() const { return (tag & kSampledBit) != 0; }
+  uint64_t unsampled_size() const { return tag & kUnsampledSizeMask; }
+  uint64_t unsampled_flags() const { return tag & ~kUnsampledSizeMask; }
   uint32_t record() const { return sampled() ? static_cast<uint32_t>(tag) : 0; }
   // Size field of a sampled block's tag: the requested size, or kSizeInRecord.
   uint64_t sampled_size_field() const { return (tag >> 32) & kSizeInRecord; }

@@ -22,6 +22,7 @@
 
 #include "alloc/alloc.h"
 #include "alloc/base.h"
+#include "alloc/thread_cache.h"
 #include "profile/frame_cache.h"
 
 namespace leakalloc {
@@ -63,11 +64,13 @@ struct ThreadState {
   uint32_t guard;          // ReentrancyGuard depth
   int64_t saved_bytes_left;  // countdown set aside while the guard is held
   uint8_t phase;           // ThreadPhase
+  uint8_t cache_ready;     // the bins' rooms are set (alloc/thread_cache.h)
   uint32_t sample_gen;     // sampling generation the countdown was drawn under
   uint32_t thread_index;   // index in the thread registry
   uint64_t rng;            // sampler PRNG state
   OwnerCounter counter[kCounterCount];
   CoarseCache clock;       // the birth clock's last reading (alloc/base.h birth_ticks_now)
+  CacheBin cache[kCacheBins];  // freed blocks by size class (alloc/thread_cache.h)
   std::atomic<uint8_t> unwinding;  // inside a stack capture (the fork gate waits for it)
   uintptr_t stack_hi;      // top of this thread's stack (unwind::stack_top), bounds the walkers
   uint32_t rec_cache_n;    // free live-record slots owned by this thread

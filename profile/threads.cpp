@@ -84,18 +84,22 @@ void on_thread_exit(void* arg) {
     read_comm(g_entries[t.thread_index].tid, name);
     named = true;
   }
-  LockGuard g(g_lock);
-  fold_into_exited(t);
-  // The TLS block is about to be recycled for another thread, so it is unlinked here;
-  // whatever this thread still allocates or frees (glibc frees its DTV after every
-  // destructor has run) is counted through count_exited() instead.
-  for (OwnerCounter& c : t.counter) c.v.store(0, std::memory_order_relaxed);
-  t.phase = kThreadExited;
-  live::drain_cache(t);
-  if (named) {
-    cstr_copy(g_entries[t.thread_index].name, sizeof name, name);
-    g_entries[t.thread_index].state = nullptr;
+  {
+    LockGuard g(g_lock);
+    fold_into_exited(t);
+    // The TLS block is about to be recycled for another thread, so it is unlinked here;
+    // whatever this thread still allocates or frees (glibc frees its DTV after every
+    // destructor has run) is counted through count_exited() instead, and bypasses the
+    // thread cache.
+    for (OwnerCounter& c : t.counter) c.v.store(0, std::memory_order_relaxed);
+    t.phase = kThreadExited;
+    live::drain_cache(t);
+    if (named) {
+      cstr_copy(g_entries[t.thread_index].name, sizeof name, name);
+      g_entries[t.thread_index].state = nullptr;
+    }
   }
+  thread_cache_release(t);  // mimalloc's free, outside our lock
 }
 
 

@@ -402,6 +402,113 @@ TEST(Free, OnAThreadThatNeverAllocatedTakesTheBytesBack) {
   EXPECT_EQ(before - after, kBlocks * kSize);
 }
 
+// ---- the thread cache (alloc/thread_cache.h) ------------------------------------------
+// alloc.api runs these with the cache on (the default), alloc.api.notcache with
+// tcache:false.
+
+static bool tcache_on() {
+  bool on = false;
+  size_t len = sizeof on;
+  EXPECT_EQ(leakalloc_mallctl("opt.tcache", &on, &len, nullptr, 0), 0);
+  return on;
+}
+
+// Sampled blocks are never cached (their free retires a live record): sampling is
+// switched off around the tests that expect a block to come back.
+struct NoSampling {
+  bool was = true;
+  NoSampling() {
+    size_t len = sizeof was;
+    bool off = false;
+    EXPECT_EQ(leakalloc_mallctl("prof.active", &was, &len, &off, sizeof off), 0);
+  }
+  ~NoSampling() { EXPECT_EQ(leakalloc_mallctl("prof.active", nullptr, nullptr, &was, sizeof was), 0); }
+};
+
+TEST(ThreadCache, AFreedBlockIsTheNextOneOfItsClassOnThisThread) {
+  if (!tcache_on()) GTEST_SKIP() << "tcache:false: mimalloc decides which block comes next";
+  NoSampling no_sampling;
+  for (size_t n : {size_t{1}, size_t{100}, size_t{1000}, size_t{4080}}) {
+    // Empty the bin first (a full bin leaves a freed block to mimalloc): no bin holds
+    // more than 64 blocks.
+    std::vector<void*> drain;
+    for (int i = 0; i < 65; ++i) drain.push_back(escape(malloc(n)));
+    void* p = escape(malloc(n));
+    free(p);
+    void* q = escape(malloc(n));  // mimalloc alone would hand out a fresh block first
+    EXPECT_EQ(q, p) << n;
+    free(q);
+    for (void* d : drain) free(d);
+  }
+  void* big = escape(malloc(4081));  // past the last class: not cached, not counted on
+  free(big);
+}
+
+// A thread's cached blocks go back to mimalloc when it exits: otherwise they would be
+// lost with its thread-local bins. Here the main thread allocates blocks, a worker frees
+// them (into its own bin) and exits; mimalloc then gives them to the main thread again.
+TEST(ThreadCache, AnExitingThreadGivesItsCachedBlocksBack) {
+  NoSampling no_sampling;
+  constexpr int kBlocks = 32;  // fewer than a bin of 64-byte blocks holds
+  static void* blocks[kBlocks];
+  std::set<void*> mine;
+  for (void*& b : blocks) {
+    b = escape(malloc(48));
+    mine.insert(b);
+  }
+  pthread_t worker;
+  ASSERT_EQ(pthread_create(&worker, nullptr, [](void*) -> void* {
+    free(escape(malloc(48)));  // the worker's first malloc sets its cache up
+    for (void* b : blocks) free(b);
+    return nullptr;
+  }, nullptr), 0);
+  pthread_join(worker, nullptr);
+  std::vector<void*> got;
+  int back = 0;
+  for (int i = 0; i < 100000 && back < kBlocks; ++i) {
+    void* p = escape(malloc(48));
+    back += static_cast<int>(mine.count(p));
+    got.push_back(p);
+  }
+  EXPECT_EQ(back, kBlocks);
+  for (void* p : got) free(p);
+}
+
+// An aligned block's header sits inside mimalloc's block, so the space after it need not
+// be a whole size class; cached as a plain block it would be handed to a malloc that it
+// cannot hold. Every block malloc returns after such frees must hold what was asked for.
+TEST(ThreadCache, AlignedBlocksNeverServeAPlainMalloc) {
+  uint64_t rng = 12345;
+  auto next = [&rng] {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return rng >> 33;
+  };
+  std::vector<std::pair<unsigned char*, size_t>> live;
+  for (int i = 0; i < 20000; ++i) {
+    size_t align = size_t{32} << (next() % 8);  // 32 .. 4096
+    size_t size = 1 + next() % 4080;
+    void* a = nullptr;
+    ASSERT_EQ(posix_memalign(&a, align, size), 0);
+    memset(a, 0xa5, size);
+    free(a);
+    size_t n = size - size % 16 + 1 + next() % 16;  // the same size class as `size`, or near
+    if (n > 4080) n = 4080;
+    unsigned char* p = escape(static_cast<unsigned char*>(malloc(n)));
+    ASSERT_NE(p, nullptr);
+    ASSERT_GE(malloc_usable_size(p), n) << "align " << align << " size " << size;
+    memset(p, i & 255, n);
+    live.push_back({p, n});
+    if (live.size() > 64) {
+      auto [q, m] = live.front();
+      unsigned char want = q[0];
+      for (size_t j = 0; j < m; ++j) ASSERT_EQ(q[j], want);
+      free(q);
+      live.erase(live.begin());
+    }
+  }
+  for (auto& [q, m] : live) free(q);
+}
+
 TEST(Calloc, ZeroesReusedDirtyBlocks) {
   // mimalloc hands out a page's fresh blocks before the ones freed on it, so keep
   // calloc'ing (and keeping) blocks until enough of them are recycled dirty ones.

@@ -1,0 +1,101 @@
+// A per-thread cache of freed blocks in front of mimalloc, as jemalloc's and glibc's
+// tcache are in front of their arenas.
+//
+// Why: on the workloads of bench/ a mimalloc call pair cost as much as the rest of
+// the fast path together (a PLT call each way, mimalloc's own thread-local heap lookup,
+// and on free its segment and page metadata, a cache miss on a large live set). A
+// block freed here goes onto a per-thread list of its size class instead, and the
+// next malloc of that class on this thread takes it back: a pop and a push on a
+// thread-local list, and neither touches mimalloc's metadata. A block freed on another
+// thread than the one that made it goes onto the freeing thread's list, so a
+// producer/consumer pair or a larson-like server stops paying mimalloc's cross-thread
+// free for every block.
+//
+// Size classes are mimalloc's own (Debian 12's 2.0.9): 16-byte steps up to 128 bytes,
+// then four per doubling, up to 4096 bytes of header + request. A block always holds
+// at least its class size: misses ask mimalloc for exactly the class size, and any
+// other block (allocated before it was cached, or resized in place by realloc) is
+// mimalloc's block for some request, whose usable size is one of mimalloc's sizes and
+// therefore at least the class size of anything that fits in it. init_thread_cache()
+// checks that premise against the mimalloc that is loaded (mi_good_size) and leaves
+// the cache off if it does not hold. Aligned blocks (align > 16) are the one exception
+// (the header's address is inside mimalloc's block), so their tag carries
+// kUncachedBit and their free never comes here.
+//
+// A cached block keeps the freed mark in word1 (alloc/header.h), so a double free of a
+// cached block is still named; word0 links the list.
+//
+// Bounds: each bin holds at most kCacheBinBytes of blocks (at least kCacheBinMin and at
+// most kCacheBinMax blocks), about 200 KiB per thread at most. A free into a full bin
+// first gives the older half of the bin back to mimalloc. The thread's exit hook gives
+// everything back; nothing else ages a bin (an idle thread keeps its bins, as with
+// jemalloc without tcache GC).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "alloc/base.h"
+
+namespace leakalloc {
+
+constexpr size_t kCacheMaxTotal = 4096;           // header + request
+constexpr size_t kCacheMaxRequest = kCacheMaxTotal - 16;
+constexpr int kCacheBins = 29;                    // classes 1..28; bin 0 is never used
+constexpr size_t kCacheBinBytes = 8192;
+constexpr int32_t kCacheBinMin = 4;
+constexpr int32_t kCacheBinMax = 64;
+
+struct CacheBin {
+  void* head;    // newest cached block (its header); word0 of each links to the next
+  int32_t room;  // blocks this bin may still take; 0 while the thread's cache is off
+  int32_t pad;
+};
+
+namespace cache_tables {
+
+// Class size of class c (1..28): 16, 32, ..., 128, then 160, 192, 224, 256, 320, ...
+constexpr uint32_t class_size_of(int c) {
+  if (c <= 8) return static_cast<uint32_t>(c) * 16;
+  int b = 7 + (c - 9) / 4;  // 128 << (b - 7) < size <= 256 << (b - 7)
+  int q = (c - 9) % 4;
+  return static_cast<uint32_t>(4 + q + 1) << (b - 2);
+}
+
+struct Tables {
+  uint16_t size[kCacheBins];
+  uint8_t class_of_units[kCacheMaxTotal / 16 + 1];  // index: (total + 15) / 16
+};
+
+constexpr Tables make_tables() {
+  Tables t{};
+  for (int c = 1; c < kCacheBins; ++c) t.size[c] = static_cast<uint16_t>(class_size_of(c));
+  int c = 1;
+  for (size_t u = 1; u <= kCacheMaxTotal / 16; ++u) {
+    while (t.size[c] < u * 16) ++c;
+    t.class_of_units[u] = static_cast<uint8_t>(c);
+  }
+  return t;
+}
+
+}  // namespace cache_tables
+
+inline constexpr cache_tables::Tables kCacheTables = cache_tables::make_tables();
+static_assert(kCacheTables.size[kCacheBins - 1] == kCacheMaxTotal, "the last class ends the cache");
+static_assert(kCacheTables.class_of_units[1] == 1 && kCacheTables.class_of_units[9] == 9 &&
+                  kCacheTables.class_of_units[10] == 9 && kCacheTables.class_of_units[256] == 28,
+              "class table");
+
+// The class of a request of `size` bytes (size <= kCacheMaxRequest): header included.
+LA_ALWAYS_INLINE uint32_t cache_class(size_t size) {
+  return kCacheTables.class_of_units[(size + 16 + 15) >> 4];
+}
+LA_ALWAYS_INLINE size_t cache_class_size(uint32_t c) { return kCacheTables.size[c]; }
+
+// Blocks a bin of class c may hold.
+constexpr int32_t cache_bin_limit(uint32_t c) {
+  int32_t n = static_cast<int32_t>(kCacheBinBytes / cache_tables::class_size_of(static_cast<int>(c)));
+  return n < kCacheBinMin ? kCacheBinMin : n > kCacheBinMax ? kCacheBinMax : n;
+}
+
+}  // namespace leakalloc
