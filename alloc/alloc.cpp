@@ -171,6 +171,26 @@ LA_SLOW_PATH void* alloc(void* base, size_t size, uint64_t flags, EntryFrame fra
   return user;
 }
 
+LA_NOINLINE void* malloc_small(size_t size, EntryFrame frame) {
+  uint32_t c = cache_class(size);
+  CacheBin& b = t_state.cache[c];
+  void* base = b.head;
+  if (base != nullptr) {
+    b.head = *static_cast<void**>(base);
+    b.room++;
+  } else {
+    // Also the path of a thread whose cache is not set up (not registered yet, past its
+    // exit hook, tcache:false): its bins stay empty.
+    base = mi_malloc(cache_class_size(c));
+  }
+  return alloc_finish(base, size, 0, frame);
+}
+
+LA_NOINLINE void* malloc_large(size_t size, EntryFrame frame) {
+  if (LA_UNLIKELY(size > kMaxRequest)) return enomem();
+  return alloc_finish(mi_malloc(size + kHeaderSize), size, 0, frame);
+}
+
 LA_SLOW_PATH void free(void* p, const char* op) { release(p, checked_header(p, op)); }
 
 }  // namespace slow

@@ -114,11 +114,15 @@ struct CoarseCache {
 };
 extern std::atomic<const CoarseWords*> g_coarse_words;
 uint64_t birth_ticks_refill(CoarseCache& cache);  // out of line
-LA_ALWAYS_INLINE uint64_t birth_ticks_now(CoarseCache& cache) {
+// Whether cache.ticks is the current birth (no tick since the thread last looked).
+LA_ALWAYS_INLINE bool birth_ticks_current(const CoarseCache& cache) {
   const CoarseWords* w = g_coarse_words.load(std::memory_order_relaxed);
   uint64_t s = __atomic_load_n(&w->sec, __ATOMIC_RELAXED);
   uint64_t n = __atomic_load_n(&w->nsec, __ATOMIC_RELAXED);
-  if (LA_LIKELY(((s ^ cache.sec) | (n ^ cache.nsec)) == 0)) return cache.ticks;
+  return ((s ^ cache.sec) | (n ^ cache.nsec)) == 0;
+}
+LA_ALWAYS_INLINE uint64_t birth_ticks_now(CoarseCache& cache) {
+  if (LA_LIKELY(birth_ticks_current(cache))) return cache.ticks;
   return birth_ticks_refill(cache);
 }
 // For tests: whether births come from the [vvar] words (true) or from the vDSO call.

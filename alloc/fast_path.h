@@ -36,6 +36,10 @@ void* alloc(void* base, size_t size, uint64_t flags, EntryFrame frame);
 // not registered (yet, or any more).
 void free(void* p, const char* op);
 void* enomem();
+// The rest of malloc: a request of up to kCacheMaxRequest bytes whose bin is empty, or
+// that is sampled, or that comes after a clock tick; and every larger request.
+void* malloc_small(size_t size, EntryFrame frame);
+void* malloc_large(size_t size, EntryFrame frame);
 }  // namespace slow
 
 LA_ALWAYS_INLINE void count_alloc_fast(ThreadState& t, size_t size) {
@@ -60,23 +64,26 @@ LA_ALWAYS_INLINE void* alloc_finish(void* base, size_t size, uint64_t flags, Ent
   return user;
 }
 
+// The cache hit is a leaf: everything else (an empty bin, a sample, a clock tick, a
+// larger request) is a tail call, so the exported malloc saves no registers. `frame`
+// stays valid across the tail call: the callee pushes the same %rbp into the same slot,
+// below the same return address.
 LA_ALWAYS_INLINE void* malloc_fast(size_t size, EntryFrame frame) {
-  if (LA_LIKELY(size <= kCacheMaxRequest)) {
-    uint32_t c = cache_class(size);
-    CacheBin& b = t_state.cache[c];
-    void* base = b.head;
-    if (LA_LIKELY(base != nullptr)) {
-      b.head = *static_cast<void**>(base);
-      b.room++;
-    } else {
-      // Also the path of a thread whose cache is not set up (not registered yet, past its
-      // exit hook, tcache:false): its bins stay empty.
-      base = mi_malloc(cache_class_size(c));
-    }
-    return alloc_finish(base, size, 0, frame);
-  }
-  if (LA_UNLIKELY(size > kMaxRequest)) return slow::enomem();
-  return alloc_finish(mi_malloc(size + kHeaderSize), size, 0, frame);
+  if (LA_UNLIKELY(size > kCacheMaxRequest)) return slow::malloc_large(size, frame);
+  ThreadState& t = t_state;
+  CacheBin& b = t.cache[cache_class(size)];
+  void* base = b.head;
+  int64_t left = t.bytes_left.load(std::memory_order_relaxed) - static_cast<int64_t>(size);
+  // A thread that is not registered, or past its exit hook, has empty bins.
+  if (LA_UNLIKELY((base == nullptr) | (left <= 0) | !birth_ticks_current(t.clock)))
+    return slow::malloc_small(size, frame);
+  b.head = *static_cast<void**>(base);
+  b.room++;
+  t.bytes_left.store(left, std::memory_order_relaxed);
+  count_alloc_fast(t, size);
+  void* user = static_cast<char*>(base) + kHeaderSize;
+  header_write_ticks(user, size, t.clock.ticks);
+  return user;
 }
 
 LA_ALWAYS_INLINE void free_fast(void* p, const char* op) {
