@@ -173,16 +173,10 @@ LA_SLOW_PATH void* alloc(void* base, size_t size, uint64_t flags, EntryFrame fra
 
 LA_NOINLINE void* malloc_small(size_t size, EntryFrame frame) {
   uint32_t c = cache_class(size);
-  CacheBin& b = t_state.cache[c];
-  void* base = b.head;
-  if (base != nullptr) {
-    b.head = *static_cast<void**>(base);
-    b.room++;
-  } else {
-    // Also the path of a thread whose cache is not set up (not registered yet, past its
-    // exit hook, tcache:false): its bins stay empty.
-    base = mi_malloc(cache_class_size(c));
-  }
+  void* base = cache_pop(t_state.cache[c]);
+  // An empty bin is also what a thread whose cache is not set up has (not registered
+  // yet, past its exit hook, tcache:false).
+  if (base == nullptr) base = mi_malloc(cache_class_size(c));
   return alloc_finish(base, size, 0, frame);
 }
 
@@ -209,11 +203,8 @@ void* la_calloc(size_t n, size_t size, EntryFrame frame) {
     // A cached block is dirty: zero it as mi_zalloc would zero a reused one, the whole
     // class size (a program may read up to malloc_usable_size()).
     uint32_t c = cache_class(total);
-    CacheBin& b = t_state.cache[c];
-    void* base = b.head;
+    void* base = cache_pop(t_state.cache[c]);
     if (base == nullptr) return alloc_finish(mi_zalloc(cache_class_size(c)), total, 0, frame);
-    b.head = *static_cast<void**>(base);
-    b.room++;
     void* user = alloc_finish(base, total, 0, frame);
     memset(user, 0, cache_class_size(c) - kHeaderSize);
     return user;

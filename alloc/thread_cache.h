@@ -16,9 +16,9 @@
 // at least its class size: misses ask mimalloc for exactly the class size, and any
 // other block (allocated before it was cached, or resized in place by realloc) is
 // mimalloc's block for some request, whose usable size is one of mimalloc's sizes and
-// therefore at least the class size of anything that fits in it. init_thread_cache()
-// checks that premise against the mimalloc that is loaded (mi_good_size) and leaves
-// the cache off if it does not hold. Aligned blocks (align > 16) are the one exception
+// therefore at least the class size of anything that fits in it. cache_supported()
+// (alloc/alloc.cpp) checks that premise against the mimalloc that is loaded
+// (mi_good_size) and leaves the cache off if it does not hold. Aligned blocks (align > 16) are the one exception
 // (the header's address is inside mimalloc's block), so their tag carries
 // kUncachedBit and their free never comes here.
 //
@@ -27,9 +27,11 @@
 //
 // Bounds: each bin holds at most kCacheBinBytes of blocks (at least kCacheBinMin and at
 // most kCacheBinMax blocks), about 200 KiB per thread at most. A free into a full bin
-// first gives the older half of the bin back to mimalloc. The thread's exit hook gives
-// everything back; nothing else ages a bin (an idle thread keeps its bins, as with
-// jemalloc without tcache GC).
+// goes to mimalloc (jemalloc instead flushes the older half; on a program that tears
+// down whole structures that loop cost more than it saved). A thread's bins are set up
+// at its first slow-path malloc, so a thread that only frees (a queue's consumer) never
+// caches. The thread's exit hook gives everything back; nothing else ages a bin (an idle
+// thread keeps its bins, as with jemalloc without tcache GC).
 #pragma once
 
 #include <cstddef>
@@ -91,6 +93,16 @@ LA_ALWAYS_INLINE uint32_t cache_class(size_t size) {
   return kCacheTables.class_of_units[(size + 16 + 15) >> 4];
 }
 LA_ALWAYS_INLINE size_t cache_class_size(uint32_t c) { return kCacheTables.size[c]; }
+
+// Takes the newest block of a bin (its header), or nullptr when the bin is empty.
+LA_ALWAYS_INLINE void* cache_pop(CacheBin& b) {
+  void* base = b.head;
+  if (base != nullptr) {
+    b.head = *static_cast<void**>(base);
+    b.room++;
+  }
+  return base;
+}
 
 // Blocks a bin of class c may hold.
 constexpr int32_t cache_bin_limit(uint32_t c) {
