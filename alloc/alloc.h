@@ -2,8 +2,9 @@
 // forwarder to one of these, or inlines the malloc/free fast path (alloc/fast_path.h).
 //
 // Contract:
-// - Fast path (unsampled malloc/free): mimalloc call, header write (birth time, check),
-//   one thread-local sampler decrement and two owner-only counters. No lock, no
+// - Fast path (unsampled malloc/free): a pop from or push onto the thread's cache bin
+//   (or a mimalloc call), header write (birth time, check), one thread-local sampler
+//   decrement and two owner-only counters. No lock, no
 //   atomic read-modify-write, no call into profile/ except sample_slow when the
 //   countdown runs out.
 // - May run before constructors, on any thread, after this thread's TLS teardown,
@@ -50,8 +51,8 @@ size_t la_usable_size(const void* p);
 constexpr size_t kMaxRequest = (static_cast<size_t>(1) << 48) - (static_cast<size_t>(1) << 20);
 
 // Gives the thread's cached free blocks back to mimalloc (alloc/thread_cache.h) and
-// leaves its cache unset until its next free finds a bin without room. Called by the
-// thread's exit hook, and when tcache:false meets a thread that has a cache.
+// leaves its cache unset: its frees then go to mimalloc. Called by the thread's exit
+// hook.
 struct ThreadState;
 void thread_cache_release(ThreadState& t);
 

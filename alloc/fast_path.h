@@ -64,10 +64,11 @@ LA_ALWAYS_INLINE void* alloc_finish(void* base, size_t size, uint64_t flags, Ent
   return user;
 }
 
-// The cache hit is a leaf: everything else (an empty bin, a sample, a clock tick, a
-// larger request) is a tail call, so the exported malloc saves no registers. `frame`
-// stays valid across the tail call: the callee pushes the same %rbp into the same slot,
-// below the same return address.
+// The cache hit calls nothing: everything else (an empty bin, a sample, a clock tick, a
+// larger request) leaves through one call at the end, so the exported malloc saves no
+// registers. `frame` stays valid in the callee whether the compiler emits a call or a
+// tail call (which pushes the same %rbp into the same slot, below the same return
+// address).
 LA_ALWAYS_INLINE void* malloc_fast(size_t size, EntryFrame frame) {
   if (LA_UNLIKELY(size > kCacheMaxRequest)) return slow::malloc_large(size, frame);
   ThreadState& t = t_state;
@@ -77,8 +78,7 @@ LA_ALWAYS_INLINE void* malloc_fast(size_t size, EntryFrame frame) {
   // A thread that is not registered, or past its exit hook, has empty bins.
   if (LA_UNLIKELY((base == nullptr) | (left <= 0) | !birth_ticks_current(t.clock)))
     return slow::malloc_small(size, frame);
-  b.head = *static_cast<void**>(base);
-  b.room++;
+  cache_unlink_head(b, base);
   t.bytes_left.store(left, std::memory_order_relaxed);
   count_alloc_fast(t, size);
   void* user = static_cast<char*>(base) + kHeaderSize;

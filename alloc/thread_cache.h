@@ -94,13 +94,16 @@ LA_ALWAYS_INLINE uint32_t cache_class(size_t size) {
 }
 LA_ALWAYS_INLINE size_t cache_class_size(uint32_t c) { return kCacheTables.size[c]; }
 
+// Takes `head`, the bin's newest block (its header, not nullptr), off the bin.
+LA_ALWAYS_INLINE void cache_unlink_head(CacheBin& b, void* head) {
+  b.head = *static_cast<void**>(head);
+  b.room++;
+}
+
 // Takes the newest block of a bin (its header), or nullptr when the bin is empty.
 LA_ALWAYS_INLINE void* cache_pop(CacheBin& b) {
   void* base = b.head;
-  if (base != nullptr) {
-    b.head = *static_cast<void**>(base);
-    b.room++;
-  }
+  if (base != nullptr) cache_unlink_head(b, base);
   return base;
 }
 
