@@ -122,17 +122,28 @@ LA_ALWAYS_INLINE BlockHeader* checked_header(void* p, const char* op) {
   return h;
 }
 
+// Frees a block whose header checked out: retires its live record if it is sampled,
+// then puts it on this thread's bin of its class, or gives it to mimalloc when it is not
+// cacheable (aligned, or larger than the last class) or the bin has no room.
 LA_ALWAYS_INLINE void release(void* p, BlockHeader* h) {
   size_t size;
+  bool cacheable;
   if (LA_UNLIKELY(h->sampled())) {
-    size = h->sampled_size_field();
-    if (LA_UNLIKELY(size == kSizeInRecord)) size = prof::record_size(h->record());
+    uint64_t field = h->sampled_size_field();
+    size = field;
+    if (LA_UNLIKELY(field == kSizeInRecord)) size = prof::record_size(h->record());
     prof::record_free(h->record(), h->sampled_generation());
+    cacheable = field <= kCacheMaxRequest;
   } else {
     size = h->unsampled_size();
+    cacheable = h->tag <= kCacheMaxRequest;
   }
   h->word1 = freed_mark(p);
   count_free(size);
+  if (cacheable) {
+    CacheBin& b = t_state.cache[cache_class(size)];
+    if (b.room > 0) return cache_push(b, h);
+  }
   mi_free(h);
 }
 
@@ -163,10 +174,10 @@ LA_SLOW_PATH void* alloc(void* base, size_t size, uint64_t flags, EntryFrame fra
   uint64_t sample = sample_alloc(size, frame, &birth_ns);
   // A sampled block's birth was read after its stack was captured, so that an unwind
   // does not age the block; its header and its live record carry that same time.
-  uint64_t tag = size | flags;
-  if (sample != 0) tag = sampled_tag(sample, size);
-  else birth_ns = coarse_now_ns();
-  header_write(user, tag, birth_ns);
+  // A sampled aligned block has no room for kUncachedBit: its tag says "size in the
+  // record", which keeps it out of the thread cache as well.
+  if (sample != 0) header_write(user, sampled_tag(sample, flags != 0 ? kSizeInRecord : size), birth_ns);
+  else header_write_ticks(user, size | flags, birth_ticks_now(t_state.clock));
   if (LA_UNLIKELY(!t_state.cache_ready)) cache_setup(t_state);
   return user;
 }

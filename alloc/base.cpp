@@ -165,10 +165,9 @@ void search_coarse_words() {
   }
 }
 
-}  // namespace
-
-uint64_t birth_ticks_refill(CoarseCache& cache) {
-  struct timespec ts;
+// birth_ticks_refill, which also hands back the clock's reading in *ts.
+uint64_t refill_from_clock(CoarseCache& cache, struct timespec* out) {
+  struct timespec& ts = *out;
   const CoarseWords* w = g_coarse_words.load(std::memory_order_relaxed);
   if (w != &kSearching && w != &kOff) {
     Match m = compare_with_clock(w, &ts);
@@ -196,6 +195,14 @@ uint64_t birth_ticks_refill(CoarseCache& cache) {
     g_coarse_words.store(&kOff, std::memory_order_relaxed);
   }
   return ticks_of(ts);
+}
+}  // namespace
+
+uint64_t birth_ticks_refill(CoarseCache& cache, uint64_t* now_ns) {
+  struct timespec ts;
+  uint64_t ticks = refill_from_clock(cache, &ts);
+  if (now_ns != nullptr) *now_ns = timespec_ns(ts);
+  return ticks;
 }
 
 bool birth_clock_reads_vvar() {

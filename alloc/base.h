@@ -113,7 +113,9 @@ struct CoarseCache {
   uint64_t sec, nsec, ticks;  // per thread (ThreadState); zero-filled never matches
 };
 extern std::atomic<const CoarseWords*> g_coarse_words;
-uint64_t birth_ticks_refill(CoarseCache& cache);  // out of line
+// Out of line: reads the clock, refreshes `cache` where it can, and returns the ticks;
+// the clock's value in ns goes to *now_ns when that is not null.
+uint64_t birth_ticks_refill(CoarseCache& cache, uint64_t* now_ns = nullptr);
 // Whether cache.ticks is the current birth (no tick since the thread last looked).
 LA_ALWAYS_INLINE bool birth_ticks_current(const CoarseCache& cache) {
   const CoarseWords* w = g_coarse_words.load(std::memory_order_relaxed);
@@ -124,6 +126,15 @@ LA_ALWAYS_INLINE bool birth_ticks_current(const CoarseCache& cache) {
 LA_ALWAYS_INLINE uint64_t birth_ticks_now(CoarseCache& cache) {
   if (LA_LIKELY(birth_ticks_current(cache))) return cache.ticks;
   return birth_ticks_refill(cache);
+}
+// coarse_now_ns() for a sampled block's live record, through the same per-thread cache:
+// while no tick has happened the cached words are the clock's value, so a sample costs
+// no vDSO call either (at sample:0 that is every allocation).
+LA_ALWAYS_INLINE uint64_t coarse_now_ns_cached(CoarseCache& cache) {
+  if (LA_LIKELY(birth_ticks_current(cache))) return cache.sec * 1000000000ull + cache.nsec;
+  uint64_t ns;
+  birth_ticks_refill(cache, &ns);
+  return ns;
 }
 // For tests: whether births come from the [vvar] words (true) or from the vDSO call.
 bool birth_clock_reads_vvar();

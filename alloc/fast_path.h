@@ -103,9 +103,7 @@ LA_ALWAYS_INLINE void free_fast(void* p, const char* op) {
     CacheBin& b = t.cache[cache_class(tag)];
     if (LA_LIKELY(b.room > 0)) {
       h->word1 = freed_mark(p);
-      h->tag = reinterpret_cast<uint64_t>(b.head);
-      b.head = h;
-      b.room--;
+      cache_push(b, h);
       count_free_fast(t, tag);
       return;
     }

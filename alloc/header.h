@@ -7,7 +7,8 @@
 //                  live-record id + 1. The live record (profile/live_set.h) holds the
 //                  stack id, requested size, exact birth and thread; keeping its id here
 //                  makes free of a sampled block O(1) with no hash lookup. The size (24
-//                  bits; kSizeInRecord for 16 MiB and up) and the record's 7-bit seqlock
+//                  bits; kSizeInRecord for 16 MiB and up, and for an aligned block, which
+//                  keeps it out of the thread cache) and the record's 7-bit seqlock
 //                  generation let free count the bytes and retire the record with one
 //                  plain store, never loading the record (a cache miss on the free path).
 //   word1  birth   bits 63..24: birth time in ticks of 2^20 ns (1.05 ms) of the coarse

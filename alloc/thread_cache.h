@@ -18,9 +18,11 @@
 // mimalloc's block for some request, whose usable size is one of mimalloc's sizes and
 // therefore at least the class size of anything that fits in it. cache_supported()
 // (alloc/alloc.cpp) checks that premise against the mimalloc that is loaded
-// (mi_good_size) and leaves the cache off if it does not hold. Aligned blocks (align > 16) are the one exception
-// (the header's address is inside mimalloc's block), so their tag carries
-// kUncachedBit and their free never comes here.
+// (mi_good_size) and leaves the cache off if it does not hold. Aligned blocks (align > 16)
+// are the one exception (the header's address is inside mimalloc's block): an unsampled
+// one's tag carries kUncachedBit, and a sampled one keeps its size in its live record
+// (alloc/header.h), so neither is ever cached. Any other sampled block is cached once its
+// free has retired its live record.
 //
 // A cached block keeps the freed mark in word1 (alloc/header.h), so a double free of a
 // cached block is still named; word0 links the list.
@@ -105,6 +107,14 @@ LA_ALWAYS_INLINE void* cache_pop(CacheBin& b) {
   void* base = b.head;
   if (base != nullptr) cache_unlink_head(b, base);
   return base;
+}
+
+// Puts a freed block (its header, whose word1 already holds the freed mark) on the bin,
+// which must have room.
+LA_ALWAYS_INLINE void cache_push(CacheBin& b, void* base) {
+  *static_cast<void**>(base) = b.head;
+  b.head = base;
+  b.room--;
 }
 
 // Blocks a bin of class c may hold.

@@ -71,7 +71,7 @@ LA_ALWAYS_INLINE uint64_t record_sample(ThreadState& t, EntryFrame frame, size_t
   }
   stacks::count_sample(sid, size, t.thread_index);
   t.counter[kCounter_samples].add(1);
-  *birth_ns = coarse_now_ns();
+  *birth_ns = coarse_now_ns_cached(t.clock);
   return live::add(t, sid, size, *birth_ns);
 }
 

@@ -413,21 +413,8 @@ static bool tcache_on() {
   return on;
 }
 
-// Sampled blocks are never cached (their free retires a live record): sampling is
-// switched off around the tests that expect a block to come back.
-struct NoSampling {
-  bool was = true;
-  NoSampling() {
-    size_t len = sizeof was;
-    bool off = false;
-    EXPECT_EQ(leakalloc_mallctl("prof.active", &was, &len, &off, sizeof off), 0);
-  }
-  ~NoSampling() { EXPECT_EQ(leakalloc_mallctl("prof.active", nullptr, nullptr, &was, sizeof was), 0); }
-};
-
 TEST(ThreadCache, AFreedBlockIsTheNextOneOfItsClassOnThisThread) {
   if (!tcache_on()) GTEST_SKIP() << "tcache:false: mimalloc decides which block comes next";
-  NoSampling no_sampling;
   for (size_t n : {size_t{1}, size_t{100}, size_t{1000}, size_t{4080}}) {
     // Empty the bin first (a full bin leaves a freed block to mimalloc): no bin holds
     // more than 64 blocks.
@@ -448,7 +435,6 @@ TEST(ThreadCache, AFreedBlockIsTheNextOneOfItsClassOnThisThread) {
 // lost with its thread-local bins. Here the main thread allocates blocks, a worker frees
 // them (into its own bin) and exits; mimalloc then gives them to the main thread again.
 TEST(ThreadCache, AnExitingThreadGivesItsCachedBlocksBack) {
-  NoSampling no_sampling;
   constexpr int kBlocks = 32;  // fewer than a bin of 64-byte blocks holds
   static void* blocks[kBlocks];
   std::set<void*> mine;
