@@ -165,44 +165,49 @@ void search_coarse_words() {
   }
 }
 
-// birth_ticks_refill, which also hands back the clock's reading in *ts.
-uint64_t refill_from_clock(CoarseCache& cache, struct timespec* out) {
-  struct timespec& ts = *out;
+// Reads the coarse clock into *ts; refreshes `cache` from it while the [vvar] words are
+// in use and agree with it, and moves the shortcut on (confirm a candidate, or turn it
+// off for good).
+void refill(CoarseCache& cache, struct timespec* ts) {
   const CoarseWords* w = g_coarse_words.load(std::memory_order_relaxed);
   if (w != &kSearching && w != &kOff) {
-    Match m = compare_with_clock(w, &ts);
+    Match m = compare_with_clock(w, ts);
     if (LA_LIKELY(m == kSame)) {
-      cache.sec = static_cast<uint64_t>(ts.tv_sec);
-      cache.nsec = static_cast<uint64_t>(ts.tv_nsec);
-      cache.ticks = ticks_of(ts);
-      return cache.ticks;
+      cache.sec = static_cast<uint64_t>(ts->tv_sec);
+      cache.nsec = static_cast<uint64_t>(ts->tv_nsec);
+      cache.ticks = ticks_of(*ts);
+    } else if (m == kDifferent) {
+      g_coarse_words.store(&kOff, std::memory_order_relaxed);
     }
-    if (m == kDifferent) g_coarse_words.store(&kOff, std::memory_order_relaxed);
-    return ticks_of(ts);
+    return;
   }
   const CoarseWords* cand = w == &kSearching ? g_candidate.load(std::memory_order_acquire) : nullptr;
   if (cand == nullptr) {
-    g_coarse_clock.load(std::memory_order_relaxed)(CLOCK_MONOTONIC_COARSE, &ts);
-    return ticks_of(ts);
+    g_coarse_clock.load(std::memory_order_relaxed)(CLOCK_MONOTONIC_COARSE, ts);
+    return;
   }
-  Match m = compare_with_clock(cand, &ts);
-  if (m == kSame && (g_candidate_first.sec != static_cast<uint64_t>(ts.tv_sec) ||
-                     g_candidate_first.nsec != static_cast<uint64_t>(ts.tv_nsec))) {
+  Match m = compare_with_clock(cand, ts);
+  if (m == kSame && (g_candidate_first.sec != static_cast<uint64_t>(ts->tv_sec) ||
+                     g_candidate_first.nsec != static_cast<uint64_t>(ts->tv_nsec))) {
     // It has followed the clock from one tick to another: use it.
     const CoarseWords* expected = &kSearching;
     g_coarse_words.compare_exchange_strong(expected, cand, std::memory_order_relaxed);
   } else if (m == kDifferent) {
     g_coarse_words.store(&kOff, std::memory_order_relaxed);
   }
-  return ticks_of(ts);
 }
 }  // namespace
 
-uint64_t birth_ticks_refill(CoarseCache& cache, uint64_t* now_ns) {
+uint64_t birth_ticks_refill(CoarseCache& cache) {
   struct timespec ts;
-  uint64_t ticks = refill_from_clock(cache, &ts);
-  if (now_ns != nullptr) *now_ns = timespec_ns(ts);
-  return ticks;
+  refill(cache, &ts);
+  return ticks_of(ts);
+}
+
+uint64_t coarse_refill_ns(CoarseCache& cache) {
+  struct timespec ts;
+  refill(cache, &ts);
+  return timespec_ns(ts);
 }
 
 bool birth_clock_reads_vvar() {

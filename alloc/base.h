@@ -69,8 +69,8 @@ LA_ALWAYS_INLINE uint64_t timespec_ns(const struct timespec& ts) {
 }
 
 // Monotonic nanoseconds from CLOCK_MONOTONIC_COARSE: resolution one kernel tick
-// (1-4 ms), 64 bits of ns last 584 years. Sampled allocations and the birth clock's
-// refills read it (the malloc fast path reads birth_ticks_now below), so once
+// (1-4 ms), 64 bits of ns last 584 years. The birth clock's refills read it (births,
+// sampled or not, read the cached words of birth_ticks_now below), so once
 // use_vdso_clock() has run the call goes straight to the kernel's vDSO function,
 // skipping glibc's clock_gettime wrapper (4.7 instead of 6.7 ns per call measured on
 // the development VM); until then, and wherever the vDSO lacks it, to glibc's.
@@ -113,9 +113,10 @@ struct CoarseCache {
   uint64_t sec, nsec, ticks;  // per thread (ThreadState); zero-filled never matches
 };
 extern std::atomic<const CoarseWords*> g_coarse_words;
-// Out of line: reads the clock, refreshes `cache` where it can, and returns the ticks;
-// the clock's value in ns goes to *now_ns when that is not null.
-uint64_t birth_ticks_refill(CoarseCache& cache, uint64_t* now_ns = nullptr);
+// Out of line: read the clock, refresh `cache` where they can, and return the clock in
+// birth ticks / in ns.
+uint64_t birth_ticks_refill(CoarseCache& cache);
+uint64_t coarse_refill_ns(CoarseCache& cache);
 // Whether cache.ticks is the current birth (no tick since the thread last looked).
 LA_ALWAYS_INLINE bool birth_ticks_current(const CoarseCache& cache) {
   const CoarseWords* w = g_coarse_words.load(std::memory_order_relaxed);
@@ -132,9 +133,7 @@ LA_ALWAYS_INLINE uint64_t birth_ticks_now(CoarseCache& cache) {
 // no vDSO call either (at sample:0 that is every allocation).
 LA_ALWAYS_INLINE uint64_t coarse_now_ns_cached(CoarseCache& cache) {
   if (LA_LIKELY(birth_ticks_current(cache))) return cache.sec * 1000000000ull + cache.nsec;
-  uint64_t ns;
-  birth_ticks_refill(cache, &ns);
-  return ns;
+  return coarse_refill_ns(cache);
 }
 // For tests: whether births come from the [vvar] words (true) or from the vDSO call.
 bool birth_clock_reads_vvar();
