@@ -141,7 +141,7 @@ LA_ALWAYS_INLINE void release(void* p, BlockHeader* h) {
   h->word1 = freed_mark(p);
   count_free(size);
   if (cacheable) {
-    CacheBin& b = t_state.cache[cache_class(size)];
+    CacheBin& b = cache_bin(t_state.cache, size);
     if (b.room > 0) return cache_push(b, h);
   }
   mi_free(h);
@@ -177,7 +177,7 @@ LA_SLOW_PATH void* alloc(void* base, size_t size, uint64_t flags, EntryFrame fra
   // A sampled aligned block has no room for kUncachedBit: its tag says "size in the
   // record", which keeps it out of the thread cache as well.
   if (sample != 0) header_write(user, sampled_tag(sample, flags != 0 ? kSizeInRecord : size), birth_ns);
-  else header_write_ticks(user, size | flags, birth_ticks_now(t_state.clock));
+  else header_write_birth(user, size | flags, birth_word_now(t_state.clock));
   if (LA_UNLIKELY(!t_state.cache_ready)) cache_setup(t_state);
   return user;
 }
@@ -259,7 +259,7 @@ void* la_realloc(void* p, size_t size, const char* op, EntryFrame frame) {
     size_t old = h->unsampled_size();
     // An aligned block keeps kUncachedBit. Any other block still holds at least the
     // class size of its new size (alloc/thread_cache.h).
-    header_write_ticks(p, size | h->unsampled_flags(), h->birth_ticks());
+    header_write_birth(p, size | h->unsampled_flags(), h->word1 & ~kCheckMask);
     count_free(old);
     count_alloc(size);
     return p;

@@ -62,7 +62,7 @@ ClockFn find_vdso_clock() {
 
 }  // namespace
 
-// ---- The birth clock's shortcut (alloc/base.h birth_ticks_now) ----------------------
+// ---- The birth clock's shortcut (alloc/base.h birth_word_now) ----------------------
 //
 // g_coarse_words is the state: kSearching (a candidate may be waiting for confirmation),
 // the confirmed words, or kOff. Both sentinels hold a value the coarse clock never
@@ -135,7 +135,7 @@ Match compare_with_clock(const CoarseWords* w, struct timespec* ts) {
   return kMoving;
 }
 
-uint64_t ticks_of(const struct timespec& ts) { return birth_ticks_of(timespec_ns(ts)); }
+uint64_t birth_word_of_ts(const struct timespec& ts) { return birth_word_of(timespec_ns(ts)); }
 
 // Looks for the words in the first page of [vvar]: the one 8-byte-aligned pair equal to
 // what the vDSO returns, read while no tick passes. Leaves it as the candidate.
@@ -175,7 +175,7 @@ void refill(CoarseCache& cache, struct timespec* ts) {
     if (LA_LIKELY(m == kSame)) {
       cache.sec = static_cast<uint64_t>(ts->tv_sec);
       cache.nsec = static_cast<uint64_t>(ts->tv_nsec);
-      cache.ticks = ticks_of(*ts);
+      cache.birth = birth_word_of_ts(*ts);
     } else if (m == kDifferent) {
       g_coarse_words.store(&kOff, std::memory_order_relaxed);
     }
@@ -198,10 +198,10 @@ void refill(CoarseCache& cache, struct timespec* ts) {
 }
 }  // namespace
 
-uint64_t birth_ticks_refill(CoarseCache& cache) {
+uint64_t birth_word_refill(CoarseCache& cache) {
   struct timespec ts;
   refill(cache, &ts);
-  return ticks_of(ts);
+  return birth_word_of_ts(ts);
 }
 
 uint64_t coarse_refill_ns(CoarseCache& cache) {

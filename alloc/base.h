@@ -17,6 +17,10 @@
 #define LA_NOINLINE __attribute__((noinline))
 #define LA_ALWAYS_INLINE inline __attribute__((always_inline))
 #define LA_TLS __thread __attribute__((tls_model("initial-exec")))
+// For the declaration of a variable that another file of the library defines.
+// -fvisibility=hidden applies to definitions only: without this the fast paths reach
+// the variable through the GOT, one more load each time.
+#define LA_HIDDEN __attribute__((visibility("hidden")))
 
 namespace leakalloc {
 
@@ -70,12 +74,12 @@ LA_ALWAYS_INLINE uint64_t timespec_ns(const struct timespec& ts) {
 
 // Monotonic nanoseconds from CLOCK_MONOTONIC_COARSE: resolution one kernel tick
 // (1-4 ms), 64 bits of ns last 584 years. The birth clock's refills read it (births,
-// sampled or not, read the cached words of birth_ticks_now below), so once
+// sampled or not, read the cached words of birth_word_now below), so once
 // use_vdso_clock() has run the call goes straight to the kernel's vDSO function,
 // skipping glibc's clock_gettime wrapper (4.7 instead of 6.7 ns per call measured on
 // the development VM); until then, and wherever the vDSO lacks it, to glibc's.
 using ClockFn = int (*)(clockid_t, struct timespec*);
-extern std::atomic<ClockFn> g_coarse_clock;
+extern LA_HIDDEN std::atomic<ClockFn> g_coarse_clock;
 void use_vdso_clock();  // allocation-free; from the first initialisation
 
 // The load bias of an ELF image mapped at `ehdr`: the header's address minus the p_vaddr
@@ -110,23 +114,26 @@ struct CoarseWords {
   uint64_t sec, nsec;  // as in the kernel's vDSO data (struct vdso_timestamp)
 };
 struct CoarseCache {
-  uint64_t sec, nsec, ticks;  // per thread (ThreadState); zero-filled never matches
+  uint64_t sec, nsec;  // per thread (ThreadState); zero-filled never matches
+  uint64_t birth;      // the birth they stand for, as it sits in a header's word1
 };
-extern std::atomic<const CoarseWords*> g_coarse_words;
-// Out of line: read the clock, refresh `cache` where they can, and return the clock in
-// birth ticks / in ns.
-uint64_t birth_ticks_refill(CoarseCache& cache);
+extern LA_HIDDEN std::atomic<const CoarseWords*> g_coarse_words;
+// Out of line: read the clock, refresh `cache` where they can, and return the clock as
+// a header's birth bits (alloc/header.h birth_word_of) / in ns.
+uint64_t birth_word_refill(CoarseCache& cache);
 uint64_t coarse_refill_ns(CoarseCache& cache);
-// Whether cache.ticks is the current birth (no tick since the thread last looked).
+// Whether cache.birth is the current birth (no tick since the thread last looked).
 LA_ALWAYS_INLINE bool birth_ticks_current(const CoarseCache& cache) {
   const CoarseWords* w = g_coarse_words.load(std::memory_order_relaxed);
   uint64_t s = __atomic_load_n(&w->sec, __ATOMIC_RELAXED);
   uint64_t n = __atomic_load_n(&w->nsec, __ATOMIC_RELAXED);
   return ((s ^ cache.sec) | (n ^ cache.nsec)) == 0;
 }
-LA_ALWAYS_INLINE uint64_t birth_ticks_now(CoarseCache& cache) {
-  if (LA_LIKELY(birth_ticks_current(cache))) return cache.ticks;
-  return birth_ticks_refill(cache);
+// The birth bits of a header's word1 for a block born now. They are kept ready to be
+// or'ed in: the fast path then spends no shift on them.
+LA_ALWAYS_INLINE uint64_t birth_word_now(CoarseCache& cache) {
+  if (LA_LIKELY(birth_ticks_current(cache))) return cache.birth;
+  return birth_word_refill(cache);
 }
 // coarse_now_ns() for a sampled block's live record, through the same per-thread cache:
 // while no tick has happened the cached words are the clock's value, so a sample costs

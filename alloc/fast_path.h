@@ -60,7 +60,7 @@ LA_ALWAYS_INLINE void* alloc_finish(void* base, size_t size, uint64_t flags, Ent
   t.bytes_left.store(left, std::memory_order_relaxed);
   count_alloc_fast(t, size);
   void* user = static_cast<char*>(base) + kHeaderSize;
-  header_write_ticks(user, size | flags, birth_ticks_now(t.clock));
+  header_write_birth(user, size | flags, birth_word_now(t.clock));
   return user;
 }
 
@@ -72,17 +72,17 @@ LA_ALWAYS_INLINE void* alloc_finish(void* base, size_t size, uint64_t flags, Ent
 LA_ALWAYS_INLINE void* malloc_fast(size_t size, EntryFrame frame) {
   if (LA_UNLIKELY(size > kCacheMaxRequest)) return slow::malloc_large(size, frame);
   ThreadState& t = t_state;
-  CacheBin& b = t.cache[cache_class(size)];
+  CacheBin& b = cache_bin(t.cache, size);
   void* base = b.head;
   int64_t left = t.bytes_left.load(std::memory_order_relaxed) - static_cast<int64_t>(size);
   // A thread that is not registered, or past its exit hook, has empty bins.
-  if (LA_UNLIKELY((base == nullptr) | (left <= 0) | !birth_ticks_current(t.clock)))
+  if (LA_UNLIKELY(base == nullptr || left <= 0 || !birth_ticks_current(t.clock)))
     return slow::malloc_small(size, frame);
   cache_unlink_head(b, base);
   t.bytes_left.store(left, std::memory_order_relaxed);
   count_alloc_fast(t, size);
   void* user = static_cast<char*>(base) + kHeaderSize;
-  header_write_ticks(user, size, t.clock.ticks);
+  header_write_birth(user, size, t.clock.birth);
   return user;
 }
 
@@ -94,13 +94,14 @@ LA_ALWAYS_INLINE void free_fast(void* p, const char* op) {
   if (LA_UNLIKELY(((a & 15) != 0) | ((a & 4095) == 0))) return slow::free(p, op);
   BlockHeader* h = header_of(p);
   uint64_t tag = h->tag;
+  if (LA_UNLIKELY(!header_valid(p, tag, h->word1))) return slow::free(p, op);
   ThreadState& t = t_state;
-  if (LA_UNLIKELY(!header_valid(p, tag, h->word1) | (t.phase != kThreadLive))) return slow::free(p, op);
   // Sampled and aligned blocks have flag bits above the size, so they compare larger.
   // A bin without room (full, or the thread's cache is not set up) leaves the block to
-  // mimalloc.
+  // mimalloc. Only a live thread's bins have room (cache_setup gives it, the exit hook
+  // takes it back before the thread's phase changes), so the hit needs no phase check.
   if (LA_LIKELY(tag <= kCacheMaxRequest)) {
-    CacheBin& b = t.cache[cache_class(tag)];
+    CacheBin& b = cache_bin(t.cache, tag);
     if (LA_LIKELY(b.room > 0)) {
       h->word1 = freed_mark(p);
       cache_push(b, h);
@@ -108,7 +109,7 @@ LA_ALWAYS_INLINE void free_fast(void* p, const char* op) {
       return;
     }
   }
-  if (LA_UNLIKELY(tag > kUnsampledSizeMask)) return slow::free(p, op);
+  if (LA_UNLIKELY((tag > kUnsampledSizeMask) | (t.phase != kThreadLive))) return slow::free(p, op);
   h->word1 = freed_mark(p);
   count_free_fast(t, tag);
   mi_free(h);

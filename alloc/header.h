@@ -65,7 +65,7 @@ struct BlockHeader {
 };
 static_assert(sizeof(BlockHeader) == kHeaderSize, "header must keep 16-byte alignment");
 
-extern uint64_t g_header_secret;
+extern LA_HIDDEN uint64_t g_header_secret;
 
 // One multiply: the top 24 bits of the product depend on every bit of the input,
 // which is all a check against stray pointers and overwritten headers needs (it is not
@@ -103,14 +103,19 @@ LA_ALWAYS_INLINE uint64_t birth_ticks_of(uint64_t now_ns) {
   return (now_ns >> kBirthShift) & ((uint64_t{1} << 40) - 1);
 }
 
-LA_ALWAYS_INLINE void header_write_ticks(void* user, uint64_t tag, uint64_t ticks) {
+// The birth bits of word1 (its check bits zero) for a block born at now_ns.
+LA_ALWAYS_INLINE uint64_t birth_word_of(uint64_t now_ns) { return birth_ticks_of(now_ns) << 24; }
+
+// `birth_word` is birth_word_of() of the birth, or the word1 of a header with its check
+// masked off.
+LA_ALWAYS_INLINE void header_write_birth(void* user, uint64_t tag, uint64_t birth_word) {
   BlockHeader* h = header_of(user);
   h->tag = tag;
-  h->word1 = (ticks << 24) | header_check(user, tag);
+  h->word1 = birth_word | header_check(user, tag);
 }
 
 LA_ALWAYS_INLINE void header_write(void* user, uint64_t tag, uint64_t now_ns) {
-  header_write_ticks(user, tag, birth_ticks_of(now_ns));
+  header_write_birth(user, tag, birth_word_of(now_ns));
 }
 
 }  // namespace leakalloc

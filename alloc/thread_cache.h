@@ -69,6 +69,9 @@ constexpr uint32_t class_size_of(int c) {
 struct Tables {
   uint16_t size[kCacheBins];
   uint8_t class_of_units[kCacheMaxTotal / 16 + 1];  // index: (total + 15) / 16
+  // The same, as the class's byte offset in an array of CacheBin: the fast paths then
+  // find the bin without scaling the class.
+  uint16_t bin_offset_of_units[kCacheMaxTotal / 16 + 1];
 };
 
 constexpr Tables make_tables() {
@@ -78,6 +81,7 @@ constexpr Tables make_tables() {
   for (size_t u = 1; u <= kCacheMaxTotal / 16; ++u) {
     while (t.size[c] < u * 16) ++c;
     t.class_of_units[u] = static_cast<uint8_t>(c);
+    t.bin_offset_of_units[u] = static_cast<uint16_t>(c * sizeof(CacheBin));
   }
   return t;
 }
@@ -87,7 +91,8 @@ constexpr Tables make_tables() {
 inline constexpr cache_tables::Tables kCacheTables = cache_tables::make_tables();
 static_assert(kCacheTables.size[kCacheBins - 1] == kCacheMaxTotal, "the last class ends the cache");
 static_assert(kCacheTables.class_of_units[1] == 1 && kCacheTables.class_of_units[9] == 9 &&
-                  kCacheTables.class_of_units[10] == 9 && kCacheTables.class_of_units[256] == 28,
+                  kCacheTables.class_of_units[10] == 9 && kCacheTables.class_of_units[256] == 28 &&
+                  kCacheTables.bin_offset_of_units[256] == 28 * sizeof(CacheBin),
               "class table");
 
 // The class of a request of `size` bytes (size <= kCacheMaxRequest): header included.
@@ -95,6 +100,11 @@ LA_ALWAYS_INLINE uint32_t cache_class(size_t size) {
   return kCacheTables.class_of_units[(size + 16 + 15) >> 4];
 }
 LA_ALWAYS_INLINE size_t cache_class_size(uint32_t c) { return kCacheTables.size[c]; }
+// The bin of that class in `bins` (a thread's cache array).
+LA_ALWAYS_INLINE CacheBin& cache_bin(CacheBin* bins, size_t size) {
+  return *reinterpret_cast<CacheBin*>(reinterpret_cast<char*>(bins) +
+                                      kCacheTables.bin_offset_of_units[(size + 16 + 15) >> 4]);
+}
 
 // Takes `head`, the bin's newest block (its header, not nullptr), off the bin.
 LA_ALWAYS_INLINE void cache_unlink_head(CacheBin& b, void* head) {

@@ -13,6 +13,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "alloc/base.h"
+
 namespace leakalloc {
 
 enum class OptType : uint8_t {
@@ -84,14 +86,14 @@ struct OptionDesc {
   const char* doc;
 };
 
-extern const OptionDesc kOptionTable[kOptCount];
+extern LA_HIDDEN const OptionDesc kOptionTable[kOptCount];
 
 // Effective values. Written by the parser during init (single-threaded by then) and by
 // the control leaves that are marked run-time; read everywhere with relaxed loads.
-extern int64_t g_opt[kOptCount];
-extern bool g_opt_explicit[kOptCount];  // set by the user, not defaulted
+extern LA_HIDDEN int64_t g_opt[kOptCount];
+extern LA_HIDDEN bool g_opt_explicit[kOptCount];  // set by the user, not defaulted
 constexpr size_t kPrefixMax = 256;
-extern char g_opt_prefix[kPrefixMax];
+extern LA_HIDDEN char g_opt_prefix[kPrefixMax];
 
 inline int64_t opt(OptId id) { return __atomic_load_n(&g_opt[id], __ATOMIC_RELAXED); }
 inline void set_opt(OptId id, int64_t v) { __atomic_store_n(&g_opt[id], v, __ATOMIC_RELAXED); }

@@ -27,14 +27,21 @@
 
 namespace leakalloc {
 
-// Counters that the owning thread writes and other threads only read; relaxed
-// load+store (no read-modify-write) compiles to plain instructions.
+// Counters that the owning thread writes and other threads only read (relaxed atomic
+// loads). No read-modify-write is atomic: on x86-64 an add is one unlocked `add` to
+// memory, whose aligned 8-byte store other threads see whole, where an atomic relaxed
+// load and store are three instructions (the fast paths run four of these per pair).
 struct OwnerCounter {
-  std::atomic<uint64_t> v;  // TLS is zero-filled: no initializer, so no dynamic init
+  uint64_t v;  // TLS is zero-filled: no initializer, so no dynamic init
   LA_ALWAYS_INLINE void add(uint64_t d) {
-    v.store(v.load(std::memory_order_relaxed) + d, std::memory_order_relaxed);
+#if defined(__x86_64__)
+    asm volatile("addq %1, %0" : "+m"(v) : "er"(d));
+#else
+    __atomic_store_n(&v, __atomic_load_n(&v, __ATOMIC_RELAXED) + d, __ATOMIC_RELAXED);
+#endif
   }
-  uint64_t get() const { return v.load(std::memory_order_relaxed); }
+  uint64_t get() const { return __atomic_load_n(&v, __ATOMIC_RELAXED); }
+  void clear() { __atomic_store_n(&v, 0, __ATOMIC_RELAXED); }  // by the owner
 };
 
 // The per-thread counters, one list: the struct field, the exited-thread totals and the
@@ -69,7 +76,7 @@ struct ThreadState {
   uint32_t thread_index;   // index in the thread registry
   uint64_t rng;            // sampler PRNG state
   OwnerCounter counter[kCounterCount];
-  CoarseCache clock;       // the birth clock's last reading (alloc/base.h birth_ticks_now)
+  CoarseCache clock;       // the birth clock's last reading (alloc/base.h birth_word_now)
   CacheBin cache[kCacheBins];  // freed blocks by size class (alloc/thread_cache.h)
   std::atomic<uint8_t> unwinding;  // inside a stack capture (the fork gate waits for it)
   uintptr_t stack_hi;      // top of this thread's stack (unwind::stack_top), bounds the walkers
@@ -79,7 +86,7 @@ struct ThreadState {
 };
 
 // initial-exec: a fixed offset from %fs, no __tls_get_addr, no allocation on first use.
-extern LA_TLS ThreadState t_state;
+extern LA_HIDDEN LA_TLS ThreadState t_state;
 
 namespace prof {
 // Out of line. Called when the countdown reaches <= 0. Returns 0 (not sampled) or the

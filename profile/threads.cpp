@@ -74,6 +74,10 @@ void read_comm(int32_t tid, char* out) {
 
 void on_thread_exit(void* arg) {
   ThreadState& t = *static_cast<ThreadState*>(arg);
+  // The bins go first, while the thread is still live: the free fast path's cache hit
+  // does not look at the phase, only at the bin's room (alloc/fast_path.h), so no bin
+  // may have room once the counters below are folded. Nothing from here on allocates.
+  thread_cache_release(t);
   // Keep the name the thread had when it ended: its blocks outlive it, and a leaking
   // worker pool is usually gone by the time a dump names the threads. Read before the
   // lock: no file I/O under a spin lock.
@@ -91,7 +95,7 @@ void on_thread_exit(void* arg) {
     // whatever this thread still allocates or frees (glibc frees its DTV after every
     // destructor has run) is counted through count_exited() instead, and bypasses the
     // thread cache.
-    for (OwnerCounter& c : t.counter) c.v.store(0, std::memory_order_relaxed);
+    for (OwnerCounter& c : t.counter) c.clear();
     t.phase = kThreadExited;
     live::drain_cache(t);
     if (named) {
@@ -99,7 +103,6 @@ void on_thread_exit(void* arg) {
       g_entries[t.thread_index].state = nullptr;
     }
   }
-  thread_cache_release(t);  // mimalloc's free, outside our lock
 }
 
 

@@ -720,7 +720,7 @@ TEST(ProfClock, BirthClockIsTheVdsoFunctionAndAgreesWithGlibc) {
 }
 
 // The malloc fast path dates a block from the kernel's [vvar] words when it has found
-// and confirmed them (alloc/base.h birth_ticks_now), and so does the sampling path for a
+// and confirmed them (alloc/base.h birth_word_now), and so does the sampling path for a
 // sampled block's header and live record (coarse_now_ns_cached; profile.birth_clock_vvar
 // runs this at sample:19, profile.birth_clock_vvar_sample0 at sample:0). Every header's birth must lie
 // between two readings of glibc's CLOCK_MONOTONIC_COARSE taken around the malloc, over
