@@ -100,23 +100,41 @@ void cache_setup(ThreadState& t) {
 
 LA_ALWAYS_INLINE bool is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
 
+// Whether the header of a page-aligned pointer may be read: it is on the page before,
+// which a foreign pointer may not have mapped, and neither may a large block that was
+// already freed (its memory goes back to the system). mimalloc's segment map vouches for
+// the blocks it covers; a block outside it (mimalloc places a huge one where mmap puts
+// it) is looked up in /proc/self/maps, once per free of such a block, which is small
+// beside the munmap that follows.
+bool page_aligned_header_readable(void* p) {
+  BlockHeader* h = header_of(p);
+  return mi_is_in_heap_region(h) || memory_readable(reinterpret_cast<uintptr_t>(h), kHeaderSize);
+}
+
 // Validates that `p` is a live leakalloc block and returns its header; never returns
 // otherwise. Reading p - 16 is safe unless p starts a page (the header is then on the
-// previous page, which may be unmapped for a foreign pointer): only in that case is
-// mimalloc's segment map consulted first.
+// previous page): only in that case is it checked first.
 [[noreturn]] LA_SLOW_PATH void diagnose_bad_pointer(void* p, const char* op) {
   uintptr_t a = reinterpret_cast<uintptr_t>(p);
   if ((a & 15) != 0) bad_pointer(op, p, "not the start of a block allocated by leakalloc");
   BlockHeader* h = header_of(p);
-  if (!mi_is_in_heap_region(h)) bad_pointer(op, p, "not allocated by leakalloc");
+  bool page_start = (a & (kPageAlign - 1)) == 0;
+  if (page_start && !page_aligned_header_readable(p)) {
+    // Blocks of kPageAlignedFrom bytes and up start on a page: a second free of one
+    // whose memory was unmapped by the first ends here too.
+    bad_pointer(op, p, "not allocated by leakalloc, or a large block that was already freed "
+                       "(double free: its memory went back to the system)");
+  }
+  if (!page_start && !mi_is_in_heap_region(h)) bad_pointer(op, p, "not allocated by leakalloc");
   if (h->word1 == freed_mark(p)) bad_pointer(op, p, "double free: the block was already freed");
+  if (!mi_is_in_heap_region(h)) bad_pointer(op, p, "not allocated by leakalloc, or its header was overwritten");
   bad_pointer(op, p, "not the start of a leakalloc block (interior pointer) or its header was overwritten");
 }
 
 LA_ALWAYS_INLINE BlockHeader* checked_header(void* p, const char* op) {
   uintptr_t a = reinterpret_cast<uintptr_t>(p);
   if (LA_UNLIKELY((a & 15) != 0)) diagnose_bad_pointer(p, op);
-  if (LA_UNLIKELY((a & 4095) == 0) && !mi_is_in_heap_region(header_of(p))) diagnose_bad_pointer(p, op);
+  if (LA_UNLIKELY((a & 4095) == 0) && !page_aligned_header_readable(p)) diagnose_bad_pointer(p, op);
   BlockHeader* h = header_of(p);
   if (LA_UNLIKELY(!header_valid(p, h))) diagnose_bad_pointer(p, op);
   return h;
@@ -193,6 +211,7 @@ LA_NOINLINE void* malloc_small(size_t size, EntryFrame frame) {
 
 LA_NOINLINE void* malloc_large(size_t size, EntryFrame frame) {
   if (LA_UNLIKELY(size > kMaxRequest)) return enomem();
+  if (LA_UNLIKELY(size >= kPageAlignedFrom)) return la_aligned(kPageAlign, size, frame);
   return alloc_finish(mi_malloc(size + kHeaderSize), size, 0, frame);
 }
 
@@ -220,11 +239,14 @@ void* la_calloc(size_t n, size_t size, EntryFrame frame) {
     memset(user, 0, cache_class_size(c) - kHeaderSize);
     return user;
   }
+  if (total >= kPageAlignedFrom)
+    return alloc_finish(mi_zalloc_aligned_at(total + kHeaderSize, kPageAlign, kHeaderSize), total, kUncachedBit, frame);
   return alloc_finish(mi_zalloc(total + kHeaderSize), total, 0, frame);
 }
 
 void* la_aligned(size_t align, size_t size, EntryFrame frame) {
   if (LA_UNLIKELY(size > kMaxRequest)) return slow::enomem();
+  if (size >= kPageAlignedFrom && align < kPageAlign) align = kPageAlign;
   if (align <= kHeaderSize) return malloc_fast(size, frame);
   // The header sits inside mimalloc's block, not at its start: the block's usable size
   // from the header is not a size class, so the thread cache must not take it.

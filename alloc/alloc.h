@@ -50,6 +50,16 @@ size_t la_usable_size(const void* p);
 // (profile/live_set.cpp). 256 TiB is more than x86-64's 47-bit user address space.
 constexpr size_t kMaxRequest = (static_cast<size_t>(1) << 48) - (static_cast<size_t>(1) << 20);
 
+// Blocks of this many bytes and more start on a page boundary. mimalloc gives a large
+// enough block's memory back to the system when it is freed (2.0.9 unmaps the segment
+// of every block over 16 MiB), and a second free of such a pointer must not read a
+// header that is no longer mapped: a page-aligned pointer's free asks mimalloc's
+// segment map first (checked_header, alloc/alloc.cpp), so the second free is named
+// instead of faulting. 1 MiB leaves room for mimalloc builds with smaller thresholds;
+// aligning costs such a block at most a page.
+constexpr size_t kPageAlignedFrom = static_cast<size_t>(1) << 20;
+constexpr size_t kPageAlign = 4096;
+
 // Gives the thread's cached free blocks back to mimalloc (alloc/thread_cache.h) and
 // leaves its cache unset: its frees then go to mimalloc. Called by the thread's exit
 // hook.

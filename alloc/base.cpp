@@ -80,39 +80,16 @@ CoarseWords g_candidate_first;                        // what it held when it wa
 
 // The first address of the mapping /proc/self/maps names [vvar] (the kernel's data page
 // for the vDSO; the clock-source pages, which may fault when read, come after it or in
-// a mapping of their own), or 0 if there is none or it is not readable. Raw reads into
-// a stack buffer: this runs in the first malloc, where nothing may allocate.
+// a mapping of their own), or 0 if there is none or it is not readable. This runs in
+// the first malloc, where nothing may allocate (scan_self_maps does not).
 uintptr_t find_vvar() {
-  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
-  char buf[4096];
-  char line[256];  // a [vvar] line is short; longer lines are skipped whole
-  size_t len = 0;
-  bool too_long = false;
-  bool done = false;  // the [vvar] line was seen
   uintptr_t found = 0;
-  for (;;) {
-    ssize_t r = read(fd, buf, sizeof buf);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    for (ssize_t i = 0; i < r && !done; ++i) {
-      if (buf[i] != '\n') {
-        if (len < sizeof line) line[len++] = buf[i];
-        else too_long = true;
-        continue;
-      }
-      MapsLine m = parse_maps_line(line, len);
-      const char kName[] = "[vvar]";
-      if (!too_long && m.path_len == sizeof kName - 1 && __builtin_memcmp(m.path, kName, m.path_len) == 0) {
-        found = m.readable ? m.start : 0;
-        done = true;
-      }
-      len = 0;
-      too_long = false;
-    }
-    if (done) break;
-  }
-  close(fd);
+  scan_self_maps([](const MapsLine& m, void* ctx) {
+    const char kName[] = "[vvar]";
+    if (m.path_len != sizeof kName - 1 || __builtin_memcmp(m.path, kName, m.path_len) != 0) return false;
+    *static_cast<uintptr_t*>(ctx) = m.readable ? m.start : 0;
+    return true;
+  }, &found);
   return found;
 }
 
@@ -287,6 +264,45 @@ size_t cstr_len(const char* s) {
 bool cstr_eq(const char* a, const char* b) {
   while (*a != '\0' && *a == *b) { ++a; ++b; }
   return *a == *b;
+}
+
+bool scan_self_maps(bool (*fn)(const MapsLine& line, void* ctx), void* ctx) {
+  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[4096];
+  char line[256];
+  size_t len = 0;
+  bool done = false;
+  while (!done) {
+    ssize_t r = read(fd, buf, sizeof buf);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    for (ssize_t i = 0; i < r && !done; ++i) {
+      if (buf[i] != '\n') {
+        if (len < sizeof line) line[len++] = buf[i];
+        continue;
+      }
+      done = fn(parse_maps_line(line, len), ctx);
+      len = 0;
+    }
+  }
+  close(fd);
+  return done;
+}
+
+bool memory_readable(uintptr_t addr, size_t len) {
+  struct Range {
+    uintptr_t lo, hi;
+    bool readable;
+  } want{addr, addr + len, false};
+  if (want.hi < want.lo) return false;
+  scan_self_maps([](const MapsLine& m, void* ctx) {
+    Range& w = *static_cast<Range*>(ctx);
+    if (w.lo < m.start || w.lo >= m.limit) return false;
+    w.readable = m.readable && w.hi <= m.limit;
+    return true;
+  }, &want);
+  return want.readable;
 }
 
 MapsLine parse_maps_line(const char* line, size_t len) {

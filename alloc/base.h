@@ -197,6 +197,15 @@ struct MapsLine {
   size_t path_len;
 };
 MapsLine parse_maps_line(const char* line, size_t len);  // `line` without its newline
+// Calls fn(line, ctx) for each line of /proc/self/maps until fn returns true; returns
+// whether one did. Raw reads into a stack buffer: never allocates. A line of more than
+// 255 characters is passed cut short (its path is then incomplete; its addresses and
+// permissions are not).
+bool scan_self_maps(bool (*fn)(const MapsLine& line, void* ctx), void* ctx);
+// Whether [addr, addr + len) lies in one readable mapping of this process, from
+// /proc/self/maps: a slow check (one read of the file) for a pointer that no table vouches
+// for, before its memory is read.
+bool memory_readable(uintptr_t addr, size_t len);
 
 }  // namespace leakalloc
 

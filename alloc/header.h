@@ -30,7 +30,9 @@
 // the fast path together).
 //
 // Aligned requests use mi_malloc_aligned_at(size + 16, align, 16): the user pointer is
-// aligned and the header still sits right before it.
+// aligned and the header still sits right before it. So do requests of kPageAlignedFrom
+// bytes and up, at a page (alloc/alloc.h), so that a second free of one is named even
+// when the first gave its memory back to the system.
 #pragma once
 
 #include <cstddef>

@@ -921,13 +921,46 @@ TEST(BadPointerDeathTest, DoubleFree) {
   // A large block's span may be decommitted by the first free (mimalloc's delayed
   // decommit fires when an earlier deadline has passed); its header then reads as
   // zeros and the second free can only say the header is not valid. It must still be
-  // refused with the pointer named. Huge blocks (beyond mimalloc's large-object limit,
-  // 16 MiB) give their segment back to the OS and a second free faults reading the
-  // header, as glibc does for its mmapped chunks: not tested.
+  // refused with the pointer named.
   void* big = escape(malloc(4 * kMiB));
   EXPECT_EXIT({ free(big); free(escape(big)); }, KilledBySignal(SIGABRT),
               bad_re("free", big, "(double free|.*header was overwritten)"));
   free(big);
+  // Huge blocks (beyond mimalloc's large-object limit, 16 MiB) give their segment back
+  // to the system on free, header and all. They start on a page (kPageAlignedFrom), so
+  // the second free asks mimalloc's segment map before it reads the header, and is
+  // refused instead of faulting, through every way of making such a block.
+  const size_t huge = 40 * kMiB;
+  const std::string huge_why = "(double free|.*header was overwritten|.*already freed \\(double free)";
+  using Make = void* (*)(size_t);
+  const std::pair<const char*, Make> makers[] = {
+      {"malloc", [](size_t n) { return malloc(n); }},
+      {"calloc", [](size_t n) { return calloc(1, n); }},
+      {"realloc", [](size_t n) { return realloc(malloc(100), n); }},
+      {"aligned_alloc(64)", [](size_t n) { return aligned_alloc(64, n); }},
+      {"posix_memalign(32)", [](size_t n) { void* p = nullptr; return posix_memalign(&p, 32, n) == 0 ? p : nullptr; }},
+      {"operator new", [](size_t n) { return ::operator new(n); }},
+  };
+  // 3 GiB: mimalloc maps a block this large where mmap puts it, outside the range its
+  // segment map covers; the first free must still be taken (the header is found
+  // readable in /proc/self/maps) and the second refused.
+  for (size_t n : {huge, (size_t{3} << 30) + 7}) {
+    for (const auto& [name, make] : makers) {
+      char* h = escape(static_cast<char*>(make(n)));
+      ASSERT_NE(h, nullptr) << name << " " << n;
+      EXPECT_TRUE(aligned_to(h, page_size())) << name << " " << n;
+      h[0] = 1;
+      h[n - 1] = 2;
+      EXPECT_EXIT({ free(h); free(escape(h)); }, KilledBySignal(SIGABRT), bad_re("free", h, huge_why))
+          << name << " " << n;
+      free(h);
+    }
+  }
+  for (size_t n : {kMiB - 17, kMiB - 16, kMiB, kMiB + 1}) {
+    void* p = escape(malloc(n));
+    EXPECT_EQ(aligned_to(p, page_size()), n >= kMiB) << n << ": blocks of 1 MiB and up start on a page";
+    free(p);
+  }
   void* c = escape(calloc(3, 33));
   EXPECT_EXIT({ free(c); free(escape(c)); }, KilledBySignal(SIGABRT), bad_re("free", c, "double free"));
   free(c);
