@@ -93,7 +93,8 @@ void cache_drain(CacheBin& b) {
 // (the first malloc may come before environ is set) nothing is decided yet.
 void cache_setup(ThreadState& t) {
   if (t.phase != kThreadLive || !options_loaded_from_environment()) return;
-  if (opt(kOpt_tcache) == 0 || !cache_supported()) return;
+  bool wanted = t.cache_mode == kCacheFollowOption ? opt(kOpt_tcache) != 0 : t.cache_mode == kCacheForcedOn;
+  if (!wanted || !cache_supported()) return;
   for (uint32_t i = 1; i < kCacheBins; ++i) t.cache[i].room += cache_bin_limit(i);
   t.cache_ready = 1;
 }
@@ -173,6 +174,37 @@ void thread_cache_release(ThreadState& t) {
     t.cache[i].room -= t.cache_ready ? cache_bin_limit(i) : 0;
   }
   t.cache_ready = 0;
+}
+
+void thread_cache_flush() {
+  ThreadState& t = t_state;
+  for (uint32_t i = 1; i < kCacheBins; ++i) cache_drain(t.cache[i]);
+}
+
+bool thread_cache_enabled() { return t_state.cache_ready != 0; }
+
+bool thread_cache_set_enabled(bool on) {
+  ThreadState& t = t_state;
+  if (!on) {
+    t.cache_mode = kCacheForcedOff;
+    thread_cache_release(t);
+    return true;
+  }
+  if (!cache_supported()) return false;
+  t.cache_mode = kCacheForcedOn;
+  // A thread that is not registered yet sets its bins up at its first slow-path malloc.
+  if (!t.cache_ready) cache_setup(t);
+  return true;
+}
+
+uint64_t thread_cache_bytes(const ThreadState& t) {
+  if (__atomic_load_n(&t.cache_ready, __ATOMIC_RELAXED) == 0) return 0;
+  uint64_t bytes = 0;
+  for (uint32_t i = 1; i < kCacheBins; ++i) {
+    int32_t held = cache_bin_limit(i) - __atomic_load_n(&t.cache[i].room, __ATOMIC_RELAXED);
+    if (held > 0) bytes += static_cast<uint64_t>(held) * cache_class_size(i);
+  }
+  return bytes;
 }
 
 namespace slow {

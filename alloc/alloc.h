@@ -66,6 +66,19 @@ constexpr size_t kPageAlign = 4096;
 struct ThreadState;
 void thread_cache_release(ThreadState& t);
 
+// thread.tcache.* (ctl/ctl.cpp), for the calling thread. A thread follows opt.tcache
+// until it sets its own choice.
+enum CacheMode : uint8_t { kCacheFollowOption = 0, kCacheForcedOff = 1, kCacheForcedOn = 2 };
+// Gives the thread's cached blocks back to mimalloc; the cache stays on.
+void thread_cache_flush();
+bool thread_cache_enabled();
+// Off: flushes and stops caching. On: caches from now on, whatever opt.tcache says;
+// false when the loaded mimalloc's size classes rule the cache out.
+bool thread_cache_set_enabled(bool on);
+// Bytes of blocks in `t`'s bins (their class sizes), read from another thread while the
+// owner may be pushing and popping: a snapshot a few blocks stale at worst.
+uint64_t thread_cache_bytes(const ThreadState& t);
+
 [[noreturn]] void bad_pointer(const char* op, const void* p, const char* why);
 
 }  // namespace leakalloc

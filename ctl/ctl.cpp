@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "alloc/alloc.h"
 #include "alloc/base.h"
 #include "ctl/options.h"
 #include "ctl/stats.h"
@@ -43,6 +44,7 @@ const char* type_name(ValueType t) {
     case ValueType::kU64: return "uint64_t";
     case ValueType::kInt: return "int";
     case ValueType::kString: return "const char *";
+    case ValueType::kVoid: return "void";
   }
   return "?";
 }
@@ -55,6 +57,7 @@ size_t type_size(ValueType t) {
     case ValueType::kU64: return sizeof(uint64_t);
     case ValueType::kInt: return sizeof(int);
     case ValueType::kString: return sizeof(const char*);
+    case ValueType::kVoid: return 0;
   }
   return 0;
 }
@@ -138,6 +141,7 @@ int h_opt(const Node& n, Value* old_out, const Value*) {
     case ValueType::kU64: old_out->u64 = static_cast<uint64_t>(v); break;
     case ValueType::kInt: old_out->i = static_cast<int>(v); break;
     case ValueType::kString: old_out->s = opt_value_string(id); break;
+    case ValueType::kVoid: break;
   }
   return 0;
 }
@@ -190,6 +194,20 @@ int h_leak(const Node& n, Value* old_out, const Value*) {
   ReentrancyGuard g;
   dump::LeakTotals t = dump::leak_totals(static_cast<uint64_t>(opt(kOpt_age)));
   old_out->u64 = n.arg == 0 ? t.blocks : t.bytes;
+  return 0;
+}
+
+// jemalloc's thread.tcache.flush: (void), the calling thread's cache.
+int h_tcache_flush(const Node&, Value*, const Value*) {
+  thread_cache_flush();
+  return 0;
+}
+
+// jemalloc's thread.tcache.enabled: the calling thread's cache on or off. EFAULT when the
+// loaded mimalloc rules the cache out (its size classes are not the expected ones).
+int h_tcache_enabled(const Node&, Value* old_out, const Value* new_in) {
+  if (old_out != nullptr) old_out->b = thread_cache_enabled();
+  if (new_in != nullptr && !thread_cache_set_enabled(new_in->b)) return EFAULT;
   return 0;
 }
 
@@ -246,6 +264,18 @@ constexpr Node kLeak[] = {
     leaf("bytes", ValueType::kU64, R, h_leak, 1, "their bytes (estimate when sampling)"),
 };
 
+constexpr Node kThreadTcache[] = {
+    leaf("enabled", ValueType::kBool, RW, h_tcache_enabled, 0,
+         "this thread's cache of freed blocks on or off (off gives its blocks back); "
+         "starts as opt.tcache"),
+    leaf("flush", ValueType::kVoid, W, h_tcache_flush, 0,
+         "give this thread's cached blocks back to mimalloc"),
+};
+
+constexpr Node kThread[] = {
+    dir("tcache", kThreadTcache),
+};
+
 constexpr Node kConfig[] = {
     leaf("prof", ValueType::kBool, R, h_true, 0, "jemalloc: profiling is built in (always true)"),
 };
@@ -259,6 +289,7 @@ constexpr Node kTop[] = {
     dir("prof", kProf),
     dir("stats", kStats),
     dir("leak", kLeak),
+    dir("thread", kThread),
 };
 
 constexpr Node kRoot = dir("", kTop);

@@ -11,11 +11,12 @@
 namespace leakalloc {
 namespace ctl {
 
-// The C type a leaf reads and writes; its size is the only size mallctl accepts.
-enum class ValueType : uint8_t { kBool, kSize, kSsize, kU64, kInt, kString };
+// The C type a leaf reads and writes; its size is the only size mallctl accepts. kVoid
+// is an action that takes no value (jemalloc's "(void)"): newlen 0.
+enum class ValueType : uint8_t { kBool, kSize, kSsize, kU64, kInt, kString, kVoid };
 enum class Access : uint8_t { kRead, kReadWrite, kWrite };
 
-const char* type_name(ValueType t);  // "bool", "size_t", "ssize_t", "uint64_t", "int", "const char *"
+const char* type_name(ValueType t);  // "bool", "size_t", "ssize_t", "uint64_t", "int", "const char *", "void"
 size_t type_size(ValueType t);
 
 // The type of `opt.<key>`: bool for booleans; size_t for integers (ssize_t when the range

@@ -21,6 +21,7 @@
 #include "ctl/ctl.h"
 #include "profile/dump.h"
 #include "profile/profiler.h"
+#include "profile/threads.h"
 
 namespace leakalloc {
 
@@ -71,6 +72,7 @@ void stats_collect(Stats* s) {
   s->sampled_live = c.sampled_live;
   s->sampled_total = c.sampled_total;
   s->total_allocs = a.total_allocs;
+  s->tcache_bytes = static_cast<size_t>(threads::cached_bytes());
 }
 
 uint64_t stats_refresh() {

@@ -34,7 +34,10 @@
   X(stacks_dropped, uint64_t, "samples counted into the overflow stack (max_stacks reached)") \
   X(sampled_live,   uint64_t, "live sampled blocks")                                        \
   X(sampled_total,  uint64_t, "sampled allocations since start or the last prof.reset")     \
-  X(total_allocs,   uint64_t, "allocations since start")
+  X(total_allocs,   uint64_t, "allocations since start")                                  \
+  X(tcache_bytes,   size_t,   "bytes of freed blocks the threads' caches hold for reuse "    \
+                              "(class sizes, headers included); counted as freed in "        \
+                              "allocated, and as committed in resident")
 
 namespace leakalloc {
 

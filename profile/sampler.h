@@ -72,6 +72,7 @@ struct ThreadState {
   int64_t saved_bytes_left;  // countdown set aside while the guard is held
   uint8_t phase;           // ThreadPhase
   uint8_t cache_ready;     // the bins' rooms are set (alloc/thread_cache.h)
+  uint8_t cache_mode;      // CacheMode (alloc/alloc.h): thread.tcache.enabled
   uint32_t sample_gen;     // sampling generation the countdown was drawn under
   uint32_t thread_index;   // index in the thread registry
   uint64_t rng;            // sampler PRNG state

@@ -173,6 +173,13 @@ void fold_counters(uint64_t out[kCounterCount]) {
   });
 }
 
+uint64_t cached_bytes() {
+  LockGuard g(g_lock);  // a linked state's TLS stays valid: unlinking takes the lock
+  uint64_t bytes = 0;
+  for_each_linked([&](Entry&, ThreadState& s) { bytes += thread_cache_bytes(s); });
+  return bytes;
+}
+
 void count_exited(CounterId id, uint64_t delta) {
   g_exited[id].fetch_add(delta, std::memory_order_relaxed);
 }

@@ -25,6 +25,8 @@ void register_current(ThreadState& t);
 void count_exited(CounterId id, uint64_t delta);
 // Sums every thread's counters with the exited totals (exact when quiescent).
 void fold_counters(uint64_t out[kCounterCount]);
+// Bytes held in the thread caches of every registered thread (stats.tcache_bytes).
+uint64_t cached_bytes();
 // True if a registered thread is inside a stack capture (the fork gate waits for it).
 bool any_unwinding();
 // Sends every thread's next allocation through the sampler's slow path (prof.reset).

@@ -130,6 +130,9 @@ TEST(CtlTree, HasEveryDocumentedLeafWithItsType) {
       {"prof.interval", ValueType::kU64, Access::kRead},
       {"leak.count", ValueType::kU64, Access::kRead},
       {"leak.bytes", ValueType::kU64, Access::kRead},
+      {"stats.tcache_bytes", ValueType::kSize, Access::kRead},
+      {"thread.tcache.enabled", ValueType::kBool, Access::kReadWrite},
+      {"thread.tcache.flush", ValueType::kVoid, Access::kWrite},
       // jemalloc's names
       {"opt.prof", ValueType::kBool, Access::kRead},
       {"opt.lg_prof_sample", ValueType::kSize, Access::kRead},
@@ -215,10 +218,13 @@ TEST(CtlTree, WritableLeavesRejectWrongNewSizes) {
     unsigned char val[32] = {0};
     size_t size = leakalloc::ctl::type_size(l.type);
     EXPECT_EQ(leakalloc_mallctl(l.name.c_str(), nullptr, nullptr, val, size + 1), EINVAL) << l.name;
+    if (size == 0) continue;  // an action (void): newlen 0 is its one right size
     EXPECT_EQ(leakalloc_mallctl(l.name.c_str(), nullptr, nullptr, val, size - 1), EINVAL) << l.name;
     EXPECT_EQ(leakalloc_mallctl(l.name.c_str(), nullptr, nullptr, val, 0), EINVAL) << l.name;
   }
-  EXPECT_EQ(writable, 5);  // epoch, prof.active, prof.dump, prof.reset, prof.age
+  // epoch, prof.active, prof.dump, prof.reset, prof.age, thread.tcache.enabled,
+  // thread.tcache.flush
+  EXPECT_EQ(writable, 7);
 }
 
 TEST(CtlTree, UnknownAndInteriorNamesAreEnoent) {
@@ -403,6 +409,99 @@ TEST(CtlValues, StatsAreConsistentWithEachOther) {
   refresh();
   EXPECT_LE(must_get<uint64_t>("stats.sampled_live") + 1000u, sampled_live + 50u);
   EXPECT_LT(must_get<uint64_t>("stats.live_blocks"), live);
+}
+
+// The calling thread's cache of freed blocks (alloc/thread_cache.h), seen through
+// stats.tcache_bytes and driven by thread.tcache.*. The test's only threads are gtest's
+// main thread and short-lived ones that have exited, so the stat is this thread's bins
+// alone and exact: blocks of 100 bytes are in the 128-byte class (header included),
+// whose bin holds 64.
+TEST(CtlValues, ThreadTcacheFlushEnableAndBytes) {
+  // No sampling meanwhile: a stack capture may allocate (and free) on this thread,
+  // untracked but through the same bins.
+  bool was_active = true;
+  size_t alen = sizeof was_active;
+  bool off = false;
+  ASSERT_EQ(leakalloc_mallctl("prof.active", &was_active, &alen, &off, sizeof off), 0);
+  bool on = false;
+  ASSERT_EQ(get("thread.tcache.enabled", &on), 0);
+  ASSERT_TRUE(on) << "opt.tcache defaults to true";
+  auto cached = []() {
+    refresh();
+    return must_get<size_t>("stats.tcache_bytes");
+  };
+  std::vector<void*> blocks;
+  blocks.reserve(100);  // no vector growth (and its frees) between the readings
+  ASSERT_EQ(leakalloc_mallctl("thread.tcache.flush", nullptr, nullptr, nullptr, 0), 0);
+  EXPECT_EQ(cached(), 0u);
+  for (int i = 0; i < 40; ++i) blocks.push_back(alloc_bytes(100));
+  for (void* p : blocks) free(p);
+  EXPECT_EQ(cached(), 40u * 128);
+  // The cached blocks are the next ones handed out, newest first.
+  void* again = alloc_bytes(100);
+  EXPECT_EQ(again, blocks.back());
+  EXPECT_EQ(cached(), 39u * 128);
+  free(again);
+  // flush gives them back; jemalloc's mallctl name reaches the same leaf.
+  ASSERT_EQ(mallctl("thread.tcache.flush", nullptr, nullptr, nullptr, 0), 0);
+  EXPECT_EQ(cached(), 0u);
+  // Off: frees go straight to mimalloc, and the setting sticks through later mallocs.
+  ASSERT_EQ(set("thread.tcache.enabled", false), 0);
+  ASSERT_EQ(get("thread.tcache.enabled", &on), 0);
+  EXPECT_FALSE(on);
+  blocks.clear();
+  for (int i = 0; i < 40; ++i) blocks.push_back(alloc_bytes(100));
+  for (void* p : blocks) free(p);
+  EXPECT_EQ(cached(), 0u);
+  ASSERT_EQ(get("thread.tcache.enabled", &on), 0);
+  EXPECT_FALSE(on);
+  // Turning it off with blocks cached gives them back.
+  ASSERT_EQ(set("thread.tcache.enabled", true), 0);
+  ASSERT_EQ(get("thread.tcache.enabled", &on), 0);
+  EXPECT_TRUE(on);
+  for (void*& p : blocks) p = alloc_bytes(100);
+  for (void* p : blocks) free(p);
+  EXPECT_EQ(cached(), 40u * 128);
+  ASSERT_EQ(set("thread.tcache.enabled", false), 0);
+  EXPECT_EQ(cached(), 0u);
+  ASSERT_EQ(set("thread.tcache.enabled", true), 0);
+  // A bin holds at most its limit; the rest go to mimalloc.
+  blocks.clear();
+  for (int i = 0; i < 100; ++i) blocks.push_back(alloc_bytes(100));
+  for (void* p : blocks) free(p);
+  EXPECT_EQ(cached(), 64u * 128);
+  // Another thread's cache is its own: it caches its frees and flushes only its bins;
+  // when it exits its bins go back to mimalloc.
+  std::atomic<int> step{0};
+  std::thread other([&] {
+    std::vector<void*> mine;
+    mine.reserve(5);
+    for (int i = 0; i < 5; ++i) mine.push_back(alloc_bytes(1000));  // 1024-byte class, 8 a bin
+    for (void* p : mine) free(p);
+    step.store(1);
+    while (step.load() != 2) sched_yield();
+    ASSERT_EQ(leakalloc_mallctl("thread.tcache.flush", nullptr, nullptr, nullptr, 0), 0);
+    step.store(3);
+    while (step.load() != 4) sched_yield();
+  });
+  while (step.load() != 1) sched_yield();
+  EXPECT_EQ(cached(), 64u * 128 + 5u * 1024);
+  step.store(2);
+  while (step.load() != 3) sched_yield();
+  EXPECT_EQ(cached(), 64u * 128);
+  step.store(4);
+  other.join();
+  EXPECT_EQ(cached(), 64u * 128);
+  ASSERT_EQ(leakalloc_mallctl("thread.tcache.flush", nullptr, nullptr, nullptr, 0), 0);
+  EXPECT_EQ(cached(), 0u);
+  // Wrong uses: the action takes no value; enabled takes a bool.
+  int junk = 1;
+  EXPECT_EQ(leakalloc_mallctl("thread.tcache.flush", nullptr, nullptr, &junk, sizeof junk), EINVAL);
+  size_t len = sizeof junk;
+  EXPECT_EQ(leakalloc_mallctl("thread.tcache.flush", &junk, &len, nullptr, 0), EPERM);
+  unsigned char two = 2;
+  EXPECT_EQ(leakalloc_mallctl("thread.tcache.enabled", nullptr, nullptr, &two, 1), EINVAL);
+  ASSERT_EQ(set("prof.active", was_active), 0);
 }
 
 TEST(CtlValues, ProfActiveSwitchesSampling) {

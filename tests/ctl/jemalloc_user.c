@@ -35,6 +35,11 @@ int main(int argc, char** argv) {
   }
   bool active = true;
   if (mallctl("prof.active", NULL, NULL, &active, sizeof active) != 0) return 5;
+  /* The thread-cache calls jemalloc programs make, spelled as jemalloc documents them. */
+  if (mallctl("thread.tcache.flush", NULL, NULL, NULL, 0) != 0) return 6;
+  bool tcache = false;
+  len = sizeof tcache;
+  if (mallctl("thread.tcache.enabled", &tcache, &len, NULL, 0) != 0 || !tcache) return 7;
   void* keep[64];
   for (int i = 0; i < 64; ++i) keep[i] = jemalloc_user_leaky_function(4000);
   const char* file = argv[1];
