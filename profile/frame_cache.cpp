@@ -448,22 +448,35 @@ LA_NOINLINE uint64_t miss(uintptr_t key) {
 }
 }  // namespace
 
-int walk(uintptr_t* out, size_t want, uintptr_t stack_hi, uintptr_t frame, Memo* memo) {
+int walk(uintptr_t* out, size_t want, uintptr_t stack_hi, uintptr_t frame, MemoSet* memos) {
   if (LA_UNLIKELY(g_slots == nullptr || !g_enabled.load(std::memory_order_relaxed))) return -1;
   // The entry point's frame lies on this thread's stack, above us; anything else (a
   // stack switch, an unknown stack top) is left to libunwind.
   uintptr_t here = reinterpret_cast<uintptr_t>(&here);
   if (LA_UNLIKELY(frame < here || frame + 2 * sizeof(uintptr_t) > stack_hi || (frame & 7) != 0)) return -1;
   uint64_t gen = g_generation.load(std::memory_order_relaxed);
-  if (memo != nullptr) {
-    if (memo->stack_id != 0 && memo->frame == frame && memo->want == want && memo->generation == gen) {
+  Memo* memo = nullptr;  // where this walk is remembered
+  if (memos != nullptr) {
+    // The return address into the caller is every stack's first word: a stack from
+    // another call site is told apart by it alone.
+    uintptr_t ra0 = *reinterpret_cast<const uintptr_t*>(frame + sizeof(uintptr_t));
+    for (uint32_t k = 0; k < 2; ++k) {
+      uint32_t e = memos->recent ^ k;
+      const Memo& m = memos->entry[e];
+      if (m.stack_id == 0 || m.frame != frame || m.value[0] != ra0 || m.want != want || m.generation != gen)
+        continue;
       // The words lie between the frame and the stack top: mapped, as they were. One
       // branch for all of them: a hit reads every word anyway.
       uintptr_t diff = 0;
-      for (uint32_t i = 0; i < memo->reads; ++i)
-        diff |= *reinterpret_cast<const uintptr_t*>(memo->addr[i]) ^ memo->value[i];
-      if (diff == 0) return kMemoHit;
+      for (uint32_t i = 1; i < m.reads; ++i)
+        diff |= *reinterpret_cast<const uintptr_t*>(m.addr[i]) ^ m.value[i];
+      if (diff == 0) {
+        memos->recent = e;
+        return kMemoHit;
+      }
     }
+    memos->recent ^= 1;  // the entry used less recently
+    memo = &memos->entry[memos->recent];
     memo->stack_id = 0;
     memo->pending = false;
     memo->frame = frame;

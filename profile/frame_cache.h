@@ -33,22 +33,29 @@ namespace frame_cache {
 // Maps the cache's tables (from the library constructor). Without them walk() returns -1.
 void init();
 
-// The last stack a thread walked, remembered with every stack word the walk read. A walk is
-// a pure function of where it starts (%rsp, %rbp), those words, and the cached recipes
+// A stack a thread walked, remembered with every stack word the walk read. A walk is a
+// pure function of where it starts (%rsp, %rbp), those words, and the cached recipes
 // (which only dlclose changes), so when the next walk starts at the same place and every
 // remembered word still holds its value, the stack is the same one, and so is its stack
 // id: a loop that allocates from one call site is checked with a few independent loads
-// instead of being walked and interned again. One per thread (ThreadState).
+// instead of being walked and interned again.
 constexpr uint32_t kMemoReads = 96;  // stacks that need more reads are not remembered
 struct Memo {
   uintptr_t frame;        // where the walk started (an entry point's frame, alloc/alloc.h)
   uint64_t generation;    // of the cache (flush() makes every memo stale)
   size_t want;
-  uint32_t reads;         // words in addr/value
+  uint32_t reads;         // words in addr/value; addr[0] is always frame + 8
   uint32_t stack_id;      // 0: nothing remembered
   bool pending;           // walked and remembered, waiting for remember_id()
   uintptr_t addr[kMemoReads];
   uintptr_t value[kMemoReads];
+};
+// The last two stacks a thread walked (ThreadState), so that a loop allocating from two
+// call sites in turn (an object and its buffer; a malloc and a realloc) hits as well.
+// The one used less recently makes room for a new stack.
+struct MemoSet {
+  Memo entry[2];
+  uint32_t recent;  // the entry hit or written last
 };
 constexpr int kMemoHit = -2;
 
@@ -56,10 +63,12 @@ constexpr int kMemoHit = -2;
 // the entry point whose frame is `frame` (alloc/alloc.h): the first is frame[1]. Returns
 // how many, or -1 when a frame needs libunwind (or the thread's stack top `stack_hi` is
 // unknown), or kMemoHit when `memo` (may be null) holds this very stack: then `out` is
-// untouched and memo->stack_id is its id. After a walk that returned a count,
+// untouched and memo_hit_id(*memo) is its id. After a walk that returned a count,
 // remember_id() completes the memo.
-int walk(uintptr_t* out, size_t want, uintptr_t stack_hi, uintptr_t frame, Memo* memo);
-inline void remember_id(Memo& memo, uint32_t stack_id, uint32_t overflow_id) {
+int walk(uintptr_t* out, size_t want, uintptr_t stack_hi, uintptr_t frame, MemoSet* memo);
+inline uint32_t memo_hit_id(const MemoSet& memo) { return memo.entry[memo.recent].stack_id; }
+inline void remember_id(MemoSet& set, uint32_t stack_id, uint32_t overflow_id) {
+  Memo& memo = set.entry[set.recent];
   // The overflow stack is not remembered: each sample into it must be counted as a drop.
   if (memo.pending && stack_id != overflow_id) memo.stack_id = stack_id;
   memo.pending = false;

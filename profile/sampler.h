@@ -83,7 +83,7 @@ struct ThreadState {
   uintptr_t stack_hi;      // top of this thread's stack (unwind::stack_top), bounds the walkers
   uint32_t rec_cache_n;    // free live-record slots owned by this thread
   uint32_t rec_cache[kRecordCacheMax];
-  frame_cache::Memo memo;  // the last stack this thread sampled (profile/frame_cache.h)
+  frame_cache::MemoSet memo;  // the last stacks this thread sampled (profile/frame_cache.h)
 };
 
 // initial-exec: a fixed offset from %fs, no __tls_get_addr, no allocation on first use.

@@ -65,7 +65,7 @@ void open_fork_gate(bool in_child);  // fork parent and child handlers
 // (profile/frame_cache.h) from the entry point's frame; a stack with a frame the cache
 // cannot express is walked again, whole, by unw_backtrace. `uncached` skips the cache
 // (benchmarks and tests compare the two). With `memo_id` (the sampling path), the
-// thread's memo of its last stack is consulted: when it holds this stack, *memo_id is
+// thread's memo of its last stacks is consulted: when it holds this stack, *memo_id is
 // set to its stack id and `out` is not written; otherwise *memo_id is 0 and the caller
 // interns the frames, then calls remember_id().
 // Inline: each of our own frames costs libunwind work before strip_own() throws it
@@ -79,7 +79,7 @@ LA_ALWAYS_INLINE size_t capture_libunwind(ThreadState& t, EntryFrame frame, uint
   int n = uncached ? -1 : frame_cache::walk(out, max, stack_top(t), frame, memo_id != nullptr ? &t.memo : nullptr);
   if (memo_id != nullptr) *memo_id = 0;
   if (n == frame_cache::kMemoHit) {
-    *memo_id = t.memo.stack_id;
+    *memo_id = frame_cache::memo_hit_id(t.memo);
     return 0;
   }
   if (LA_LIKELY(n >= 0)) return static_cast<size_t>(n);

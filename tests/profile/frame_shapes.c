@@ -97,7 +97,7 @@ SHAPE void* shape_signal(size_t size) {
   return g_signal_block;
 }
 
-/* Two callers with identical frames (noipa: not folded into one function): called in
+/* Three callers with identical frames (noipa: not folded into one function): called in
  * turn from one call site, the walk starts at the same stack pointer each time and only
  * the return address in the middle frame tells them apart. */
 __attribute__((noinline, noipa, visibility("default"))) void* shape_caller_a(size_t size) {
@@ -106,6 +106,11 @@ __attribute__((noinline, noipa, visibility("default"))) void* shape_caller_a(siz
   return p;
 }
 __attribute__((noinline, noipa, visibility("default"))) void* shape_caller_b(size_t size) {
+  void* p = shape_leaf(size);
+  KEEP(p);
+  return p;
+}
+__attribute__((noinline, noipa, visibility("default"))) void* shape_caller_c(size_t size) {
   void* p = shape_leaf(size);
   KEEP(p);
   return p;

@@ -24,6 +24,7 @@ void shape_calls_noreturn(size_t size);
 void* shape_signal(size_t size);
 void* shape_caller_a(size_t size);
 void* shape_caller_b(size_t size);
+void* shape_caller_c(size_t size);
 }
 
 namespace prof = leakalloc::prof;
@@ -208,6 +209,33 @@ TEST(FrameCache, MemoTellsCallersAtTheSameDepthApart) {
     if (i >= 2) EXPECT_EQ(ids[i], ids[i - 2]) << "block " << i;
   }
   EXPECT_NE(ids[0], ids[1]);
+  for (void* p : blocks) free(p);
+}
+
+TEST(FrameCache, MemoOfTwoStacksNeverMixesThreeUp) {
+  // The memo keeps two stacks; three callers in turn (and in an irregular order) keep
+  // replacing one, and every block must still get its own caller's stack.
+  ASSERT_EQ(prof::lg_sample(), 0);
+  using Caller = void* (*)(size_t);
+  const Caller callers[3] = {shape_caller_a, shape_caller_b, shape_caller_c};
+  const int order[] = {0, 1, 2, 0, 1, 2, 2, 0, 0, 1, 0, 2, 1, 1, 0, 2, 0, 1};
+  constexpr int kBlocks = sizeof order / sizeof order[0];
+  void* blocks[kBlocks];
+  volatile int n = kBlocks;
+  for (int i = 0; i < n; ++i) blocks[i] = callers[order[i]](73001 + i);
+  uint32_t id_of[3] = {0, 0, 0};
+  for (int i = 0; i < kBlocks; ++i) {
+    uint32_t id = stack_of_size(73001 + i);
+    std::vector<void*> fs = functions_of(id);
+    ASSERT_GE(fs.size(), 3u);
+    EXPECT_EQ(fs[0], reinterpret_cast<void*>(&shape_leaf)) << "block " << i;
+    EXPECT_EQ(fs[1], reinterpret_cast<void*>(callers[order[i]])) << "block " << i;
+    if (id_of[order[i]] == 0) id_of[order[i]] = id;
+    EXPECT_EQ(id, id_of[order[i]]) << "block " << i;
+  }
+  EXPECT_NE(id_of[0], id_of[1]);
+  EXPECT_NE(id_of[1], id_of[2]);
+  EXPECT_NE(id_of[0], id_of[2]);
   for (void* p : blocks) free(p);
 }
 
