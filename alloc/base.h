@@ -198,14 +198,23 @@ struct MapsLine {
 };
 MapsLine parse_maps_line(const char* line, size_t len);  // `line` without its newline
 // Calls fn(line, ctx) for each line of /proc/self/maps until fn returns true; returns
-// whether one did. Raw reads into a stack buffer: never allocates. A line of more than
-// 255 characters is passed cut short (its path is then incomplete; its addresses and
-// permissions are not).
+// false if the file cannot be read (no /proc in a chroot or a bare container). Raw reads
+// into a stack buffer: never allocates. A line of more than 255 characters is passed cut
+// short (its path is then incomplete; its addresses and permissions are not).
 bool scan_self_maps(bool (*fn)(const MapsLine& line, void* ctx), void* ctx);
-// Whether [addr, addr + len) lies in one readable mapping of this process, from
-// /proc/self/maps: a slow check (one read of the file) for a pointer that no table vouches
-// for, before its memory is read.
+// Whether [addr, addr + len) (at most 256 bytes) can be read: a slow check (a system
+// call or two) for a pointer that no table vouches for, before its memory is read. It
+// asks process_vm_readv() on this process, or where a seccomp policy forbids that,
+// /proc/self/maps; with neither, mincore() tells mapped pages from unmapped ones, and a
+// mapped page that is not readable (PROT_NONE) is taken for readable. errno is kept.
 bool memory_readable(uintptr_t addr, size_t len);
+// Its three ways, separately (for tests): 1 readable, 0 not, -1 this way cannot tell
+// (the call is forbidden, /proc is missing). by_mincore only says whether it is mapped.
+namespace readable {
+int by_vm_readv(uintptr_t addr, size_t len);  // len <= 256
+int by_maps(uintptr_t addr, size_t len);
+bool by_mincore(uintptr_t addr, size_t len);  // at most two pages
+}  // namespace readable
 
 }  // namespace leakalloc
 

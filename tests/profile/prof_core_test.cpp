@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@
 #include <vector>
 #include <thread>
 
+#include "alloc/base.h"
 #include "alloc/header.h"
 #include "profile/profiler.h"
 #include "profile/sampler.h"
@@ -699,6 +701,44 @@ TEST(ProfThreads, BlocksOfAnExitedThreadKeepItsIndexAndName) {
 // Every malloc reads the birth clock: after initialisation it must be the vDSO's own
 // clock_gettime (alloc/base.cpp finds it by hand), and it must tell the same time as
 // glibc's CLOCK_MONOTONIC_COARSE.
+// memory_readable (alloc/base.h) decides whether the header before a page-aligned pointer
+// that mimalloc's segment map does not cover may be read at free. Each of its three ways
+// on a readable page, a PROT_NONE page and an unmapped one; mincore() cannot tell
+// PROT_NONE from readable, which the header says.
+TEST(ProbeMemory, EachWayTellsReadableFromNot) {
+  namespace rd = leakalloc::readable;
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  char* m = static_cast<char*>(mmap(nullptr, 3 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(m, MAP_FAILED);
+  ASSERT_EQ(mprotect(m, page, PROT_NONE), 0);
+  ASSERT_EQ(munmap(m + 2 * page, page), 0);
+  const uintptr_t none = reinterpret_cast<uintptr_t>(m) + page - 16;  // a header's place
+  const uintptr_t rw = reinterpret_cast<uintptr_t>(m) + 2 * page - 16;
+  const uintptr_t gone = reinterpret_cast<uintptr_t>(m) + 3 * page - 16;
+  const uintptr_t straddle = reinterpret_cast<uintptr_t>(m) + 2 * page - 8;  // rw, then unmapped
+  int v = rd::by_vm_readv(rw, 16);
+  if (v >= 0) {  // -1: a seccomp policy forbids process_vm_readv here
+    EXPECT_EQ(v, 1);
+    EXPECT_EQ(rd::by_vm_readv(none, 16), 0);
+    EXPECT_EQ(rd::by_vm_readv(gone, 16), 0);
+    EXPECT_EQ(rd::by_vm_readv(straddle, 16), 0);
+  }
+  ASSERT_EQ(rd::by_maps(rw, 16), 1) << "/proc/self/maps unreadable";
+  EXPECT_EQ(rd::by_maps(none, 16), 0);
+  EXPECT_EQ(rd::by_maps(gone, 16), 0);
+  EXPECT_EQ(rd::by_maps(straddle, 16), 0);
+  EXPECT_TRUE(rd::by_mincore(rw, 16));
+  EXPECT_TRUE(rd::by_mincore(none, 16));  // mapped, though not readable
+  EXPECT_FALSE(rd::by_mincore(gone, 16));
+  EXPECT_FALSE(rd::by_mincore(straddle, 16));
+  errno = 1234;
+  EXPECT_TRUE(leakalloc::memory_readable(rw, 16));
+  EXPECT_FALSE(leakalloc::memory_readable(none, 16));
+  EXPECT_FALSE(leakalloc::memory_readable(gone, 16));
+  EXPECT_EQ(errno, 1234) << "free() must leave errno alone";
+  munmap(m, 2 * page);
+}
+
 TEST(ProfClock, BirthClockIsTheVdsoFunctionAndAgreesWithGlibc) {
   free(malloc(1));  // the first allocation initialises the allocator
   leakalloc::ClockFn f = leakalloc::g_coarse_clock.load();
