@@ -91,10 +91,13 @@ void cache_drain(CacheBin& b) {
 // Gives a live thread's bins their room, from the slow path of an allocation (every
 // thread's first one is slow). Until the options have been read from the environment
 // (the first malloc may come before environ is set) nothing is decided yet.
+bool cache_wanted(const ThreadState& t) {
+  return t.cache_mode == kCacheFollowOption ? opt(kOpt_tcache) != 0 : t.cache_mode == kCacheForcedOn;
+}
+
 void cache_setup(ThreadState& t) {
   if (t.phase != kThreadLive || !options_loaded_from_environment()) return;
-  bool wanted = t.cache_mode == kCacheFollowOption ? opt(kOpt_tcache) != 0 : t.cache_mode == kCacheForcedOn;
-  if (!wanted || !cache_supported()) return;
+  if (!cache_wanted(t) || !cache_supported()) return;
   for (uint32_t i = 1; i < kCacheBins; ++i) t.cache[i].room += cache_bin_limit(i);
   t.cache_ready = 1;
 }
@@ -181,7 +184,13 @@ void thread_cache_flush() {
   for (uint32_t i = 1; i < kCacheBins; ++i) cache_drain(t.cache[i]);
 }
 
-bool thread_cache_enabled() { return t_state.cache_ready != 0; }
+// What the thread has, or for a thread whose first slow-path malloc has not come yet,
+// what cache_setup() will give it.
+bool thread_cache_enabled() {
+  ThreadState& t = t_state;
+  if (t.cache_ready) return true;
+  return t.phase != kThreadExited && cache_wanted(t) && cache_supported();
+}
 
 bool thread_cache_set_enabled(bool on) {
   ThreadState& t = t_state;

@@ -494,6 +494,16 @@ TEST(CtlValues, ThreadTcacheFlushEnableAndBytes) {
   EXPECT_EQ(cached(), 64u * 128);
   ASSERT_EQ(leakalloc_mallctl("thread.tcache.flush", nullptr, nullptr, nullptr, 0), 0);
   EXPECT_EQ(cached(), 0u);
+  // A thread that has not allocated yet reads what its first malloc will give it.
+  bool fresh_on = false;
+  int fresh_rc = -1;
+  std::thread fresh([&] {
+    size_t flen = sizeof fresh_on;
+    fresh_rc = leakalloc_mallctl("thread.tcache.enabled", &fresh_on, &flen, nullptr, 0);
+  });
+  fresh.join();
+  EXPECT_EQ(fresh_rc, 0);
+  EXPECT_TRUE(fresh_on) << "a new thread follows opt.tcache";
   // Wrong uses: the action takes no value; enabled takes a bool.
   int junk = 1;
   EXPECT_EQ(leakalloc_mallctl("thread.tcache.flush", nullptr, nullptr, &junk, sizeof junk), EINVAL);
