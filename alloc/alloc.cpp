@@ -179,6 +179,17 @@ void thread_cache_release(ThreadState& t) {
   t.cache_ready = 0;
 }
 
+void thread_cache_adopt(ThreadState& gone) {
+  ThreadState& t = t_state;
+  if (&gone == &t) return;
+  for (uint32_t i = 1; i < kCacheBins; ++i) {
+    CacheBin& from = gone.cache[i];
+    CacheBin& to = t.cache[i];
+    while (from.head != nullptr && to.room > 0) cache_push(to, cache_pop(from));
+    from.head = nullptr;
+  }
+}
+
 void thread_cache_flush() {
   ThreadState& t = t_state;
   for (uint32_t i = 1; i < kCacheBins; ++i) cache_drain(t.cache[i]);

@@ -66,6 +66,12 @@ constexpr size_t kPageAlign = 4096;
 struct ThreadState;
 void thread_cache_release(ThreadState& t);
 
+// In a fork child: moves the blocks cached by `gone` (a thread that does not exist in
+// the child) into the calling thread's bins, as far as they have room; the rest stay
+// lost, as the thread's other memory does (giving them to mimalloc here could take a
+// lock that a vanished thread held). Touches nothing but the two threads' bins.
+void thread_cache_adopt(ThreadState& gone);
+
 // thread.tcache.* (ctl/ctl.cpp), for the calling thread. A thread follows opt.tcache
 // until it sets its own choice.
 enum CacheMode : uint8_t { kCacheFollowOption = 0, kCacheForcedOff = 1, kCacheForcedOn = 2 };

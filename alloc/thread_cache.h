@@ -33,7 +33,10 @@
 // down whole structures that loop cost more than it saved). A thread's bins are set up
 // at its first slow-path malloc, so a thread that only frees (a queue's consumer) never
 // caches. The thread's exit hook gives everything back; nothing else ages a bin (an idle
-// thread keeps its bins, as with jemalloc without tcache GC).
+// thread keeps its bins, as with jemalloc without tcache GC). In a fork child the forking
+// thread takes over the other threads' cached blocks, as far as its bins have room
+// (thread_cache_adopt, alloc/alloc.h); thread.tcache.flush / .enabled and
+// stats.tcache_bytes (ctl/ctl.cpp) control and show the cache at run time.
 #pragma once
 
 #include <cstddef>

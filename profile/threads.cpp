@@ -221,6 +221,7 @@ void fork_child() {
   for_each_linked([&](Entry& e, ThreadState& s) {
     if (&s == self) return;
     fold_into_exited(s);
+    thread_cache_adopt(s);  // their freed blocks serve this thread's mallocs
     e.state = nullptr;
   });
   if (self->phase == kThreadLive && self->thread_index < kMaxThreads - 1)
