@@ -88,6 +88,10 @@ void cache_drain(CacheBin& b) {
   }
 }
 
+void cache_drain_all(ThreadState& t) {
+  for (uint32_t i = 1; i < kCacheBins; ++i) cache_drain(t.cache[i]);
+}
+
 // Gives a live thread's bins their room, from the slow path of an allocation (every
 // thread's first one is slow). Until the options have been read from the environment
 // (the first malloc may come before environ is set) nothing is decided yet.
@@ -107,12 +111,11 @@ LA_ALWAYS_INLINE bool is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
 // Whether the header of a page-aligned pointer may be read: it is on the page before,
 // which a foreign pointer may not have mapped, and neither may a large block that was
 // already freed (its memory goes back to the system). mimalloc's segment map vouches for
-// the blocks it covers; a block outside it (mimalloc places a huge one where mmap puts
-// it) is looked up in /proc/self/maps, once per free of such a block, which is small
-// beside the munmap that follows.
-bool page_aligned_header_readable(void* p) {
-  BlockHeader* h = header_of(p);
-  return mi_is_in_heap_region(h) || memory_readable(reinterpret_cast<uintptr_t>(h), kHeaderSize);
+// the blocks it covers (`in_heap`); a block outside it (mimalloc places a huge one where
+// mmap puts it) is probed with memory_readable (alloc/base.h), a system call or two per
+// free of such a block, small beside the munmap that follows.
+bool page_aligned_header_readable(void* p, bool in_heap) {
+  return in_heap || memory_readable(reinterpret_cast<uintptr_t>(header_of(p)), kHeaderSize);
 }
 
 // Validates that `p` is a live leakalloc block and returns its header; never returns
@@ -123,22 +126,24 @@ bool page_aligned_header_readable(void* p) {
   if ((a & 15) != 0) bad_pointer(op, p, "not the start of a block allocated by leakalloc");
   BlockHeader* h = header_of(p);
   bool page_start = (a & (kPageAlign - 1)) == 0;
-  if (page_start && !page_aligned_header_readable(p)) {
+  bool in_heap = mi_is_in_heap_region(h);
+  if (page_start && !page_aligned_header_readable(p, in_heap)) {
     // Blocks of kPageAlignedFrom bytes and up start on a page: a second free of one
     // whose memory was unmapped by the first ends here too.
     bad_pointer(op, p, "not allocated by leakalloc, or a large block that was already freed "
                        "(double free: its memory went back to the system)");
   }
-  if (!page_start && !mi_is_in_heap_region(h)) bad_pointer(op, p, "not allocated by leakalloc");
+  if (!page_start && !in_heap) bad_pointer(op, p, "not allocated by leakalloc");
   if (h->word1 == freed_mark(p)) bad_pointer(op, p, "double free: the block was already freed");
-  if (!mi_is_in_heap_region(h)) bad_pointer(op, p, "not allocated by leakalloc, or its header was overwritten");
+  if (!in_heap) bad_pointer(op, p, "not allocated by leakalloc, or its header was overwritten");
   bad_pointer(op, p, "not the start of a leakalloc block (interior pointer) or its header was overwritten");
 }
 
 LA_ALWAYS_INLINE BlockHeader* checked_header(void* p, const char* op) {
   uintptr_t a = reinterpret_cast<uintptr_t>(p);
   if (LA_UNLIKELY((a & 15) != 0)) diagnose_bad_pointer(p, op);
-  if (LA_UNLIKELY((a & 4095) == 0) && !page_aligned_header_readable(p)) diagnose_bad_pointer(p, op);
+  if (LA_UNLIKELY((a & (kPageAlign - 1)) == 0) && !page_aligned_header_readable(p, mi_is_in_heap_region(header_of(p))))
+    diagnose_bad_pointer(p, op);
   BlockHeader* h = header_of(p);
   if (LA_UNLIKELY(!header_valid(p, h))) diagnose_bad_pointer(p, op);
   return h;
@@ -172,10 +177,9 @@ LA_ALWAYS_INLINE void release(void* p, BlockHeader* h) {
 }  // namespace
 
 void thread_cache_release(ThreadState& t) {
-  for (uint32_t i = 1; i < kCacheBins; ++i) {
-    cache_drain(t.cache[i]);
-    t.cache[i].room -= t.cache_ready ? cache_bin_limit(i) : 0;
-  }
+  cache_drain_all(t);
+  if (t.cache_ready)
+    for (uint32_t i = 1; i < kCacheBins; ++i) t.cache[i].room -= cache_bin_limit(i);
   t.cache_ready = 0;
 }
 
@@ -190,10 +194,7 @@ void thread_cache_adopt(ThreadState& gone) {
   }
 }
 
-void thread_cache_flush() {
-  ThreadState& t = t_state;
-  for (uint32_t i = 1; i < kCacheBins; ++i) cache_drain(t.cache[i]);
-}
+void thread_cache_flush() { cache_drain_all(t_state); }
 
 // What the thread has, or for a thread whose first slow-path malloc has not come yet,
 // what cache_setup() will give it.

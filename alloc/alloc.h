@@ -54,8 +54,8 @@ constexpr size_t kMaxRequest = (static_cast<size_t>(1) << 48) - (static_cast<siz
 // enough block's memory back to the system when it is freed (2.0.9 unmaps the segment
 // of every block over 16 MiB), and a second free of such a pointer must not read a
 // header that is no longer mapped: a page-aligned pointer's free asks mimalloc's
-// segment map first (checked_header, alloc/alloc.cpp), so the second free is named
-// instead of faulting. 1 MiB leaves room for mimalloc builds with smaller thresholds;
+// segment map, or probes the header's page (checked_header, alloc/alloc.cpp), so the
+// second free is named instead of faulting. 1 MiB leaves room for mimalloc builds with smaller thresholds;
 // aligning costs such a block at most a page.
 constexpr size_t kPageAlignedFrom = static_cast<size_t>(1) << 20;
 constexpr size_t kPageAlign = 4096;

@@ -90,6 +90,26 @@ void refresh() {
   ASSERT_EQ(leakalloc_mallctl("epoch", nullptr, nullptr, &e, sizeof e), 0);
 }
 
+// Switches sampling off for a test's lifetime (prof.active), and back to what it was: a
+// stack capture may allocate and free on the test's thread, untracked but through the
+// same thread cache, which a test that counts cached bytes must not see.
+class SamplingPaused {
+ public:
+  SamplingPaused() {
+    size_t len = sizeof was_;
+    bool off = false;
+    ok_ = leakalloc_mallctl("prof.active", &was_, &len, &off, sizeof off) == 0;
+  }
+  ~SamplingPaused() {
+    if (ok_) leakalloc_mallctl("prof.active", nullptr, nullptr, &was_, sizeof was_);
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  bool was_ = true;
+  bool ok_ = false;
+};
+
 // Opaque to the optimizer: the allocations below must really happen.
 void* volatile g_sink;
 __attribute__((noinline)) void* alloc_bytes(size_t n) {
@@ -417,12 +437,8 @@ TEST(CtlValues, StatsAreConsistentWithEachOther) {
 // alone and exact: blocks of 100 bytes are in the 128-byte class (header included),
 // whose bin holds 64.
 TEST(CtlValues, ThreadTcacheFlushEnableAndBytes) {
-  // No sampling meanwhile: a stack capture may allocate (and free) on this thread,
-  // untracked but through the same bins.
-  bool was_active = true;
-  size_t alen = sizeof was_active;
-  bool off = false;
-  ASSERT_EQ(leakalloc_mallctl("prof.active", &was_active, &alen, &off, sizeof off), 0);
+  SamplingPaused paused;
+  ASSERT_TRUE(paused.ok());
   bool on = false;
   ASSERT_EQ(get("thread.tcache.enabled", &on), 0);
   ASSERT_TRUE(on) << "opt.tcache defaults to true";
@@ -511,17 +527,14 @@ TEST(CtlValues, ThreadTcacheFlushEnableAndBytes) {
   EXPECT_EQ(leakalloc_mallctl("thread.tcache.flush", &junk, &len, nullptr, 0), EPERM);
   unsigned char two = 2;
   EXPECT_EQ(leakalloc_mallctl("thread.tcache.enabled", nullptr, nullptr, &two, 1), EINVAL);
-  ASSERT_EQ(set("prof.active", was_active), 0);
 }
 
 // fork() keeps only the forking thread. The blocks another thread had cached must not be
 // lost with it: the child's thread takes them into its own bins (as far as they have
 // room) and its mallocs hand them out again.
 TEST(CtlValues, ForkChildTakesOverTheOtherThreadsCachedBlocks) {
-  bool was_active = true;
-  size_t alen = sizeof was_active;
-  bool off = false;
-  ASSERT_EQ(leakalloc_mallctl("prof.active", &was_active, &alen, &off, sizeof off), 0);
+  SamplingPaused paused;
+  ASSERT_TRUE(paused.ok());
   constexpr int kBlocks = 6;  // 1000 bytes: the 1024-byte class, whose bin holds 8
   void* theirs[kBlocks];
   std::atomic<int> step{0};
@@ -557,7 +570,6 @@ TEST(CtlValues, ForkChildTakesOverTheOtherThreadsCachedBlocks) {
                                        "hand them out";
   step.store(2);
   other.join();
-  ASSERT_EQ(set("prof.active", was_active), 0);
 }
 
 TEST(CtlValues, ProfActiveSwitchesSampling) {
