@@ -32,6 +32,15 @@
 // this process, kseq dumps of that kind. A forked child starts both again at 0 (its
 // pid differs). Created O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC mode 0600: a dump never
 // follows a planted symlink nor overwrites anything.
+// The pid alone does not make a name unique. Every program image that execve() loads
+// into the same process starts again: a wrapper script that ends in `exec server`, a
+// pyenv shim or `env` run under LD_PRELOAD with an interval writes dumps under the pid
+// that the server then keeps. A process whose pid was reused may also have left files
+// in a shared dump directory. So before its first automatic dump an image reads the
+// prefix's directory and starts seq after the highest one this pid has there
+// (first_free_seq): seq then orders every dump of the pid, across images. Should an
+// automatic name exist all the same, seq moves on to the next number (claim_auto_name);
+// kseq stays. A name the caller chose (prof.dump with a path) fails with EEXIST.
 //
 // Locks: the dump lock (rank 1) serialises dumps and is the first lock the fork
 // handler takes, so no fork happens mid-dump. The dump thread is created with every
@@ -52,6 +61,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -71,6 +81,7 @@ constexpr uint64_t kGdumpMinStep = uint64_t{1} << 20;
 
 RawLock g_lock;  // rank 1
 uint64_t g_seq = 0;
+bool g_seq_scanned = false;  // first_free_seq() has run in this image and pid
 uint64_t g_kseq[5] = {0, 0, 0, 0, 0};
 bool g_stopped = false;  // the final dump has run: the dump thread writes no more
 
@@ -166,6 +177,122 @@ struct PathBuf {
   }
 };
 
+// Taken names skipped at most in one dump (an open() each); a directory holding more
+// files of this pid than that is not what the names are for.
+constexpr uint64_t kMaxSeqSkips = uint64_t{1} << 16;
+
+void auto_name(PathBuf& name, pid_t pid, uint64_t seq, char kind, uint64_t kseq, const char* suffix) {
+  name.n = 0;
+  name.ok = true;
+  name.buf[0] = '\0';
+  name.add(g_opt_prefix[0] != '\0' ? g_opt_prefix : "leakalloc");
+  name.add(".");
+  name.add_u64(static_cast<uint64_t>(pid));
+  name.add(".");
+  name.add_u64(seq);
+  char k[2] = {kind, '\0'};
+  name.add(".");
+  name.add(k);
+  name.add_u64(kseq);
+  name.add(suffix);
+}
+
+constexpr int kCreateFlags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+
+// Parses the decimal number at s; false if there is none or it does not fit.
+bool parse_u64(const char*& s, uint64_t* out) {
+  uint64_t v = 0;
+  const char* start = s;
+  for (; *s >= '0' && *s <= '9'; ++s) {
+    if (v > (UINT64_MAX - 9) / 10) return false;
+    v = v * 10 + static_cast<uint64_t>(*s - '0');
+  }
+  *out = v;
+  return s != start;
+}
+
+// One more than the highest <seq> among the files <base>.<pid>.<seq>.<anything> in the
+// prefix's directory; 0 if there are none or the directory cannot be read (the claim
+// loop still keeps names unique). Reads the directory with getdents64 into a static
+// buffer (guarded by the dump lock): opendir() would allocate, and dumps also run
+// inside the exit hook and on the caller's thread.
+uint64_t first_free_seq(pid_t pid) {
+  const char* prefix = g_opt_prefix[0] != '\0' ? g_opt_prefix : "leakalloc";
+  const char* slash = nullptr;
+  for (const char* c = prefix; *c != '\0'; ++c)
+    if (*c == '/') slash = c;
+  static PathBuf dir, lead;
+  dir.n = 0;
+  dir.ok = true;
+  dir.buf[0] = '\0';
+  if (slash == nullptr) {
+    dir.add(".");
+  } else if (slash == prefix) {
+    dir.add("/");
+  } else {
+    for (const char* c = prefix; c < slash && dir.ok; ++c) {
+      char one[2] = {*c, '\0'};
+      dir.add(one);
+    }
+  }
+  lead.n = 0;
+  lead.ok = true;
+  lead.buf[0] = '\0';
+  lead.add(slash == nullptr ? prefix : slash + 1);
+  lead.add(".");
+  lead.add_u64(static_cast<uint64_t>(pid));
+  lead.add(".");
+  if (!dir.ok || !lead.ok) return 0;
+  int fd = open(dir.buf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  static char buf[16384];
+  uint64_t next = 0;
+  for (;;) {
+    long n = syscall(SYS_getdents64, fd, buf, sizeof buf);
+    if (n <= 0) break;
+    for (long off = 0; off < n;) {
+      // struct linux_dirent64: u64 ino, s64 off, u16 reclen, u8 type, char name[].
+      uint16_t reclen;
+      memcpy(&reclen, buf + off + 16, sizeof reclen);
+      const char* name = buf + off + 19;
+      off += reclen;
+      size_t i = 0;
+      while (lead.buf[i] != '\0' && name[i] == lead.buf[i]) ++i;
+      if (lead.buf[i] != '\0') continue;
+      const char* rest = name + i;
+      uint64_t seq;
+      if (parse_u64(rest, &seq) && *rest == '.' && seq != UINT64_MAX && seq + 1 > next) next = seq + 1;
+    }
+  }
+  close(fd);
+  return next;
+}
+
+// Creates the first file of an automatic dump: with g_seq's number, or, where an earlier
+// image of this pid (or an older process with the same pid) left that name, the next
+// free one. Sets *seq to the number used (and g_seq past it) and `name` to the file's
+// name; returns the fd, or -1 with *err set.
+int claim_auto_name(PathBuf& name, pid_t pid, char kind, uint64_t kseq, const char* suffix,
+                    uint64_t* seq, int* err) {
+  if (!g_seq_scanned) {
+    uint64_t next = first_free_seq(pid);
+    if (next > g_seq) g_seq = next;
+    g_seq_scanned = true;
+  }
+  for (uint64_t skips = 0;; ++skips) {
+    *seq = g_seq++;
+    auto_name(name, pid, *seq, kind, kseq, suffix);
+    if (!name.ok) {
+      *err = ENAMETOOLONG;
+      return -1;
+    }
+    int fd = open(name.buf, kCreateFlags, 0600);
+    if (fd >= 0) return fd;
+    *err = errno;
+    if (*err != EEXIST || skips == kMaxSeqSkips) return -1;
+  }
+}
+
 // Live sampled blocks, all and those at least `age` old, as unsampled estimates.
 struct Census {
   double all_objs, all_bytes, old_objs, old_bytes;
@@ -208,7 +335,7 @@ int dump_locked(char kind, const char* path) {
   p.wall_time_s = static_cast<uint64_t>(wall.tv_sec);
   p.kind = kind;
 
-  uint64_t seq = g_seq++;
+  uint64_t seq = 0;  // set with the first automatic name
   uint64_t kseq = g_kseq[kind_index(kind)]++;
   int64_t formats = opt(kOpt_format);
   if ((formats & (kFormatHeap | kFormatHeapV2 | kFormatPb)) == 0) formats = kFormatHeap;
@@ -226,33 +353,28 @@ int dump_locked(char kind, const char* path) {
   bool first = true;
   for (const Format& f : kFormats) {
     if ((formats & f.bit) == 0) continue;
-    name.n = 0;
-    name.ok = true;
-    name.buf[0] = '\0';
-    if (path != nullptr) {
-      name.add(path);
-      if (!first) name.add(f.suffix);
-    } else {
-      name.add(g_opt_prefix[0] != '\0' ? g_opt_prefix : "leakalloc");
-      name.add(".");
-      name.add_u64(static_cast<uint64_t>(pid));
-      name.add(".");
-      name.add_u64(seq);
-      char k[2] = {kind, '\0'};
-      name.add(".");
-      name.add(k);
-      name.add_u64(kseq);
-      name.add(f.suffix);
-    }
-    first = false;
     int err = 0;
     int fd = -1;
-    if (!name.ok) {
-      err = ENAMETOOLONG;
+    if (path == nullptr && first) {
+      fd = claim_auto_name(name, pid, kind, kseq, f.suffix, &seq, &err);
     } else {
-      fd = open(name.buf, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-      if (fd < 0) err = errno;
+      name.n = 0;
+      name.ok = true;
+      name.buf[0] = '\0';
+      if (path != nullptr) {
+        name.add(path);
+        if (!first) name.add(f.suffix);
+      } else {
+        auto_name(name, pid, seq, kind, kseq, f.suffix);
+      }
+      if (!name.ok) {
+        err = ENAMETOOLONG;
+      } else {
+        fd = open(name.buf, kCreateFlags, 0600);
+        if (fd < 0) err = errno;
+      }
     }
+    first = false;
     if (fd >= 0) {
       ScratchArena arena;
       err = f.write(fd, p, arena);
@@ -500,6 +622,7 @@ void fork_parent() { g_lock.unlock(); }
 void fork_child() {
   g_lock.reset_in_child();
   g_seq = 0;
+  g_seq_scanned = false;
   for (uint64_t& k : g_kseq) k = 0;
   g_sig_pending.store(false, std::memory_order_relaxed);
   if (!g_thread_wanted || g_stopped) return;

@@ -254,6 +254,7 @@ int write_heap(int fd, const DumpParams& p, ScratchArena& arena) {
 }
 
 int write_heap_v2(int fd, const DumpParams& p, ScratchArena& arena) {
+  uint32_t thread_epoch = prof::thread_epoch();  // before the walk (profile/profiler.h)
   Aggregate a;
   int err = aggregate(p, arena, true, &a);
   if (err != 0) return err;
@@ -306,7 +307,7 @@ int write_heap_v2(int fd, const DumpParams& p, ScratchArena& arena) {
   prof::threads_refresh_names();
   for (uint32_t t = 0; t < a.max_thread; ++t) {
     prof::ThreadView tv;
-    if (a.per_thread_total[t].objs == 0 || !prof::thread_get(t, &tv)) continue;
+    if (a.per_thread_total[t].objs == 0 || !prof::thread_get(t, &tv, thread_epoch)) continue;
     w.str("# thread t").u64(t).str(": tid ").i64(tv.tid).str(" name ").str(tv.name).ch('\n');
   }
   err = write_maps(w);

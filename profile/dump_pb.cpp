@@ -415,6 +415,7 @@ class PbWriter {
   };
   ThreadLabel* thread_cache_ = nullptr;
   uint32_t thread_cache_n_ = 0;
+  uint32_t thread_epoch_ = 0;  // prof::thread_epoch() before the walk
   uint64_t k_age_ = 0, k_seconds_ = 0, k_bytes_ = 0, k_thread_ = 0, k_thread_id_ = 0;
 };
 
@@ -571,7 +572,7 @@ bool PbWriter::thread_label(uint32_t index, uint64_t* name_str, int32_t* tid) {
     return true;
   }
   prof::ThreadView tv;
-  if (!prof::thread_get(index, &tv)) return false;
+  if (!prof::thread_get(index, &tv, thread_epoch_)) return false;
   *name_str = tv.name[0] != '\0' ? str(tv.name) : 0;
   *tid = tv.tid;
   if (index < thread_cache_n_) thread_cache_[index] = ThreadLabel{*name_str, *tid, true};
@@ -732,6 +733,7 @@ int PbWriter::run() {
   if (rc != 0) return rc;
 
   prof::threads_refresh_names();
+  thread_epoch_ = prof::thread_epoch();
   thread_cache_n_ = prof::thread_count();
   thread_cache_ = arena_.alloc_array<ThreadLabel>(thread_cache_n_ + 1);
   if (thread_cache_ == nullptr) return ENOMEM;

@@ -52,7 +52,13 @@ struct ThreadView {
   char name[16];   // last known name (refreshed by threads_refresh_names)
 };
 uint32_t thread_count();
-bool thread_get(uint32_t index, ThreadView* out);
+// The registry hands the entry of a thread that has ended to a new thread once no live
+// sampled block names it (profile/threads.cpp reclaim). A dump reads thread_epoch()
+// before its walk and passes it here: an entry freed for reuse after that may hold
+// another thread now, so thread_get() returns false for it rather than a wrong name.
+uint32_t thread_epoch();
+// Fills `out` for index; false if the index was never used or was reused after `epoch`.
+bool thread_get(uint32_t index, ThreadView* out, uint32_t epoch);
 // Re-reads /proc/self/task/<tid>/comm for live threads (call from the dump thread,
 // under a ReentrancyGuard).
 void threads_refresh_names();

@@ -6,6 +6,13 @@
 // an os_reserve'd array). Thread exit folds the thread's counters into the exited
 // totals through a pthread key destructor; a thread that allocates after that (glibc's
 // TLS teardown) keeps its index and is counted directly in the exited totals.
+//
+// Indexes are reused: a server that starts a thread per connection goes through more
+// than kMaxThreads threads in its life. An ended thread's entry keeps its name while
+// live sampled blocks name it; once the kernel has no such task and no live block names
+// it, a full registry hands it to a new thread (threads.cpp reclaim). Only when nothing
+// can be reclaimed do new threads share the last entry, "(other threads)", which has
+// no thread cache and no per-thread counters.
 #pragma once
 
 #include <cstdint>
@@ -15,7 +22,7 @@
 namespace leakalloc {
 namespace threads {
 
-constexpr uint32_t kMaxThreads = 65536;  // index kMaxThreads-1 is shared by all later threads
+constexpr uint32_t kMaxThreads = 65536;  // entries at once; kMaxThreads-1 is the shared one
 
 void init();                          // reserve the table; idempotent
 uint64_t bytes_in_use();              // registry entries written so far

@@ -17,15 +17,22 @@
  *   growth_site       12 x 2500 =  30000   by `growth`
  *   child_site         3 x 1111 =   3333   in the child of `fork`
  *   grow_site         N MiB in 64 KiB blocks, by `grow N`
- * Other commands: sig (raise the dump signal), mdump (prof.dump through
- * leakalloc_mallctl), storm/forkstorm (signals or forks while threads allocate),
- * rlimit (file-size limit), fork/wait, cleanup, sleep, exit.
+ *   keeper_site        5 x 3333 =  16665   by `threads`, on a thread "la-keeper" that ends
+ *   late_site          7 x 4444 =  31108   by `threads`, on a thread "la-late" made after
+ *                                          N short-lived threads (more than the registry
+ *                                          of 65535 entries holds at once)
+ * exec replaces the program image (execv of /proc/self/exe, same pid, as a wrapper
+ * script's `exec` does); the new image answers "ok exec" and reads on.
+ * Other commands: threads N (the churn above), sig (raise the dump signal), mdump
+ * (prof.dump through leakalloc_mallctl), storm/forkstorm (signals or forks while threads
+ * allocate), rlimit (file-size limit), fork/wait, cleanup, sleep, exit.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +44,8 @@
 #define NOINLINE __attribute__((noinline))
 
 static void* g_leak_buffers[25];
+static void* g_keeper[5];
+static void* g_late[7];
 static void* g_leak_small[100];
 static void* g_worker_leak[8];
 static void* g_cross[10];
@@ -99,6 +108,62 @@ NOINLINE static void grow_site(int mib) {
     memset(g_grow[g_grow_n], 1, 65536);
     ++g_grow_n;
   }
+}
+
+NOINLINE static void keeper_site(void) {
+  for (int i = 0; i < 5; ++i) g_keeper[i] = malloc(3333);
+}
+NOINLINE static void late_site(void) {
+  for (int i = 0; i < 7; ++i) g_late[i] = malloc(4444);
+}
+
+/* ---- thread churn: `threads N` -------------------------------------------------------- */
+typedef int (*mallctl_fn)(const char*, void*, size_t*, void*, size_t);
+
+static mallctl_fn get_mallctl(void) {
+  mallctl_fn f = (mallctl_fn)dlsym(RTLD_DEFAULT, "leakalloc_mallctl");
+  if (f == 0) die("no leakalloc_mallctl\n");
+  return f;
+}
+
+static void* keeper_main(void* arg) {
+  (void)arg;
+  pthread_setname_np(pthread_self(), "la-keeper");
+  keeper_site();
+  return 0;
+}
+
+static void* brief_main(void* arg) {
+  void* p = malloc(48);
+  g_sink += (uintptr_t)p;
+  free(p);
+  return arg;
+}
+
+/* The thread made after the churn must be a thread like the first ones: with its own
+ * thread cache (which the registry's shared overflow entry does not give). */
+static void* late_main(void* arg) {
+  (void)arg;
+  pthread_setname_np(pthread_self(), "la-late");
+  late_site();
+  bool on = false;
+  size_t len = sizeof on;
+  if (get_mallctl()("thread.tcache.enabled", &on, &len, 0, 0) != 0) die("thread.tcache.enabled\n");
+  return (void*)(uintptr_t)(on ? 1 : 2);
+}
+
+static void run_thread(void* (*fn)(void*), void* arg, void** ret) {
+  pthread_t t;
+  if (pthread_create(&t, 0, fn, arg) != 0) die("pthread_create\n");
+  if (pthread_join(t, ret) != 0) die("pthread_join\n");
+}
+
+static void thread_churn(int n) {
+  run_thread(keeper_main, 0, 0);
+  for (int i = 0; i < n; ++i) run_thread(brief_main, 0, 0);
+  void* r = 0;
+  run_thread(late_main, 0, &r);
+  if ((uintptr_t)r != 1) die("the thread made after the churn has no thread cache\n");
 }
 
 /* ---- the worker thread: runs jobs sent through a pipe ---------------------------- */
@@ -187,8 +252,6 @@ static void forkstorm(int n) {
   for (int i = 0; i < 4; ++i) pthread_join(t[i], 0);
 }
 
-typedef int (*mallctl_fn)(const char*, void*, size_t*, void*, size_t);
-
 static void command(char* line) {
   char* arg = strchr(line, ' ');
   if (arg != 0) *arg++ = '\0';
@@ -209,8 +272,7 @@ static void command(char* line) {
   } else if (strcmp(line, "sig") == 0) {
     kill(getpid(), SIGUSR2);
   } else if (strcmp(line, "mdump") == 0) {
-    mallctl_fn f = (mallctl_fn)dlsym(RTLD_DEFAULT, "leakalloc_mallctl");
-    if (f == 0) die("no leakalloc_mallctl\n");
+    mallctl_fn f = get_mallctl();
     const char* path = (arg != 0 && strcmp(arg, "-") != 0) ? arg : 0;
     int r = path != 0 ? f("prof.dump", 0, 0, &path, sizeof path) : f("prof.dump", 0, 0, 0, 0);
     if (r != 0) say("mdump failed\n");
@@ -220,6 +282,12 @@ static void command(char* line) {
     long ms = arg != 0 ? atol(arg) : 100;
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+  } else if (strcmp(line, "exec") == 0) {
+    char* argv[] = {(char*)"dump_sites", (char*)"--after-exec", 0};
+    execv("/proc/self/exe", argv);
+    die("execv\n");
+  } else if (strcmp(line, "threads") == 0) {
+    thread_churn(arg != 0 ? atoi(arg) : 70000);
   } else if (strcmp(line, "storm") == 0) {
     storm(arg != 0 ? atoi(arg) : 1000, SIGUSR2);
   } else if (strcmp(line, "forkstorm") == 0) {
@@ -273,6 +341,10 @@ static void command(char* line) {
     for (int i = 0; i < 6; ++i) free(g_young[i]);
     for (int i = 0; i < 12; ++i) free(g_growth[i]);
     for (int i = 0; i < g_grow_n; ++i) free(g_grow[i]);
+    for (int i = 0; i < 5; ++i) free(g_keeper[i]);
+    for (int i = 0; i < 7; ++i) free(g_late[i]);
+    memset(g_keeper, 0, sizeof g_keeper);
+    memset(g_late, 0, sizeof g_late);
     memset(g_leak_buffers, 0, sizeof g_leak_buffers);
     memset(g_leak_small, 0, sizeof g_leak_small);
     memset(g_long, 0, sizeof g_long);
@@ -292,11 +364,12 @@ static void command(char* line) {
   say("\n");
 }
 
-int main(void) {
+int main(int argc, char** argv) {
   if (pipe(g_job) != 0 || pipe(g_done) != 0) die("pipe\n");
   pthread_t w;
   if (pthread_create(&w, 0, worker_main, 0) != 0) die("pthread_create\n");
   pthread_detach(w);
+  if (argc > 1 && strcmp(argv[1], "--after-exec") == 0) say("ok exec\n");
   char line[512];
   size_t n = 0;
   for (;;) {

@@ -190,9 +190,9 @@ def google_pprof(path):
     return parse_perl_text(out)
 
 
-def go_top(path, base=None, index="inuse_space"):
+def go_top(path, base=None, index="inuse_space", extra=()):
     argv = ["go", "tool", "pprof", "-top", "-nodefraction=0", "-nodecount=100000",
-            "-sample_index=" + index, "-unit=B"]
+            "-sample_index=" + index, "-unit=B"] + list(extra)
     if base:
         argv.append("-base=" + base)
     out, err = run_reader(argv + [ARGS.prog, path])
@@ -630,7 +630,86 @@ def scenario_sampled():
     check(p.finish() == 0, "exit status 0")
 
 
+def scenario_exec():
+    """A new program image in the same process (a wrapper script's `exec`, a pyenv shim)
+    starts its dump numbering again, under the same pid: its dumps must not fail on the
+    names the first image used, and must not touch those files."""
+    d = fresh_dir("exec")
+    p = Prog("sample:0,interval:0,final:false,format:heap+pb", os.path.join(d, "la"))
+    p.cmd("old")
+    p.cmd("mdump -")
+    p.cmd("mdump -")
+    first = [p.dump_name(0, "m", 0), p.dump_name(1, "m", 1)]
+    for f in first:
+        check(os.path.exists(f), "first image wrote %s" % os.path.basename(f))
+    before = {f: open(f, "rb").read() for f in first}
+    p.cmd("exec")
+    p.cmd("young")
+    p.cmd("mdump -")
+    p.cmd("mdump -")
+    time.sleep(0.2)
+    err = p.stderr_text()
+    check("cannot write dump" not in err, "no dump failed after exec (stderr: %s)" % err)
+    second = [p.dump_name(2, "m", 0), p.dump_name(3, "m", 1)]
+    for f in second:
+        check(os.path.exists(f), "second image wrote %s" % os.path.basename(f))
+        check(os.path.exists(f[:-len(".heap")] + ".pb.gz"), "and its .pb.gz")
+    for f in first:
+        check(open(f, "rb").read() == before[f], "%s untouched" % os.path.basename(f))
+    check_sites("jeprof heap, first image", jeprof(first[0])[0], OLD_SITES, ["young_site"])
+    if os.path.exists(second[0]):
+        check_heap_file(second[0])
+        check_sites("jeprof heap, second image", jeprof(second[0])[0], {"young_site": 54000},
+                    list(OLD_SITES))
+        check_sites("go pprof pb, second image", go_top(second[0][:-len(".heap")] + ".pb.gz")[0],
+                    {"young_site": 54000}, list(OLD_SITES))
+    want = sorted(os.path.basename(f)[:-len(".heap")] + sfx for f in first + second
+                  for sfx in (".heap", ".pb.gz"))
+    check(sorted(os.listdir(d)) == want, "the directory holds the 8 files of 4 dumps (%s)" % sorted(os.listdir(d)))
+    p.cmd("cleanup")
+    check(p.finish() == 0, "exit status 0")
+
+
+def scenario_threads():
+    """70000 short-lived threads, more than the thread registry's 65535 entries: the
+    entries of ended threads are reused, so a thread made after them is named in the
+    dumps and has a thread cache; an ended thread whose blocks are still live keeps its
+    entry and its name."""
+    d = fresh_dir("threads")
+    p = Prog("sample:0,interval:0,final:false,format:heap+heap_v2+pb", os.path.join(d, "la"))
+    start = time.monotonic()
+    p.cmd("threads 70000", timeout=240)
+    print("  (70000 threads in %.1f s)" % (time.monotonic() - start))
+    path = os.path.join(d, "threads.heap")
+    p.cmd("mdump " + path)
+    v2 = path + ".heap_v2"
+    text = check_heap_file(v2)
+    names = dict((m.group(2), int(m.group(1)))
+                 for m in re.finditer(r"^# thread t(\d+): tid \d+ name (\S.*)$", text, re.M))
+    check("la-keeper" in names, "heap_v2 names the ended thread whose blocks are live (%s)" % sorted(names))
+    check("la-late" in names, "heap_v2 names the thread made after 70000 others (%s)" % sorted(names))
+    check("(other threads)" not in names, "no thread fell into the registry's shared entry")
+    want = {"keeper_site": 5 * 3333, "late_site": 7 * 4444}
+    for name, site in (("la-keeper", "keeper_site"), ("la-late", "late_site")):
+        if name not in names:
+            continue
+        check(names[name] < 65535, "%s has an entry of its own (t%d)" % (name, names[name]))
+        flat, total = jeprof(v2, "--thread=%d" % names[name])
+        check_sites("jeprof heap_v2 --thread=%d (%s)" % (names[name], name), flat, {site: want[site]},
+                    [s for s in want if s != site])
+        check(total == want[site], "jeprof --thread total is %s's %d bytes (got %s)" % (name, want[site], total))
+    pb = path + ".pb.gz"
+    for name, site in (("la-keeper", "keeper_site"), ("la-late", "late_site")):
+        flat, total = go_top(pb, extra=["-tagfocus=thread=" + name])
+        check_sites("go pprof pb -tagfocus=thread=%s" % name, flat, {site: want[site]},
+                    [s for s in want if s != site])
+    p.cmd("cleanup")
+    check(p.finish() == 0, "exit status 0")
+
+
 SCENARIOS = {
+    "exec": scenario_exec,
+    "threads": scenario_threads,
     "sampled": scenario_sampled,
     "exact": scenario_exact,
     "age": scenario_age,

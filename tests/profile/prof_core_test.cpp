@@ -682,7 +682,7 @@ TEST(ProfThreads, BlocksOfAnExitedThreadKeepItsIndexAndName) {
   EXPECT_EQ(live.count(5), 0u) << "blocks freed after the thread's exit hook are still walked";
   EXPECT_EQ(live[6].objs, 5u) << "blocks allocated after the thread's exit hook";
   prof::ThreadView tv;
-  ASSERT_TRUE(prof::thread_get(index, &tv));
+  ASSERT_TRUE(prof::thread_get(index, &tv, prof::thread_epoch()));
   EXPECT_EQ(tv.index, index);
   EXPECT_EQ(tv.tid, tid);
   EXPECT_STREQ(tv.name, "la-exit-7");
