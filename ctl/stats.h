@@ -22,9 +22,9 @@
 //
 //   name            type      doc
 #define LEAKALLOC_STATS(X)                                                                   \
-  X(allocated,      size_t,   "bytes in live blocks as the program sees them "               \
-                              "(usable size, headers excluded)")                            \
-  X(active,         size_t,   "bytes of mimalloc blocks handed out: allocated + header_bytes") \
+  X(allocated,      size_t,   "bytes the program requested for its live blocks "             \
+                              "(headers and size-class rounding excluded)")                 \
+  X(active,         size_t,   "allocated + header_bytes: live blocks with their headers")   \
   X(resident,       size_t,   "mimalloc's resident estimate (its committed bytes on Linux)") \
   X(mapped,         size_t,   "bytes mimalloc has committed + profiler_bytes")              \
   X(live_blocks,    uint64_t, "blocks allocated and not yet freed, sampled or not")         \
