@@ -31,7 +31,13 @@ struct Cum {
   std::atomic<uint64_t> objs;
   std::atomic<uint64_t> bytes;
 };
-Cum* g_cum = nullptr;  // kCountStripes rows of (g_max + 1) counters, indexed by id
+// Mapped in chunks of kCumChunkIds ids as ids are handed out: chunk c holds ids
+// [c * kCumChunkIds, (c + 1) * kCumChunkIds), stripe-major, so one id's stripes stay
+// kCumChunkIds * 16 bytes apart.
+constexpr unsigned kCumChunkShift = 12;
+constexpr uint32_t kCumChunkIds = 1u << kCumChunkShift;
+constexpr size_t kCumChunkBytes = size_t{kCountStripes} * kCumChunkIds * sizeof(Cum);
+std::atomic<Cum*>* g_cum_chunks = nullptr;
 std::atomic<uint32_t> g_cum_stripes_used{0};  // bit per stripe ever written (bytes_in_use)
 
 constexpr size_t kEntryFixed = offsetof(Entry, frames);
@@ -39,8 +45,16 @@ constexpr uint32_t kStripes = 64;
 
 std::atomic<uint32_t>* g_index = nullptr;  // 0 = empty, else id
 uint64_t g_mask = 0;
-std::atomic<uint64_t>* g_offsets = nullptr;  // id -> byte offset in g_arena (+1; 0 = unpublished)
-char* g_arena = nullptr;
+std::atomic<uint64_t>* g_offsets = nullptr;  // id -> byte offset in the arena (+1; 0 = unpublished)
+// The entries' arena: offsets run over chunks of kArenaChunk bytes, mapped when the bump
+// pointer first reaches them; an entry never straddles two. Mapping the whole cap up
+// front (max_stacks entries at max_depth: 136 MiB at the defaults) cost nothing in RSS,
+// but it counted against RLIMIT_AS and, with vm.overcommit_memory=2 (where
+// MAP_NORESERVE is ignored), against the commit limit, in every process and every
+// forked child.
+constexpr unsigned kArenaChunkShift = 20;
+constexpr size_t kArenaChunk = size_t{1} << kArenaChunkShift;
+std::atomic<char*>* g_arena_chunks = nullptr;
 size_t g_arena_cap = 0;
 std::atomic<size_t> g_arena_used{0};
 uint32_t g_max = 0;
@@ -58,13 +72,35 @@ uint64_t hash_frames(const uintptr_t* f, uint32_t depth) {
   return h | 1;  // never 0
 }
 
+// The chunk's memory is published (release) before any offset or id inside it, so a
+// reader that found the offset or id through an acquire sees the chunk's address.
+char* arena_at(uint64_t off) {
+  return g_arena_chunks[off >> kArenaChunkShift].load(std::memory_order_relaxed) + (off & (kArenaChunk - 1));
+}
+
 Entry* entry(uint32_t id) {
   uint64_t off = g_offsets[id].load(std::memory_order_acquire);
   if (off == 0) return nullptr;
-  return reinterpret_cast<Entry*>(g_arena + (off - 1));
+  return reinterpret_cast<Entry*>(arena_at(off - 1));
 }
 
-Cum& cum(uint32_t stripe, uint32_t id) { return g_cum[uint64_t{stripe} * (g_max + 1) + id]; }
+// Null only for an id whose publication failed (its counts chunk could not be mapped).
+Cum* cum_row(uint32_t id) { return g_cum_chunks[id >> kCumChunkShift].load(std::memory_order_relaxed); }
+Cum& cum(Cum* row, uint32_t stripe, uint32_t id) {
+  return row[stripe * kCumChunkIds + (id & (kCumChunkIds - 1))];
+}
+
+// Maps table[c] (of `bytes`) unless it is mapped already. Inserts of different stripes
+// may race for one chunk: the loser unmaps its copy. False if the system refuses.
+template <typename T>
+bool map_chunk(std::atomic<T*>* table, size_t c, size_t bytes) {
+  if (table[c].load(std::memory_order_acquire) != nullptr) return true;
+  T* mem = static_cast<T*>(os_reserve(bytes));
+  if (mem == nullptr) return false;
+  T* expected = nullptr;
+  if (!table[c].compare_exchange_strong(expected, mem, std::memory_order_acq_rel)) os_free(mem, bytes);
+  return true;
+}
 
 bool same(const Entry* e, uint64_t hash, const uintptr_t* f, uint32_t depth) {
   if (e->hash != hash || e->depth != depth) return false;
@@ -87,11 +123,20 @@ uint32_t publish(uint64_t hash, const uintptr_t* f, uint32_t depth) {
   uint32_t id = g_next_id.load(std::memory_order_relaxed);
   if (id >= g_max) return 0;
   size_t bytes = (kEntryFixed + depth * sizeof(uintptr_t) + 15) & ~size_t{15};
-  size_t off = g_arena_used.fetch_add(bytes, std::memory_order_relaxed);
-  if (off + bytes > g_arena_cap) return 0;
+  // Bump allocation that moves to the next chunk rather than straddle one.
+  size_t used = g_arena_used.load(std::memory_order_relaxed);
+  size_t off;
+  do {
+    off = used;
+    if ((off & (kArenaChunk - 1)) + bytes > kArenaChunk) off = (off | (kArenaChunk - 1)) + 1;
+    if (off + bytes > g_arena_cap) return 0;
+  } while (!g_arena_used.compare_exchange_weak(used, off + bytes, std::memory_order_relaxed));
+  if (!map_chunk(g_arena_chunks, off >> kArenaChunkShift, kArenaChunk)) return 0;
   id = g_next_id.fetch_add(1, std::memory_order_relaxed) + 1;
   if (id > g_max) return 0;
-  Entry* e = reinterpret_cast<Entry*>(g_arena + off);
+  // An id whose counts cannot be mapped stays unpublished: readers skip it.
+  if (!map_chunk(g_cum_chunks, id >> kCumChunkShift, kCumChunkBytes)) return 0;
+  Entry* e = reinterpret_cast<Entry*>(arena_at(off));
   e->hash = hash;
   e->depth = depth;
   for (uint32_t i = 0; i < depth; ++i) e->frames[i] = f[i];
@@ -110,9 +155,12 @@ bool init(uint32_t max_stacks, uint32_t max_depth) {
   g_index = static_cast<std::atomic<uint32_t>*>(os_reserve(cap * sizeof(uint32_t)));
   g_offsets = static_cast<std::atomic<uint64_t>*>(os_reserve((uint64_t{g_max} + 2) * sizeof(uint64_t)));
   g_arena_cap = (uint64_t{g_max} + 1) * ((kEntryFixed + max_depth * sizeof(uintptr_t) + 15) & ~size_t{15});
-  g_arena = static_cast<char*>(os_reserve(g_arena_cap));
-  g_cum = static_cast<Cum*>(os_reserve(uint64_t{kCountStripes} * (g_max + 1) * sizeof(Cum)));
-  if (g_index == nullptr || g_offsets == nullptr || g_arena == nullptr || g_cum == nullptr) return false;
+  g_arena_chunks = static_cast<std::atomic<char*>*>(
+      os_reserve(((g_arena_cap >> kArenaChunkShift) + 1) * sizeof(std::atomic<char*>)));
+  g_cum_chunks = static_cast<std::atomic<Cum*>*>(
+      os_reserve(((uint64_t{g_max} >> kCumChunkShift) + 1) * sizeof(std::atomic<Cum*>)));
+  if (g_index == nullptr || g_offsets == nullptr || g_arena_chunks == nullptr || g_cum_chunks == nullptr)
+    return false;
   uintptr_t overflow_frame = reinterpret_cast<uintptr_t>(&leakalloc_stack_table_full);
   g_next_id.store(0, std::memory_order_relaxed);
   uint64_t h = hash_frames(&overflow_frame, 1);
@@ -150,24 +198,29 @@ uint32_t intern(const uintptr_t* frames, uint32_t depth) {
 }
 
 void count_sample(uint32_t id, uint64_t size, uint32_t thread_index) {
-  if (LA_UNLIKELY(g_cum == nullptr || id == 0 || id > g_max)) return;
+  if (LA_UNLIKELY(g_cum_chunks == nullptr || id == 0 || id > g_max)) return;
+  Cum* row = cum_row(id);  // mapped: the caller had the id from intern()
+  if (LA_UNLIKELY(row == nullptr)) return;
   uint32_t stripe = thread_index % kCountStripes;
   if (LA_UNLIKELY((g_cum_stripes_used.load(std::memory_order_relaxed) & (1u << stripe)) == 0))
     g_cum_stripes_used.fetch_or(1u << stripe, std::memory_order_relaxed);
-  Cum& c = cum(stripe, id);
+  Cum& c = cum(row, stripe, id);
   c.objs.fetch_add(1, std::memory_order_relaxed);
   c.bytes.fetch_add(size, std::memory_order_relaxed);
 }
 
 void reset_counts() {
   uint32_t n = count();
-  if (g_cum == nullptr) return;
-  for (uint32_t stripe = 0; stripe < kCountStripes; ++stripe)
-    for (uint32_t id = 1; id <= n; ++id) {
-      Cum& c = cum(stripe, id);
+  if (g_cum_chunks == nullptr) return;
+  for (uint32_t id = 1; id <= n; ++id) {
+    Cum* row = entry(id) != nullptr ? cum_row(id) : nullptr;
+    if (row == nullptr) continue;
+    for (uint32_t stripe = 0; stripe < kCountStripes; ++stripe) {
+      Cum& c = cum(row, stripe, id);
       c.objs.store(0, std::memory_order_relaxed);
       c.bytes.store(0, std::memory_order_relaxed);
     }
+  }
   g_dropped.store(0, std::memory_order_relaxed);
 }
 
@@ -198,8 +251,9 @@ bool get(uint32_t id, prof::StackView* out) {
   out->frames = e->frames;
   out->cum_objs = 0;
   out->cum_bytes = 0;
-  for (uint32_t stripe = 0; stripe < kCountStripes && g_cum != nullptr; ++stripe) {
-    const Cum& c = cum(stripe, id);
+  Cum* row = cum_row(id);
+  for (uint32_t stripe = 0; stripe < kCountStripes && row != nullptr; ++stripe) {
+    const Cum& c = cum(row, stripe, id);
     out->cum_objs += c.objs.load(std::memory_order_relaxed);
     out->cum_bytes += c.bytes.load(std::memory_order_relaxed);
   }

@@ -2,13 +2,15 @@
 //
 // Layout. An open-addressing index of 32-bit ids (capacity a power of two >= 2 x
 // max_stacks, linear probing) over an array of entries; each entry is the stack's hash,
-// depth, cumulative counters and frames, bump-allocated from one reserved mapping sized
-// for max_stacks entries at max_depth (committed by the kernel as it is touched, so the
-// cap bounds memory and nothing is ever freed or moved: ids and frame pointers stay
-// valid for the life of the process, which is what lets readers work without locks).
+// depth and frames, bump-allocated from an arena of 1 MiB chunks mapped as it grows,
+// up to room for max_stacks entries at max_depth. The cumulative counters live apart,
+// in chunks of 4096 ids, also mapped as ids are handed out. So the cap bounds memory,
+// memory (and address space) follows use, and nothing is ever freed or moved: ids and
+// frame pointers stay valid for the life of the process, which is what lets readers
+// work without locks.
 //
-// Counts. Each entry keeps the cumulative sampled objects and bytes (relaxed atomic
-// adds on every sample). Live objects and bytes per stack are not kept here: they are
+// Counts. Each stack has cumulative sampled objects and bytes (relaxed atomic adds on
+// every sample). Live objects and bytes per stack are not kept here: they are
 // exact only as of some instant, and every consumer (dumps, leak.count/leak.bytes) also
 // needs them filtered by age, so they are computed from the live set in one walk
 // (prof::live_walk) rather than maintained with two more atomic updates on every

@@ -192,6 +192,36 @@ TEST(ProfExact, BtallocStacksCountsBytesAndFrames) {
   EXPECT_TRUE(live_by_n(kBits).empty());
 }
 
+// The stack table maps its entries in 1 MiB chunks and its counters in chunks of 4096
+// ids (profile/stack_table.h): 8192 stacks of 15 frames and more cross both kinds of
+// boundary. Every stack must come back whole, once, with its exact counts, from two
+// threads that fill the table at once.
+TEST(ProfExact, StackTableAcrossItsChunks) {
+  require_sample(0);
+  constexpr uint32_t kManyBits = 13;
+  constexpr uint32_t kMany = 1u << kManyBits;
+  auto times = [](uint32_t n) { return 1 + n % 3; };
+  auto bytes = [](uint32_t n) { return size_t{16} + n % 1000; };
+  uint32_t before = prof::stack_count();
+  auto fill = [&](uint32_t from, uint32_t step) {
+    for (uint32_t n = from; n < kMany; n += step)
+      for (uint32_t j = 0; j < times(n); ++j) free(bt_root(n, kManyBits, bytes(n)));
+  };
+  std::thread other(fill, 1, 2);
+  fill(0, 2);
+  other.join();
+  EXPECT_GE(prof::stack_count() - before, kMany);
+  auto table = table_by_n(kManyBits);
+  ASSERT_EQ(table.size(), kMany) << "distinct stacks found for bt_root(n, " << kManyBits << ")";
+  for (uint32_t n = 0; n < kMany; ++n) {
+    ASSERT_EQ(table[n].size(), 1u) << "n=" << n << " is stored under more than one stack id";
+    StackView v;
+    ASSERT_TRUE(prof::stack_get(table[n][0], &v));
+    EXPECT_EQ(v.cum_objs, times(n)) << "n=" << n;
+    EXPECT_EQ(v.cum_bytes, uint64_t{times(n)} * bytes(n)) << "n=" << n;
+  }
+}
+
 TEST(ProfExact, FreeOnAnotherThreadLeavesTheWalk) {
   require_sample(0);
   constexpr int kN = 100;
