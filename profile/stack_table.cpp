@@ -159,8 +159,10 @@ bool init(uint32_t max_stacks, uint32_t max_depth) {
       os_reserve(((g_arena_cap >> kArenaChunkShift) + 1) * sizeof(std::atomic<char*>)));
   g_cum_chunks = static_cast<std::atomic<Cum*>*>(
       os_reserve(((uint64_t{g_max} >> kCumChunkShift) + 1) * sizeof(std::atomic<Cum*>)));
-  if (g_index == nullptr || g_offsets == nullptr || g_arena_chunks == nullptr || g_cum_chunks == nullptr)
+  if (g_index == nullptr || g_offsets == nullptr || g_arena_chunks == nullptr || g_cum_chunks == nullptr) {
+    g_index = nullptr;  // intern() then returns 0: nothing is stored or counted
     return false;
+  }
   uintptr_t overflow_frame = reinterpret_cast<uintptr_t>(&leakalloc_stack_table_full);
   g_next_id.store(0, std::memory_order_relaxed);
   uint64_t h = hash_frames(&overflow_frame, 1);
@@ -198,9 +200,11 @@ uint32_t intern(const uintptr_t* frames, uint32_t depth) {
 }
 
 void count_sample(uint32_t id, uint64_t size, uint32_t thread_index) {
-  if (LA_UNLIKELY(g_cum_chunks == nullptr || id == 0 || id > g_max)) return;
-  Cum* row = cum_row(id);  // mapped: the caller had the id from intern()
-  if (LA_UNLIKELY(row == nullptr)) return;
+  // Every sample comes here (at sample:0, every allocation): no check beyond the id.
+  // intern() returns only ids whose counters are mapped, or 0 when the table could not
+  // be set up at all.
+  if (LA_UNLIKELY(id == 0)) return;
+  Cum* row = cum_row(id);
   uint32_t stripe = thread_index % kCountStripes;
   if (LA_UNLIKELY((g_cum_stripes_used.load(std::memory_order_relaxed) & (1u << stripe)) == 0))
     g_cum_stripes_used.fetch_or(1u << stripe, std::memory_order_relaxed);
