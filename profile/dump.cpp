@@ -60,6 +60,7 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -162,8 +163,14 @@ struct PathBuf {
   char buf[kPathMax] = {};
   size_t n = 0;
   bool ok = true;
-  void add(const char* s) {
-    for (; *s != '\0'; ++s) {
+  void clear() {
+    n = 0;
+    ok = true;
+    buf[0] = '\0';
+  }
+  // Appends at most `max` bytes of s (all of it by default).
+  void add(const char* s, size_t max = SIZE_MAX) {
+    for (; *s != '\0' && max > 0; ++s, --max) {
       if (n + 1 >= sizeof buf) { ok = false; return; }
       buf[n++] = *s;
     }
@@ -182,9 +189,7 @@ struct PathBuf {
 constexpr uint64_t kMaxSeqSkips = uint64_t{1} << 16;
 
 void auto_name(PathBuf& name, pid_t pid, uint64_t seq, char kind, uint64_t kseq, const char* suffix) {
-  name.n = 0;
-  name.ok = true;
-  name.buf[0] = '\0';
+  name.clear();
   name.add(g_opt_prefix[0] != '\0' ? g_opt_prefix : "leakalloc");
   name.add(".");
   name.add_u64(static_cast<uint64_t>(pid));
@@ -222,22 +227,11 @@ uint64_t first_free_seq(pid_t pid) {
   for (const char* c = prefix; *c != '\0'; ++c)
     if (*c == '/') slash = c;
   static PathBuf dir, lead;
-  dir.n = 0;
-  dir.ok = true;
-  dir.buf[0] = '\0';
-  if (slash == nullptr) {
-    dir.add(".");
-  } else if (slash == prefix) {
-    dir.add("/");
-  } else {
-    for (const char* c = prefix; c < slash && dir.ok; ++c) {
-      char one[2] = {*c, '\0'};
-      dir.add(one);
-    }
-  }
-  lead.n = 0;
-  lead.ok = true;
-  lead.buf[0] = '\0';
+  dir.clear();
+  if (slash == nullptr) dir.add(".");
+  else if (slash == prefix) dir.add("/");
+  else dir.add(prefix, static_cast<size_t>(slash - prefix));
+  lead.clear();
   lead.add(slash == nullptr ? prefix : slash + 1);
   lead.add(".");
   lead.add_u64(static_cast<uint64_t>(pid));
@@ -358,9 +352,7 @@ int dump_locked(char kind, const char* path) {
     if (path == nullptr && first) {
       fd = claim_auto_name(name, pid, kind, kseq, f.suffix, &seq, &err);
     } else {
-      name.n = 0;
-      name.ok = true;
-      name.buf[0] = '\0';
+      name.clear();
       if (path != nullptr) {
         name.add(path);
         if (!first) name.add(f.suffix);
