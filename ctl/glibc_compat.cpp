@@ -14,8 +14,8 @@
 //                         wrap above 2 GiB, as glibc's do.
 //   malloc_trim(pad)      gives the calling thread's cached blocks back to mimalloc and
 //                         asks mimalloc to free and decommit every page it can
-//                         (mi_collect(true)); returns 1 if mimalloc's committed bytes
-//                         went down, else 0. `pad` is ignored: mimalloc keeps no top
+//                         (mi_collect(true)); returns 1 if that lowered `arena`
+//                         (mimalloc's committed bytes), else 0. `pad` is ignored: mimalloc keeps no top
 //                         chunk to leave padding in.
 //   malloc_stats()        prints leakalloc_stats_print's text to stderr.
 //
@@ -46,13 +46,6 @@ HeapInfo heap_info() {
   return h;
 }
 
-size_t committed_bytes() {
-  size_t elapsed = 0, user = 0, sys = 0, rss = 0, peak_rss = 0, commit = 0, peak_commit = 0,
-         faults = 0;
-  mi_process_info(&elapsed, &user, &sys, &rss, &peak_rss, &commit, &peak_commit, &faults);
-  return commit;
-}
-
 }  // namespace
 }  // namespace leakalloc
 
@@ -77,10 +70,10 @@ LA_EXPORT struct mallinfo mallinfo(void) noexcept {
 }
 
 LA_EXPORT int malloc_trim(size_t /*pad*/) noexcept {
-  size_t before = committed_bytes();
+  size_t before = heap_info().arena;
   thread_cache_flush();
   mi_collect(true);
-  return committed_bytes() < before ? 1 : 0;
+  return heap_info().arena < before ? 1 : 0;
 }
 
 LA_EXPORT void malloc_stats(void) noexcept { stats_print(nullptr, nullptr, nullptr); }

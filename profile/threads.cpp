@@ -141,23 +141,23 @@ bool thread_gone(pid_t pid, int32_t tid) {
 
 // Puts on the free list every exited entry whose thread is gone and that no live sampled
 // block names (a dump labels a block with its entry's tid and name, so an entry that
-// still names blocks keeps them). Returns the number freed. Caller holds g_lock; the
+// still names blocks keeps them). Caller holds g_lock; the
 // live-set walk takes no lock. A pass stops the registry for its duration (12 ms for
 // 65534 exited entries on the development VM, plus the walk): it runs only when the
 // registry is full, at most once per kReclaimBatch thread exits.
-uint32_t reclaim() {
+void reclaim() {
   g_exits_since_pass = 0;
   uint32_t n = own_entries();
   pid_t pid = getpid();
-  uint32_t candidates = 0;
+  bool any = false;
   for (uint32_t i = 0; i < n; ++i) {
     Entry& e = g_entries[i];
     if (e.status == Status::kExited && thread_gone(pid, e.tid)) {
       e.status = Status::kCandidate;
-      ++candidates;
+      any = true;
     }
   }
-  if (candidates == 0) return 0;
+  if (!any) return;
   // Only a linked thread publishes records under its own index, and a gone thread's
   // records were all published before it ended: none can appear behind the walk.
   live::walk(
@@ -169,7 +169,7 @@ uint32_t reclaim() {
       },
       &n);
   uint32_t epoch = g_epoch.load(std::memory_order_relaxed) + 1;
-  uint32_t freed = 0;
+  bool freed = false;
   for (uint32_t i = n; i-- > 0;) {  // pushed from the top: the lowest index pops first
     Entry& e = g_entries[i];
     if (e.status != Status::kCandidate) continue;
@@ -177,11 +177,10 @@ uint32_t reclaim() {
     e.freed_epoch.store(epoch, std::memory_order_relaxed);
     e.next_free = g_free_head;
     g_free_head = i;
-    ++freed;
+    freed = true;
   }
   // After the entries' epochs: a dump that reads the new epoch late sees them freed.
-  if (freed != 0) g_epoch.store(epoch, std::memory_order_release);
-  return freed;
+  if (freed) g_epoch.store(epoch, std::memory_order_release);
 }
 
 // An index for a new thread: a freed entry, a new one, or the shared last entry when

@@ -91,6 +91,19 @@ std::map<int64_t, std::vector<uint32_t>> table_by_n(uint32_t bits) {
   return out;
 }
 
+// The stack ids of bt_root(n, bits) for n = 0 .. 2^bits - 1: each n must be stored under
+// exactly one id. Use with ASSERT_NO_FATAL_FAILURE.
+void one_stack_per_n(uint32_t bits, std::vector<uint32_t>* ids) {
+  auto table = table_by_n(bits);
+  uint32_t stacks = 1u << bits;
+  ASSERT_EQ(table.size(), stacks) << "distinct stacks found for bt_root(n, " << bits << ")";
+  ids->resize(stacks);
+  for (uint32_t n = 0; n < stacks; ++n) {
+    ASSERT_EQ(table[n].size(), 1u) << "n=" << n << " is stored under more than one stack id";
+    (*ids)[n] = table[n][0];
+  }
+}
+
 // ---- exactness at sample:0 ------------------------------------------------------------
 
 constexpr uint32_t kBits = 6;
@@ -136,12 +149,11 @@ TEST(ProfExact, BtallocStacksCountsBytesAndFrames) {
 
   // The stack table: exactly one stack per n, with the cumulative counts of every
   // allocation made from it (freed or not).
-  auto table = table_by_n(kBits);
-  ASSERT_EQ(table.size(), kStacks) << "distinct stacks found for bt_root(n, " << kBits << ")";
+  std::vector<uint32_t> ids;
+  ASSERT_NO_FATAL_FAILURE(one_stack_per_n(kBits, &ids));
   for (uint32_t n = 0; n < kStacks; ++n) {
-    ASSERT_EQ(table[n].size(), 1u) << "n=" << n << " is stored under more than one stack id";
     StackView v;
-    ASSERT_TRUE(prof::stack_get(table[n][0], &v));
+    ASSERT_TRUE(prof::stack_get(ids[n], &v));
     EXPECT_EQ(v.cum_objs, count_of(n)) << "n=" << n;
     EXPECT_EQ(v.cum_bytes, uint64_t{count_of(n)} * size_of(n)) << "n=" << n;
     // Frame 0 is the return address in the caller of malloc (bt_leaf, checked by
@@ -159,8 +171,8 @@ TEST(ProfExact, BtallocStacksCountsBytesAndFrames) {
     StackView s0, s1;
     for (uint32_t i = 0; i < kBits; ++i) {
       uint32_t a = base & ~(1u << i), b = base | (1u << i);
-      ASSERT_TRUE(prof::stack_get(table[a][0], &s0));
-      ASSERT_TRUE(prof::stack_get(table[b][0], &s1));
+      ASSERT_TRUE(prof::stack_get(ids[a], &s0));
+      ASSERT_TRUE(prof::stack_get(ids[b], &s1));
       for (uint32_t k = 0; k <= kBits + 1; ++k) {
         bool differs = k == kBits - i || k == kBits - i + 1;
         EXPECT_EQ(s0.frames[k] != s1.frames[k], differs) << a << " vs " << b << " frame " << k;
@@ -183,7 +195,7 @@ TEST(ProfExact, BtallocStacksCountsBytesAndFrames) {
     const PerN& p = it->second;
     EXPECT_EQ(p.objs, want) << "n=" << n;
     EXPECT_EQ(p.bytes, want * size_of(n)) << "n=" << n;
-    EXPECT_EQ(p.stack_ids, std::set<uint32_t>{table[n][0]}) << "n=" << n;
+    EXPECT_EQ(p.stack_ids, std::set<uint32_t>{ids[n]}) << "n=" << n;
     EXPECT_EQ(p.sizes, std::set<uint64_t>{size_of(n)}) << "n=" << n;
     EXPECT_EQ(p.threads, std::set<uint32_t>{n < kStacks / 2 ? main_index : worker_index}) << "n=" << n;
   }
@@ -211,12 +223,11 @@ TEST(ProfExact, StackTableAcrossItsChunks) {
   fill(0, 2);
   other.join();
   EXPECT_GE(prof::stack_count() - before, kMany);
-  auto table = table_by_n(kManyBits);
-  ASSERT_EQ(table.size(), kMany) << "distinct stacks found for bt_root(n, " << kManyBits << ")";
+  std::vector<uint32_t> ids;
+  ASSERT_NO_FATAL_FAILURE(one_stack_per_n(kManyBits, &ids));
   for (uint32_t n = 0; n < kMany; ++n) {
-    ASSERT_EQ(table[n].size(), 1u) << "n=" << n << " is stored under more than one stack id";
     StackView v;
-    ASSERT_TRUE(prof::stack_get(table[n][0], &v));
+    ASSERT_TRUE(prof::stack_get(ids[n], &v));
     EXPECT_EQ(v.cum_objs, times(n)) << "n=" << n;
     EXPECT_EQ(v.cum_bytes, uint64_t{times(n)} * bytes(n)) << "n=" << n;
   }
