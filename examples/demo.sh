@@ -8,7 +8,9 @@
 # 2. print the leak report of its final dump: the stack that ends in
 #    record_login_audit_entry (examples/leaky_server.c), with file and line;
 # 3. diff the first periodic dump against the final one: the same stack is the one
-#    that grew.
+#    that grew;
+# 4. the on-call way: the server started with no dump configured at all, asked for a
+#    dump of its blocks older than 1 s while it runs (leakalloc dump PID).
 # --sample 0 records every allocation, so the numbers are exact; at the library's
 # default (sample:19, one sample per 512 KiB on average) a 5-second toy leaks too little
 # to be sampled reliably, while a real server that runs for hours is caught all the same.
@@ -42,5 +44,13 @@ if [ -n "$first" ]; then
   echo "== leakalloc diff --top 1 $first $final"
   "$tool" diff --top 1 "$first" "$final"
 fi
+echo
+echo "== on call: leaky_server started with LD_PRELOAD and sample:0, no dump configured;"
+echo "== 3 s later, while it runs: leakalloc dump --age 1s --top 1 PID"
+LD_PRELOAD="$LEAKALLOC_LIB" LEAKALLOC_CONF=sample:0,prefix:"$out/oncall" "$server" --seconds 5 &
+pid=$!
+sleep 3
+"$tool" dump --age 1s --top 1 "$pid" 2>&1
+wait "$pid"
 echo
 echo "(dumps kept in $out)"

@@ -22,6 +22,11 @@
 //                         numbers) cannot break the wake-up or have bytes written into
 //                         their own files.
 //   m  request()          the caller's thread (prof.dump through ctl).
+//   m  leakalloc dump PID the dump thread, started on the first such request: the tool
+//                         bumps a request number in leakalloc_remote_control (see
+//                         profile/remote.h), the sampler's slow path notices it
+//                         (remote_notice) and the thread, which also looks every
+//                         kRemotePollMs, answers it (serve_remote).
 // With age > 0 and final/interval not set by the user, final is on and the interval is
 // `age`: the parser (ctl/conf.cpp) derives those values, so opt.final and opt.interval
 // show what is in force.
@@ -71,6 +76,20 @@
 #include "ctl/options.h"
 #include "profile/dump_writers.h"
 #include "profile/profiler.h"
+#include "profile/remote.h"
+
+// Exported: `leakalloc dump PID` finds it in the target's dynamic symbol table. Our own
+// code reads it through a hidden alias, without a GOT load.
+extern "C" {
+__attribute__((visibility("default"))) leakalloc::RemoteControl leakalloc_remote_control = {
+    {'l', 'e', 'a', 'k', 'a', 'l', 'l', 'o', 'c', '-', 'r', 'e', 'm', 'o', 't', 'e'},
+    leakalloc::kRemoteVersion,
+    sizeof(leakalloc::RemoteControl),
+    leakalloc::kRemoteAgeDefault,
+    0, 0, 0, 0, {}};
+extern leakalloc::RemoteControl leakalloc_remote_control_local
+    __attribute__((visibility("hidden"), alias("leakalloc_remote_control")));
+}
 
 namespace leakalloc {
 namespace dump {
@@ -97,7 +116,14 @@ uint64_t g_interval_ns = 0;
 int g_lg_interval = -1;
 bool g_gdump = false;
 int g_signal = 0;
-bool g_thread_wanted = false;
+bool g_thread_wanted = false;  // a configured trigger needs the dump thread
+std::atomic<bool> g_thread_running{false};
+
+RemoteControl& g_remote = leakalloc_remote_control_local;
+
+// The tool writes these words from outside through /proc/PID/mem: atomic accesses, so
+// that the compiler neither caches nor tears them.
+uint32_t remote_load(const uint32_t& w) { return __atomic_load_n(&w, __ATOMIC_ACQUIRE); }
 
 int kind_index(char kind) {
   switch (kind) {
@@ -313,12 +339,17 @@ uint64_t cutoff_for(uint64_t now_ns, uint64_t age_ns) {
   return now_ns > age_ns ? now_ns - age_ns : 0;
 }
 
-// Writes one dump of every configured format. Caller holds the dump lock and a
-// ReentrancyGuard. `path` = null for the automatic names.
-int dump_locked(char kind, const char* path) {
+// The files the last dump wrote, space-separated (for the summary line and the remote
+// control block). Paths can be long and dumps also run on the caller's stack
+// (prof.dump, exit), so the buffer is static, guarded by the dump lock.
+char g_files[kRemoteFilesMax];
+
+// Writes one dump. Caller holds the dump lock and a ReentrancyGuard. `path` = null for
+// the automatic names; `age_ms` < 0 for prof.age; `formats` = 0 for opt.format.
+int dump_locked(char kind, const char* path, int64_t age_ms = -1, int64_t formats = 0) {
   DumpParams p;
   p.now_ns = coarse_now_ns();
-  int64_t age_ms = opt(kOpt_age);
+  if (age_ms < 0) age_ms = opt(kOpt_age);
   p.age_ns = age_ms > 0 ? static_cast<uint64_t>(age_ms) * 1000000ull : 0;
   p.lg_sample = prof::lg_sample();
   p.period = prof::sample_period();
@@ -331,17 +362,15 @@ int dump_locked(char kind, const char* path) {
 
   uint64_t seq = 0;  // set with the first automatic name
   uint64_t kseq = g_kseq[kind_index(kind)]++;
-  int64_t formats = opt(kOpt_format);
+  if (formats == 0) formats = opt(kOpt_format);
   if ((formats & (kFormatHeap | kFormatHeapV2 | kFormatPb)) == 0) formats = kFormatHeap;
   pid_t pid = getpid();
 
-  // The summary lists every file written. Paths can be long and dumps also run on the
-  // caller's stack (prof.dump, exit), so the buffers are static, guarded by the dump lock.
-  static char sumbuf[3 * kPathMax + 16];
   static PathBuf name;
+  static_assert(sizeof g_files >= 3 * kPathMax + 16, "room for three names");
   size_t sumlen = 0;
   auto sum_add = [&](const char* s) {
-    for (; *s != '\0' && sumlen + 1 < sizeof sumbuf; ++s) sumbuf[sumlen++] = *s;
+    for (; *s != '\0' && sumlen + 1 < sizeof g_files; ++s) g_files[sumlen++] = *s;
   };
   int first_err = 0;
   bool first = true;
@@ -382,7 +411,7 @@ int dump_locked(char kind, const char* path) {
     sum_add(sumlen == 0 ? "" : " ");
     sum_add(name.buf);
   }
-  sumbuf[sumlen] = '\0';
+  g_files[sumlen] = '\0';
 
   if (opt(kOpt_summary) != 0) {
     Census c{0, 0, 0, 0, cutoff_for(p.now_ns, p.age_ns), p.period};
@@ -395,7 +424,7 @@ int dump_locked(char kind, const char* path) {
                static_cast<unsigned long long>(round_u64(c.old_objs)),
                static_cast<unsigned long long>(round_u64(c.old_bytes)),
                static_cast<unsigned long long>(p.age_ns / 1000000),
-               sumlen != 0 ? "wrote " : "wrote nothing", sumbuf);
+               sumlen != 0 ? "wrote " : "wrote nothing", g_files);
   }
   return first_err;
 }
@@ -437,6 +466,40 @@ void on_signal(int) {
   errno = saved;
 }
 
+// Answers request `r` of the remote control block: the status and the files first,
+// then `served`, so a tool that sees its number also sees what the dump did. Caller
+// holds the dump lock (g_files is guarded by it).
+void publish_remote(uint32_t r, int err, const char* files) {
+  size_t i = 0;
+  for (; files[i] != '\0' && i + 1 < sizeof g_remote.files; ++i) g_remote.files[i] = files[i];
+  g_remote.files[i] = '\0';
+  __atomic_store_n(&g_remote.status, err, __ATOMIC_RELAXED);
+  __atomic_store_n(&g_remote.served, r, __ATOMIC_RELEASE);
+}
+
+bool remote_waiting() { return remote_load(g_remote.request) != remote_load(g_remote.served); }
+
+// Dump thread: writes the dump the remote control block asks for, if it asks.
+void serve_remote() {
+  uint32_t r = remote_load(g_remote.request);
+  if (r == remote_load(g_remote.served)) return;
+  g_remote_noticed.store(r, std::memory_order_relaxed);
+  uint64_t age = __atomic_load_n(&g_remote.age_ms, __ATOMIC_RELAXED);
+  uint32_t f = __atomic_load_n(&g_remote.formats, __ATOMIC_RELAXED);
+  int64_t age_ms = age == kRemoteAgeDefault ? -1 : static_cast<int64_t>(age > INT64_MAX / 1000000 ? INT64_MAX / 1000000 : age);
+  int64_t formats = 0;
+  if ((f & kRemoteFormatHeap) != 0) formats |= kFormatHeap;
+  if ((f & kRemoteFormatHeapV2) != 0) formats |= kFormatHeapV2;
+  if ((f & kRemoteFormatPb) != 0) formats |= kFormatPb;
+  LockGuard l(g_lock);
+  if (g_stopped) {  // exiting: the final dump has run, and nothing more is written
+    publish_remote(r, ESRCH, "");
+    return;
+  }
+  int err = dump_locked('m', nullptr, age_ms, formats);
+  publish_remote(r, err, g_files);
+}
+
 void* dump_thread_main(void*) {
   ReentrancyGuard g;  // for life: this thread's own allocations are never sampled
   pthread_setname_np(pthread_self(), "leakalloc-dump");
@@ -459,9 +522,13 @@ void* dump_thread_main(void*) {
       timeout = ms > 3600000 ? 3600000 : static_cast<int>(ms);
     }
     if ((lg_step != 0 || g_gdump) && (timeout < 0 || timeout > kPollMs)) timeout = kPollMs;
-    // Checked before sleeping too: a signal that came while the last dump ran.
-    if (!g_sig_pending.load(std::memory_order_acquire)) sleep_until_woken(seen, timeout);
+    // A process that no longer allocates still answers `leakalloc dump`.
+    if (timeout < 0 || timeout > kRemotePollMs) timeout = kRemotePollMs;
+    // Checked before sleeping too: a signal or request that came while the last dump ran.
+    if (!g_sig_pending.load(std::memory_order_acquire) && !remote_waiting())
+      sleep_until_woken(seen, timeout);
 
+    serve_remote();
     if (g_sig_pending.exchange(false, std::memory_order_acq_rel)) dump_now('s', nullptr, true);
     if (g_interval_ns != 0) {
       uint64_t now = precise_now_ns();
@@ -490,22 +557,31 @@ void* dump_thread_main(void*) {
   return nullptr;
 }
 
-void start_thread() {
+// Starts the dump thread; 0 or the error of pthread_create (said once on stderr).
+int start_thread() {
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  // An explicit size: with none, pthread_create reads the default under glibc's
+  // __default_pthread_attr_lock, which pthread_getattr_default_np (and so every
+  // pthread_create without attributes) holds across a malloc when the default
+  // attributes carry a CPU set; and remote_notice() starts this thread inside malloc.
+  pthread_attr_setstacksize(&attr, size_t{8} << 20);
   pthread_t tid;
   int err = pthread_create(&tid, &attr, dump_thread_main, nullptr);
   pthread_attr_destroy(&attr);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (err != 0) {
     const char* why = errno_text(err);
-    log_printf("cannot start the dump thread (%s): interval, lg_interval, gdump and signal dumps are off",
+    log_printf("cannot start the dump thread (%s): interval, lg_interval, gdump, signal and remote dumps are off",
                why != nullptr ? why : "error");
+    return err;
   }
+  g_thread_running.store(true, std::memory_order_release);
+  return 0;
 }
 
 // A live walk that passes over the blocks whose records are listed in `skip`.
@@ -605,6 +681,36 @@ void start() {
 
 int request(const char* path) { return dump_now('m', path, false); }
 
+std::atomic<uint32_t> g_remote_noticed{0};
+
+// A slow path saw a new request number. One thread passes it on: it wakes the dump
+// thread, or starts it. pthread_create runs here inside malloc (with a ReentrancyGuard,
+// so its own allocations are untracked), on the application's thread; it takes only
+// glibc's stack-cache and TLS locks, which glibc never holds while calling malloc
+// except for the recursive TLS-loader lock. Should the dump lock be busy (a dump on
+// the caller's thread, a fork), nothing waits here: the number is handed back and a
+// later slow path tries again.
+void remote_notice() {
+  uint32_t r = remote_load(g_remote.request);
+  uint32_t seen = g_remote_noticed.load(std::memory_order_relaxed);
+  if (r == seen || !g_started.load(std::memory_order_acquire)) return;
+  if (!g_remote_noticed.compare_exchange_strong(seen, r, std::memory_order_acq_rel)) return;
+  if (g_thread_running.load(std::memory_order_acquire)) {
+    wake_dump_thread();
+    return;
+  }
+  ReentrancyGuard g;
+  if (!g_lock.try_lock()) {
+    g_remote_noticed.store(seen, std::memory_order_relaxed);
+    return;
+  }
+  if (!g_stopped && !g_thread_running.load(std::memory_order_relaxed)) {
+    int err = start_thread();
+    if (err != 0) publish_remote(r, err, "");
+  }
+  g_lock.unlock();
+}
+
 LeakTotals leak_totals(uint64_t age_ms) { return leak_totals_skipping(age_ms, nullptr, 0); }
 
 void fork_prepare() { g_lock.lock(); }
@@ -613,6 +719,11 @@ void fork_parent() { g_lock.unlock(); }
 
 void fork_child() {
   g_lock.reset_in_child();
+  g_thread_running.store(false, std::memory_order_relaxed);
+  // A request pending now was made to the parent's pid: the child does not answer it.
+  uint32_t r = remote_load(g_remote.request);
+  __atomic_store_n(&g_remote.served, r, __ATOMIC_RELEASE);
+  g_remote_noticed.store(r, std::memory_order_relaxed);
   g_seq = 0;
   g_seq_scanned = false;
   for (uint64_t& k : g_kseq) k = 0;

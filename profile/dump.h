@@ -1,10 +1,11 @@
 // Dumps: writers for the heap, heap_v2 and pb formats, and every trigger (exit,
-// interval, lg_interval, gdump, signal, control request).
+// interval, lg_interval, gdump, signal, control request, `leakalloc dump PID`).
 //
 // Contract: start() runs once from leakalloc's constructor after the options are
 // loaded; it fixes the triggers (with age > 0, final and interval default to on and
 // `age` unless the user set them), installs the signal handler and starts the
-// background dump thread (signals blocked in it) when a trigger needs one. The final
+// background dump thread (signals blocked in it) when a trigger needs one, or later,
+// on the first `leakalloc dump PID` request (remote_notice; profile/remote.h). The final
 // dump and leak_error run from the library's destructor. Dumps run on that thread or
 // on the caller's (request(), exit) with a ReentrancyGuard held, take the dump lock
 // (rank 1) and allocate nothing through the tracked path. A dump that cannot be
@@ -13,7 +14,13 @@
 // the top of profile/dump.cpp.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+
+#include "profile/remote.h"
+
+// A hidden alias of leakalloc_remote_control (profile/dump.cpp).
+extern "C" __attribute__((visibility("hidden"))) leakalloc::RemoteControl leakalloc_remote_control_local;
 
 namespace leakalloc {
 namespace dump {
@@ -29,6 +36,15 @@ struct LeakTotals {
   uint64_t bytes;
 };
 LeakTotals leak_totals(uint64_t age_ms);
+
+// `leakalloc dump PID` (profile/remote.h): the sampler's slow path calls
+// remote_notice() when remote_requested(), which costs it two loads and a compare.
+extern std::atomic<uint32_t> g_remote_noticed;
+inline bool remote_requested() {
+  return __atomic_load_n(&leakalloc_remote_control_local.request, __ATOMIC_RELAXED) !=
+         g_remote_noticed.load(std::memory_order_relaxed);
+}
+void remote_notice();
 
 void fork_prepare();
 void fork_parent();

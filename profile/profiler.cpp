@@ -152,6 +152,7 @@ uint64_t sample_slow(ThreadState& t, size_t size, EntryFrame frame, uint64_t* bi
     }
   }
   t.bytes_left.store(draw_gap(t, lg), std::memory_order_relaxed);
+  if (LA_UNLIKELY(dump::remote_requested())) dump::remote_notice();
   if (!g_active.load(std::memory_order_relaxed) ||
       !g_sampling_ready.load(std::memory_order_acquire))
     return 0;

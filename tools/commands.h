@@ -1,4 +1,4 @@
-// The three subcommands of `leakalloc`. Each takes its own arguments (after the
+// The subcommands of `leakalloc`. Each takes its own arguments (after the
 // subcommand name) and returns the process exit status; usage errors and bad files
 // throw ToolError.
 #pragma once
@@ -13,6 +13,10 @@ namespace leakalloc_tool {
 int cmd_run(const std::vector<std::string>& args);
 int cmd_report(const std::vector<std::string>& args);
 int cmd_diff(const std::vector<std::string>& args);
+int cmd_dump(const std::vector<std::string>& args);
+
+// "heap+pb" etc. -> leakalloc::kRemoteFormat* bits; false on an unknown name.
+bool parse_formats(const std::string& value, uint32_t* bits);
 
 struct ReportOptions {
   uint64_t age_ms = 0;

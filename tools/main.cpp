@@ -22,6 +22,10 @@ const char kUsage[] =
     "      stacks holding memory older than --age, largest first, symbolised\n"
     "  leakalloc diff [--top N] [--binary PATH] OLD NEW\n"
     "      stacks whose live bytes grew between two dumps of one process\n"
+    "  leakalloc dump [--age 60s] [--format heap+pb] [--timeout 30s] [--top N] PID\n"
+    "      make a running process under leakalloc write a dump now, whatever it was\n"
+    "      started with; prints the files, then the top of the report (on stderr).\n"
+    "      Needs a debugger's permission over PID (its user with ptrace allowed, or root)\n"
     "\n"
     "DUMP is a .pb.gz (pprof protobuf, carries ages and threads) or a .heap (gperftools\n"
     "text) file. Durations take ms, s, m or h; a bare number is seconds.\n"
@@ -41,6 +45,7 @@ int main(int argc, char** argv) {
     if (cmd == "run") return leakalloc_tool::cmd_run(args);
     if (cmd == "report") return leakalloc_tool::cmd_report(args);
     if (cmd == "diff") return leakalloc_tool::cmd_diff(args);
+    if (cmd == "dump") return leakalloc_tool::cmd_dump(args);
     std::fprintf(stderr, "leakalloc: unknown command \"%s\"\n%s", cmd.c_str(), kUsage);
     return 2;
   } catch (const leakalloc_tool::ToolError& e) {

@@ -287,16 +287,8 @@ int cmd_run(const std::vector<std::string>& args) {
       out_dir = value;
     } else if (name == "--format") {
       take();
-      size_t s = 0;
-      bool ok = !value.empty();
-      while (ok && s <= value.size()) {
-        size_t plus = value.find('+', s);
-        std::string f = value.substr(s, plus == std::string::npos ? std::string::npos : plus - s);
-        ok = f == "heap" || f == "heap_v2" || f == "pb";
-        if (plus == std::string::npos) break;
-        s = plus + 1;
-      }
-      if (!ok) usage_error("--format: expected heap, heap_v2 or pb joined by '+', got \"" + value + "\"");
+      uint32_t bits;
+      if (!parse_formats(value, &bits)) usage_error("--format: expected heap, heap_v2 or pb joined by '+', got \"" + value + "\"");
       format = value;
     } else if (name == "--top") {
       take();

@@ -1,7 +1,7 @@
 /* A program with known leaks for the tests of the `leakalloc` command.
  *
  *   leak_fixture [--self-dump PREFIX] [--diff PREFIX] [--exit N] [--sleep-ms N]
- *                [--term-marker FILE] [--age-gap-ms N]
+ *                [--term-marker FILE] [--age-gap-ms N] [--idle-ms N] [--busy-ms N] [--fork]
  *
  * Leaks, at sample:0 exactly: leak_large_buffers 10 x 4000 B, leak_medium_records
  * 20 x 1000 B, leak_small_strings 30 x 100 B (ranked by bytes in that order), plus 1000
@@ -10,6 +10,12 @@
  * 58 x 64 B while every other site stays flat. With --age-gap-ms N, the program waits
  * N ms after all that and then leaks leak_recent_items 7 x 500 B: young blocks that an
  * age filter shorter than N leaves out.
+ *
+ * --idle-ms and --busy-ms keep the program running after all its leaks, for
+ * `leakalloc dump PID`: it writes its pid to fixture.ready in the working directory,
+ * then sleeps N ms without allocating, then allocates and frees (churn) for N ms.
+ * With --fork, the busy loop forks once a file fork.now appears; the child writes its
+ * pid to child.ready and goes on with the loop.
  *
  * --self-dump PREFIX makes the program describe its own leaks as a gperftools legacy
  * heap profile (PREFIX.heap, and PREFIX.1.heap/PREFIX.2.heap with --diff), the same
@@ -179,6 +185,18 @@ static void dump(const char* prefix, const char* suffix) {
   }
 }
 
+/* Written whole under another name, then renamed: a reader never sees half of it. */
+static void write_pid_file(const char* name) {
+  char tmp[256];
+  snprintf(tmp, sizeof tmp, "%s.tmp", name);
+  FILE* f = fopen(tmp, "w");
+  if (f) {
+    fprintf(f, "%d\n", (int)getpid());
+    fclose(f);
+    rename(tmp, name);
+  }
+}
+
 static const char* g_term_marker;
 static void on_term(int sig) {
   if (g_term_marker) {
@@ -195,7 +213,8 @@ int main(int argc, char** argv) {
   const char* self_prefix = NULL;
   const char* diff_prefix = NULL;
   int exit_code = 0;
-  long sleep_for = 0, age_gap = 0;
+  long sleep_for = 0, age_gap = 0, idle_for = 0, busy_for = 0;
+  int fork_on_request = 0;
   for (int i = 1; i < argc; ++i) {
     if (!strcmp(argv[i], "--self-dump") && i + 1 < argc) self_prefix = argv[++i];
     else if (!strcmp(argv[i], "--diff") && i + 1 < argc) diff_prefix = argv[++i];
@@ -203,6 +222,9 @@ int main(int argc, char** argv) {
     else if (!strcmp(argv[i], "--sleep-ms") && i + 1 < argc) sleep_for = atol(argv[++i]);
     else if (!strcmp(argv[i], "--age-gap-ms") && i + 1 < argc) age_gap = atol(argv[++i]);
     else if (!strcmp(argv[i], "--term-marker") && i + 1 < argc) g_term_marker = argv[++i];
+    else if (!strcmp(argv[i], "--idle-ms") && i + 1 < argc) idle_for = atol(argv[++i]);
+    else if (!strcmp(argv[i], "--busy-ms") && i + 1 < argc) busy_for = atol(argv[++i]);
+    else if (!strcmp(argv[i], "--fork")) fork_on_request = 1;
     else {
       fprintf(stderr, "leak_fixture: bad argument %s\n", argv[i]);
       return 2;
@@ -237,5 +259,17 @@ int main(int argc, char** argv) {
     leak_recent_items(7);
   }
   if (self_prefix) dump(self_prefix, "");
+  if (idle_for > 0 || busy_for > 0) {
+    write_pid_file("fixture.ready");
+    sleep_ms(idle_for);
+    for (long t = 0; t < busy_for; ++t) {
+      churn(10);
+      sleep_ms(1);
+      if (fork_on_request && access("fork.now", F_OK) == 0) {
+        fork_on_request = 0;
+        if (fork() == 0) write_pid_file("child.ready");
+      }
+    }
+  }
   return exit_code;
 }

@@ -447,7 +447,15 @@ def case_demo():
     leak = "record_login_audit_entry (%s:%d)" % (src, line)
     firsts = [l for l in p.stdout.splitlines() if l.strip().startswith("at 0x")]
     check(len(firsts) >= 2 and leak in firsts[0], "demo report #1 must be %s:\n%s" % (leak, p.stdout))
+    diff_part, _, oncall_part = p.stdout.partition("== on call:")
+    firsts = [l for l in diff_part.splitlines() if l.strip().startswith("at 0x")]
     check(leak in firsts[-1], "demo diff #1 must be %s:\n%s" % (leak, p.stdout))
+    # `leakalloc dump` on the running server: one .heap and one .pb.gz, whose report's
+    # first stack is the same leak.
+    dumped = re.findall(r"^/\S+/oncall\.\d+\.0\.m0\.(heap|pb\.gz)$", oncall_part, re.M)
+    check(dumped == ["heap", "pb.gz"], "demo: leakalloc dump must list its two files:\n" + oncall_part)
+    firsts = [l for l in oncall_part.splitlines() if l.strip().startswith("at 0x")]
+    check(len(firsts) == 1 and leak in firsts[0], "demo: leakalloc dump's report #1 must be %s:\n%s" % (leak, oncall_part))
     check(re.search(r"threads: worker-\d \(tid \d+\), worker-\d \(tid \d+\)", p.stdout),
           "demo report must name both worker threads:\n" + p.stdout)
     check("render_page" not in p.stdout and "handle_search" not in p.stdout,
@@ -532,6 +540,142 @@ def case_run_refuse():
     os.chmod(script, 0o755)
     p = run([ARGS.tool, "run", "--quiet", "--out", d, "--", script], env=env)
     check(p.returncode == 9, "script run: rc %d %s" % (p.returncode, p.stderr))
+
+
+def start_fixture(d, env, *args, binary=None):
+    """Starts the fixture in `d` and waits until it has made all its leaks."""
+    e = dict(os.environ, HOME=ARGS.work)
+    e.update(env)
+    p = subprocess.Popen([binary or ARGS.fixture] + list(args), cwd=d, env=e,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if not check(wait_for(os.path.join(d, "fixture.ready"), 30), "fixture in %s never got ready" % d):
+        p.kill()
+        raise SystemExit(1)
+    return p
+
+
+def stop_fixture(p, label):
+    p.terminate()
+    _, err = p.communicate(timeout=30)
+    check("leakalloc:" not in err, "%s: the process said on stderr:\n%s" % (label, err))
+
+
+def remote_dump(pid, *args, timeout=60):
+    return run([ARGS.tool, "dump"] + list(args) + [str(pid)], timeout=timeout)
+
+
+def case_remote_dump():
+    """`leakalloc dump PID`: a dump from a running process that was started with no
+    trigger at all, exact at sample:0, with an age given by the tool; the same from an
+    idle process (pending until it allocates) and from one with a dump thread; the
+    library linked instead of preloaded; and the refusals."""
+    d = os.path.realpath(fresh_dir("remote"))
+    recent = dict(expected_sites())
+    recent["leak_recent_items"] = (7, 3500, source_line("ALLOC(500)"))
+    fx = "leak_fixture.c"
+
+    # No trigger configured (no interval, signal, final): only the remote request dumps.
+    p = start_fixture(d, preload_env("sample:0"), "--age-gap-ms", "2500", "--busy-ms", "60000")
+    r = remote_dump(p.pid, "--age", "0", "--format", "heap+pb", "--top", "5")
+    want = [os.path.join(d, "leakalloc.%d.0.m0%s" % (p.pid, x)) for x in (".heap", ".pb.gz")]
+    check(r.returncode == 0 and r.stdout.split() == want,
+          "dump: rc %d, files %s, wanted %s; stderr:\n%s" % (r.returncode, r.stdout.split(), want, r.stderr))
+    check("#1: 40000 bytes (39.1 KiB) in 10 blocks" in r.stderr and fx in r.stderr,
+          "dump must print the top of the report:\n" + r.stderr)
+    if r.returncode == 0:
+        check_report_against_pprof(report("--top", "20", want[1]), want[1], "remote pb", sites=recent)
+        check_report_against_pprof(report("--top", "20", want[0]), want[0], "remote heap",
+                                   binary=ARGS.fixture, sites=recent)
+    # The tool's age: the young leak (2.5 s younger) is left out of the .heap.
+    r = remote_dump(p.pid, "--age", "2s", "--format", "heap", "--top", "0")
+    want = [os.path.join(d, "leakalloc.%d.1.m1.heap" % p.pid)]
+    check(r.returncode == 0 and r.stdout.split() == want and r.stderr == "",
+          "dump --age 2s: rc %d, files %s, wanted %s; stderr:\n%s" % (r.returncode, r.stdout.split(), want, r.stderr))
+    if r.returncode == 0:
+        out = report("--top", "20", want[0])
+        check("leak_recent_items" not in out, "--age 2s must leave out the young leak:\n" + out)
+        check_report_against_pprof(out, want[0], "remote heap age 2s", binary=ARGS.fixture)
+    check(p.poll() is None, "the process must still run after two remote dumps")
+    stop_fixture(p, "remote busy")
+    check(sorted(os.listdir(d)) == sorted(["fixture.ready", "leakalloc.%d.0.m0.heap" % p.pid,
+                                           "leakalloc.%d.0.m0.pb.gz" % p.pid, "leakalloc.%d.1.m1.heap" % p.pid]),
+          "exactly the three requested files: %s" % os.listdir(d))
+
+    # A child forked after the parent's dump thread started (on demand) answers too:
+    # it starts a dump thread of its own.
+    d = os.path.realpath(fresh_dir("remote_fork"))
+    p = start_fixture(d, preload_env("sample:0"), "--busy-ms", "60000", "--fork")
+    r = remote_dump(p.pid, "--age", "0", "--format", "heap", "--top", "0")
+    check(r.returncode == 0, "fork: parent's dump: rc %d %s" % (r.returncode, r.stderr))
+    open(os.path.join(d, "fork.now"), "w").close()
+    if check(wait_for(os.path.join(d, "child.ready"), 30), "the fixture never forked"):
+        child = int(open(os.path.join(d, "child.ready")).read())
+        r = remote_dump(child, "--age", "0", "--format", "heap", "--top", "0", "--timeout", "20s")
+        want = [os.path.join(d, "leakalloc.%d.0.m0.heap" % child)]
+        check(r.returncode == 0 and r.stdout.split() == want,
+              "forked child: rc %d, files %s, wanted %s; stderr:\n%s" % (r.returncode, r.stdout.split(), want, r.stderr))
+        if r.returncode == 0:
+            check_report_against_pprof(report("--top", "20", want[0]), want[0], "remote heap (forked child)",
+                                       binary=ARGS.fixture)
+        os.kill(child, signal.SIGKILL)
+    stop_fixture(p, "remote fork")
+
+    # Idle, no dump thread: the request waits for the next allocation, then is served.
+    d = os.path.realpath(fresh_dir("remote_idle"))
+    p = start_fixture(d, preload_env("sample:0"), "--idle-ms", "3000", "--busy-ms", "60000")
+    r = remote_dump(p.pid, "--age", "0", "--format", "heap", "--timeout", "1s")
+    late = os.path.join(d, "leakalloc.%d.0.m0.heap" % p.pid)
+    check(r.returncode == 1 and "has not answered within 1000 ms" in r.stderr and "stays pending" in r.stderr,
+          "idle process: rc %d, stderr:\n%s" % (r.returncode, r.stderr))
+    check(not os.path.exists(late), "an idle process without a dump thread cannot have answered yet")
+    check(wait_for(late, 30), "the pending request must be served once the process allocates")
+    time.sleep(0.5)  # the file is complete once it has its memory map at the end
+    out = report("--top", "20", late)
+    check_report_against_pprof(out, late, "remote heap served late", binary=ARGS.fixture)
+    stop_fixture(p, "remote idle")
+
+    # Idle with a dump thread (a long interval): answered within kRemotePollMs.
+    d = os.path.realpath(fresh_dir("remote_thread"))
+    p = start_fixture(d, preload_env("sample:0,interval:1h"), "--idle-ms", "60000")
+    t0 = time.time()
+    r = remote_dump(p.pid, "--age", "0", "--format", "heap", "--top", "0")
+    took = time.time() - t0
+    want = [os.path.join(d, "leakalloc.%d.0.m0.heap" % p.pid)]
+    check(r.returncode == 0 and r.stdout.split() == want and took < 10,
+          "dump thread: rc %d in %.1f s, files %s; stderr:\n%s" % (r.returncode, took, r.stdout.split(), r.stderr))
+    if r.returncode == 0:
+        check_report_against_pprof(report("--top", "20", want[0]), want[0], "remote heap (dump thread)",
+                                   binary=ARGS.fixture)
+    stop_fixture(p, "remote thread")
+
+    # Linked with -lleakalloc instead of preloaded.
+    if ARGS.linked_fixture:
+        d = os.path.realpath(fresh_dir("remote_linked"))
+        p = start_fixture(d, {"LEAKALLOC_CONF": "sample:0"}, "--busy-ms", "60000", binary=ARGS.linked_fixture)
+        r = remote_dump(p.pid, "--age", "0", "--format", "heap", "--top", "0")
+        want = [os.path.join(d, "leakalloc.%d.0.m0.heap" % p.pid)]
+        check(r.returncode == 0 and r.stdout.split() == want,
+              "linked: rc %d, files %s; stderr:\n%s" % (r.returncode, r.stdout.split(), r.stderr))
+        if r.returncode == 0:
+            check_report_against_pprof(report("--top", "20", want[0]), want[0], "remote heap (linked)",
+                                       binary=ARGS.linked_fixture)
+        stop_fixture(p, "remote linked")
+
+    # Refusals: a process without leakalloc, no such process, bad arguments.
+    d = os.path.realpath(fresh_dir("remote_refuse"))
+    p = start_fixture(d, {}, "--idle-ms", "60000")
+    r = remote_dump(p.pid)
+    check(r.returncode == 1 and "does not run leakalloc" in r.stderr, "plain process: rc %d %s" % (r.returncode, r.stderr))
+    stop_fixture(p, "plain process")
+    r = remote_dump(0x3ffffff0)
+    check(r.returncode == 1 and "no process 1073741808" in r.stderr, "no such pid: rc %d %s" % (r.returncode, r.stderr))
+    for args, msg in ((["--format", "svg"], "--format: expected heap"), (["--age", "soon"], "--age: bad duration"),
+                      (["--top"], "--top needs a value")):
+        r = run([ARGS.tool, "dump"] + args)
+        check(r.returncode == 1 and msg in r.stderr, "dump %s: rc %d %s" % (args, r.returncode, r.stderr))
+    r = run([ARGS.tool, "dump"])
+    check(r.returncode == 1 and "which process?" in r.stderr, "dump without PID: rc %d %s" % (r.returncode, r.stderr))
+    check(os.listdir(d) == ["fixture.ready"], "refusals must write nothing: %s" % os.listdir(d))
 
 
 def bad_files(d):
@@ -633,7 +777,8 @@ def main():
     global ARGS
     ap = argparse.ArgumentParser()
     ap.add_argument("case")
-    for a in ("tool", "asan-tool", "lib", "fixture", "cpp-fixture", "static-fixture", "source", "work", "rel-libdir",
+    for a in ("tool", "asan-tool", "lib", "fixture", "linked-fixture", "cpp-fixture", "static-fixture", "source", "work",
+              "rel-libdir",
               "tcmalloc",
               "build", "examples"):
         ap.add_argument("--" + a, default="")

@@ -1,0 +1,279 @@
+// `leakalloc dump PID`: ask a process running under leakalloc for a dump now, whatever
+// it was started with. The protocol is profile/remote.h; this side of it finds the
+// control block in the target (libdwfl reads the target's modules and their symbol
+// tables), writes the request through /proc/PID/mem and waits for the answer.
+#include <elfutils/libdwfl.h>
+#include <fcntl.h>
+#include <gelf.h>
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
+
+#include "profile/remote.h"
+#include "tools/commands.h"
+#include "tools/profile_data.h"
+
+namespace leakalloc_tool {
+
+namespace {
+
+using leakalloc::RemoteControl;
+
+[[noreturn]] void usage_error(const std::string& what) {
+  throw ToolError("dump: " + what +
+                  "\nusage: leakalloc dump [--age 60s] [--format heap+pb] [--timeout 30s] [--top N] PID");
+}
+
+struct SymbolSearch {
+  uint64_t addr = 0;
+  bool found = false;
+  bool leakalloc_only = true;  // first pass: modules named like the library
+};
+
+int find_in_module(Dwfl_Module* mod, void**, const char* name, Dwarf_Addr, void* arg) {
+  SymbolSearch& s = *static_cast<SymbolSearch*>(arg);
+  bool named = name != nullptr && std::strstr(name, "leakalloc") != nullptr;
+  if (s.leakalloc_only != named) return DWARF_CB_OK;
+  int n = dwfl_module_getsymtab(mod);
+  for (int i = 0; i < n; ++i) {
+    GElf_Sym sym;
+    GElf_Addr addr = 0;
+    const char* sname = dwfl_module_getsym_info(mod, i, &sym, &addr, nullptr, nullptr, nullptr);
+    if (sname != nullptr && GELF_ST_TYPE(sym.st_info) == STT_OBJECT && sym.st_shndx != SHN_UNDEF &&
+        std::strcmp(sname, "leakalloc_remote_control") == 0) {
+      s.addr = addr;
+      s.found = true;
+      return DWARF_CB_ABORT;
+    }
+  }
+  return DWARF_CB_OK;
+}
+
+// The control block's address in process `pid`. Modules whose name says leakalloc are
+// searched first (the preloaded or linked library); the rest only if it is not there
+// (a copy of the library under another name, or linked into the executable).
+uint64_t find_control_block(pid_t pid) {
+  static char* debuginfo_path = nullptr;
+  static const Dwfl_Callbacks callbacks = {
+      dwfl_linux_proc_find_elf, dwfl_standard_find_debuginfo, nullptr, &debuginfo_path};
+  Dwfl* dwfl = dwfl_begin(&callbacks);
+  if (dwfl == nullptr) throw ToolError(std::string("libdwfl: ") + dwfl_errmsg(-1));
+  int err = dwfl_linux_proc_report(dwfl, pid);
+  dwfl_report_end(dwfl, nullptr, nullptr);
+  if (err != 0) {
+    dwfl_end(dwfl);
+    std::string why = err > 0 ? std::strerror(err) : dwfl_errmsg(-1);
+    throw ToolError("cannot read the memory map of pid " + std::to_string(pid) + " (/proc/" +
+                    std::to_string(pid) + "/maps: " + why + ")");
+  }
+  SymbolSearch s;
+  dwfl_getmodules(dwfl, find_in_module, &s, 0);
+  if (!s.found) {
+    s.leakalloc_only = false;
+    dwfl_getmodules(dwfl, find_in_module, &s, 0);
+  }
+  dwfl_end(dwfl);
+  if (!s.found)
+    throw ToolError("pid " + std::to_string(pid) +
+                    " does not run leakalloc (no module of it defines leakalloc_remote_control; "
+                    "a leakalloc older than this tool has no remote dumps either)");
+  return s.addr;
+}
+
+class TargetMemory {
+ public:
+  TargetMemory(pid_t pid, uint64_t addr) : pid_(pid), addr_(addr) {
+    std::string path = "/proc/" + std::to_string(pid) + "/mem";
+    fd_ = open(path.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd_ < 0) {
+      int e = errno;
+      std::string hint = e == EACCES || e == EPERM
+                             ? ": the same permission as a debugger is needed: run as the process's user "
+                               "with ptrace allowed (sysctl kernel.yama.ptrace_scope), or as root"
+                             : "";
+      throw ToolError("cannot open " + path + ": " + std::strerror(e) + hint);
+    }
+  }
+  ~TargetMemory() { close(fd_); }
+  TargetMemory(const TargetMemory&) = delete;
+  TargetMemory& operator=(const TargetMemory&) = delete;
+
+  void read(size_t off, void* out, size_t n) const {
+    ssize_t got = pread(fd_, out, n, static_cast<off_t>(addr_ + off));
+    if (got != static_cast<ssize_t>(n)) fail("read", got < 0 ? errno : EIO);
+  }
+  void write(size_t off, const void* in, size_t n) const {
+    ssize_t put = pwrite(fd_, in, n, static_cast<off_t>(addr_ + off));
+    if (put != static_cast<ssize_t>(n)) fail("write", put < 0 ? errno : EIO);
+  }
+
+ private:
+  [[noreturn]] void fail(const char* what, int e) const {
+    if (e == ESRCH || (e == EIO && kill(pid_, 0) != 0))
+      throw ToolError("pid " + std::to_string(pid_) + " exited before it answered");
+    throw ToolError(std::string("cannot ") + what + " the memory of pid " + std::to_string(pid_) + ": " +
+                    std::strerror(e));
+  }
+  pid_t pid_;
+  uint64_t addr_;
+  int fd_ = -1;
+};
+
+std::string proc_link(pid_t pid, const char* what) {
+  char buf[4096];
+  std::string path = "/proc/" + std::to_string(pid) + "/" + what;
+  ssize_t n = readlink(path.c_str(), buf, sizeof buf - 1);
+  if (n <= 0) return "";
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+uint64_t now_ms() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
+}
+
+}  // namespace
+
+bool parse_formats(const std::string& value, uint32_t* bits) {
+  *bits = 0;
+  size_t s = 0;
+  for (;;) {
+    size_t plus = value.find('+', s);
+    std::string f = value.substr(s, plus == std::string::npos ? std::string::npos : plus - s);
+    if (f == "heap") *bits |= leakalloc::kRemoteFormatHeap;
+    else if (f == "heap_v2") *bits |= leakalloc::kRemoteFormatHeapV2;
+    else if (f == "pb") *bits |= leakalloc::kRemoteFormatPb;
+    else return false;
+    if (plus == std::string::npos) return true;
+    s = plus + 1;
+  }
+}
+
+int cmd_dump(const std::vector<std::string>& args) {
+  uint64_t age_ms = leakalloc::kRemoteAgeDefault;
+  uint32_t formats = leakalloc::kRemoteFormatHeap | leakalloc::kRemoteFormatPb;
+  uint64_t timeout_ms = 30000;
+  size_t top = 3;
+  std::string pid_text;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a.empty() || a[0] != '-') {
+      if (!pid_text.empty()) usage_error("one PID only");
+      pid_text = a;
+      continue;
+    }
+    size_t eq = a.find('=');
+    std::string name = a.substr(0, eq), value;
+    if (eq != std::string::npos) value = a.substr(eq + 1);
+    else if (i + 1 < args.size()) value = args[++i];
+    else usage_error(name + " needs a value");
+    if (name == "--age") {
+      if (!parse_duration_ms(value, &age_ms)) usage_error("--age: bad duration \"" + value + "\" (e.g. 500ms, 60s, 5m, 2h)");
+    } else if (name == "--format") {
+      if (!parse_formats(value, &formats))
+        usage_error("--format: expected heap, heap_v2 or pb joined by '+', got \"" + value + "\"");
+    } else if (name == "--timeout") {
+      if (!parse_duration_ms(value, &timeout_ms)) usage_error("--timeout: bad duration \"" + value + "\"");
+    } else if (name == "--top") {
+      char* end = nullptr;
+      long n = std::strtol(value.c_str(), &end, 10);
+      if (value.empty() || *end || n < 0) usage_error("--top: expected a number, got \"" + value + "\"");
+      top = static_cast<size_t>(n);
+    } else {
+      usage_error("unknown option " + a);
+    }
+  }
+  if (pid_text.empty()) usage_error("which process? (a PID)");
+  char* end = nullptr;
+  long pid_l = std::strtol(pid_text.c_str(), &end, 10);
+  if (*end != '\0' || pid_l <= 0 || pid_l > 0x3fffffff) usage_error("bad PID \"" + pid_text + "\"");
+  pid_t pid = static_cast<pid_t>(pid_l);
+  if (kill(pid, 0) != 0 && errno == ESRCH) throw ToolError("no process " + pid_text);
+
+  uint64_t addr = find_control_block(pid);
+  TargetMemory mem(pid, addr);
+  RemoteControl head;
+  mem.read(0, &head, offsetof(RemoteControl, files));
+  if (std::memcmp(head.magic, leakalloc::kRemoteMagic, sizeof head.magic) != 0)
+    throw ToolError("pid " + pid_text + ": leakalloc_remote_control does not hold leakalloc's magic");
+  if (head.version != leakalloc::kRemoteVersion || head.size != sizeof(RemoteControl))
+    throw ToolError("pid " + pid_text + " runs a leakalloc whose remote control block is version " +
+                    std::to_string(head.version) + " (" + std::to_string(head.size) + " bytes); this tool speaks version " +
+                    std::to_string(leakalloc::kRemoteVersion) + " (" + std::to_string(sizeof(RemoteControl)) +
+                    " bytes): use the leakalloc command of the library the process runs");
+
+  // The parameters first, then the number: the process reads them after the number.
+  mem.write(offsetof(RemoteControl, age_ms), &age_ms, sizeof age_ms);
+  mem.write(offsetof(RemoteControl, formats), &formats, sizeof formats);
+  uint32_t request;
+  mem.read(offsetof(RemoteControl, request), &request, sizeof request);
+  ++request;
+  mem.write(offsetof(RemoteControl, request), &request, sizeof request);
+
+  uint64_t deadline = now_ms() + timeout_ms;
+  for (;;) {
+    uint32_t served;
+    mem.read(offsetof(RemoteControl, served), &served, sizeof served);
+    // Answered, by this request's dump or a later one's.
+    if (static_cast<int32_t>(served - request) >= 0) break;
+    if (now_ms() >= deadline)
+      throw ToolError("pid " + pid_text + " has not answered within " + std::to_string(timeout_ms) +
+                      " ms. A process without a dump thread (none of interval, signal, gdump, lg_interval "
+                      "configured) notices the request at its next sampled allocation, about every 2^sample "
+                      "bytes a thread allocates; one that does not allocate has nothing new to leak. The "
+                      "request stays pending: the dump is written when it is noticed");
+    struct timespec nap = {0, 20 * 1000 * 1000};
+    nanosleep(&nap, nullptr);
+  }
+  int32_t status;
+  mem.read(offsetof(RemoteControl, status), &status, sizeof status);
+  char files[leakalloc::kRemoteFilesMax];
+  mem.read(offsetof(RemoteControl, files), files, sizeof files);
+  files[sizeof files - 1] = '\0';
+
+  // Names relative to the process's working directory, seen through /proc so that they
+  // also resolve when the process lives in another mount namespace.
+  std::string cwd = proc_link(pid, "cwd");
+  std::string root = proc_link(pid, "root");
+  std::string prefix = root.empty() || root == "/" ? "" : "/proc/" + pid_text + "/root";
+  std::vector<std::string> paths;
+  for (const char* p = files; *p != '\0';) {
+    const char* sp = std::strchr(p, ' ');
+    std::string name(p, sp != nullptr ? static_cast<size_t>(sp - p) : std::strlen(p));
+    if (name[0] != '/') name = (cwd.empty() ? std::string(".") : cwd) + "/" + name;
+    paths.push_back(prefix + name);
+    if (sp == nullptr) break;
+    p = sp + 1;
+  }
+  for (const std::string& p : paths) std::printf("%s\n", p.c_str());
+  std::fflush(stdout);
+  if (status != 0)
+    throw ToolError("pid " + pid_text + " could not write " + (paths.empty() ? "its dump" : "every file of its dump") +
+                    ": " + std::strerror(status) + " (its stderr names the file)");
+  // The report reads .pb.gz (with ages) or .heap, not heap_v2.
+  auto ends_with = [](const std::string& s, const char* tail) {
+    size_t n = std::strlen(tail);
+    return s.size() > n && s.compare(s.size() - n, n, tail) == 0;
+  };
+  const std::string* pick = nullptr;
+  for (const std::string& p : paths)
+    if (ends_with(p, ".pb.gz") || (pick == nullptr && ends_with(p, ".heap"))) pick = &p;
+  if (top > 0 && pick != nullptr) {
+    ReportOptions ro;
+    ro.age_ms = age_ms == leakalloc::kRemoteAgeDefault ? 0 : age_ms;
+    ro.top = top;
+    std::fputc('\n', stderr);
+    std::fflush(stderr);
+    print_report(*pick, ro, stderr);
+    std::fprintf(stderr, "Full report: leakalloc report %s\n", pick->c_str());
+  }
+  return 0;
+}
+
+}  // namespace leakalloc_tool
