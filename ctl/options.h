@@ -52,6 +52,8 @@ constexpr int64_t kDurationMaxMs = int64_t{100} * 365 * 24 * 3600 * 1000;  // 10
     "dump each 2^N bytes allocated (kind i); -1 = off")                                      \
   X(gdump,       OptType::kBool,     0,          0,   1,                false,                \
     "dump at each new high-water mark of live bytes (kind u)")                               \
+  X(keep,        OptType::kInt,      64,         0,   4096,             false,                \
+    "interval and gdump dumps: keep the first and the N latest of each kind; 0 = keep all")  \
   X(signal,      OptType::kSignal,   0,          0,   64,               false,                \
     "dump when this signal arrives (kind s), e.g. USR2; 0 = none")                           \
   X(summary,     OptType::kBool,     0,          0,   1,                false,                \

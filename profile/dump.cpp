@@ -47,6 +47,13 @@
 // automatic name exist all the same, seq moves on to the next number (claim_auto_name);
 // kseq stays. A name the caller chose (prof.dump with a path) fails with EEXIST.
 //
+// Retention (keep:N): of the kinds that repeat on their own, i and u, an image keeps
+// the first dump (the baseline a diff wants) and the N latest, and deletes the files of
+// the others as it writes new ones; 0 keeps everything. A server dumping every minute
+// for a month would otherwise fill its disk with 43200 dumps. Only files this image
+// created are deleted: a format that could not be written is not on the list, so a
+// name that someone else's file held is never removed. f, s and m dumps are not counted.
+//
 // Locks: the dump lock (rank 1) serialises dumps and is the first lock the fork
 // handler takes, so no fork happens mid-dump. The dump thread is created with every
 // signal blocked, holds a ReentrancyGuard for its whole life and never exits.
@@ -339,6 +346,45 @@ uint64_t cutoff_for(uint64_t now_ns, uint64_t age_ns) {
   return now_ns > age_ns ? now_ns - age_ns : 0;
 }
 
+// The automatic i and u dumps of this image after each kind's first, oldest first, as
+// far as keep:N needs them (kept[] holds up to kKeepMax; one ring per kind).
+constexpr size_t kKeepMax = 4096;
+struct KeptDump {
+  uint64_t seq;
+  uint64_t kseq;
+  int64_t formats;  // the files of it that this image created
+};
+struct KeepRing {
+  KeptDump kept[kKeepMax];
+  size_t oldest;
+  size_t count;
+};
+KeepRing g_keep[2];  // kinds i and u; guarded by the dump lock
+
+void delete_dump(pid_t pid, char kind, const KeptDump& d) {
+  PathBuf name;
+  for (const Format& f : kFormats) {
+    if ((d.formats & f.bit) == 0) continue;
+    auto_name(name, pid, d.seq, kind, d.kseq, f.suffix);
+    if (name.ok) unlink(name.buf);  // ENOENT: someone removed it already
+  }
+}
+
+// Records an automatic dump of kind i or u and deletes what keep:N no longer keeps.
+void retain(pid_t pid, char kind, uint64_t seq, uint64_t kseq, int64_t written) {
+  int64_t keep = opt(kOpt_keep);
+  if (keep <= 0 || kseq == 0 || written == 0) return;  // all kept, or the first
+  KeepRing& r = g_keep[kind == 'i' ? 0 : 1];
+  size_t limit = static_cast<size_t>(keep) < kKeepMax ? static_cast<size_t>(keep) : kKeepMax;
+  while (r.count >= limit) {
+    delete_dump(pid, kind, r.kept[r.oldest]);
+    r.oldest = (r.oldest + 1) % kKeepMax;
+    --r.count;
+  }
+  r.kept[(r.oldest + r.count) % kKeepMax] = KeptDump{seq, kseq, written};
+  ++r.count;
+}
+
 // The files the last dump wrote, space-separated (for the summary line and the remote
 // control block). Paths can be long and dumps also run on the caller's stack
 // (prof.dump, exit), so the buffer is static, guarded by the dump lock.
@@ -373,6 +419,7 @@ int dump_locked(char kind, const char* path, int64_t age_ms = -1, int64_t format
     for (; *s != '\0' && sumlen + 1 < sizeof g_files; ++s) g_files[sumlen++] = *s;
   };
   int first_err = 0;
+  int64_t written = 0;
   bool first = true;
   for (const Format& f : kFormats) {
     if ((formats & f.bit) == 0) continue;
@@ -408,10 +455,12 @@ int dump_locked(char kind, const char* path, int64_t age_ms = -1, int64_t format
       if (first_err == 0) first_err = err;
       continue;
     }
+    written |= f.bit;
     sum_add(sumlen == 0 ? "" : " ");
     sum_add(name.buf);
   }
   g_files[sumlen] = '\0';
+  if (path == nullptr && (kind == 'i' || kind == 'u')) retain(pid, kind, seq, kseq, written);
 
   if (opt(kOpt_summary) != 0) {
     Census c{0, 0, 0, 0, cutoff_for(p.now_ns, p.age_ns), p.period};
@@ -727,6 +776,7 @@ void fork_child() {
   g_seq = 0;
   g_seq_scanned = false;
   for (uint64_t& k : g_kseq) k = 0;
+  for (KeepRing& r : g_keep) r.oldest = r.count = 0;  // the parent's files are not ours
   g_sig_pending.store(false, std::memory_order_relaxed);
   if (!g_thread_wanted || g_stopped) return;
   ReentrancyGuard g;

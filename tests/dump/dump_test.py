@@ -707,7 +707,72 @@ def scenario_threads():
     check(p.finish() == 0, "exit status 0")
 
 
+def dumps_written(p, kind):
+    """kseq of every kind-`kind` dump the summary lines say were written."""
+    p._drain_err()
+    rx = re.compile(r"^leakalloc: dump %s(\d+): .* wrote \S" % kind)
+    return [int(m.group(1)) for m in (rx.search(l) for l in p.err_lines) if m]
+
+
+def scenario_keep():
+    """keep:N: of the interval and gdump dumps, the first and the N latest stay (every
+    format of each), the others are deleted as new ones come; signal and final dumps are
+    never deleted; keep:0 keeps all, and the default is 64."""
+    d = fresh_dir("keep")
+    p = Prog("sample:0,interval:100ms,keep:3,signal:USR2,final:true,summary:true,format:heap+pb",
+             os.path.join(d, "la"))
+    p.cmd("old")
+    p.signal_dump(0)
+    p.wait_summary("i", 9, timeout=60)
+    p.signal_dump(1)
+    rc = p.finish()
+    check(rc == 0, "keep:3: exit status 0 (got %d)" % rc)
+    written = dumps_written(p, "i")
+    check(written == list(range(len(written))) and len(written) >= 10, "interval dumps i0..i%d written" % len(written))
+    names = parse_names(d, p.pid)
+    kinds = {}
+    for seq, kind, kseq, _ in names:
+        kinds.setdefault(kind, []).append(kseq)
+    last = written[-1] if written else -1
+    check(kinds.get("i") == [0, last - 2, last - 1, last],
+          "keep:3 keeps i0 and the 3 latest (i%d..i%d): %s" % (last - 2, last, kinds.get("i")))
+    check(kinds.get("s") == [0, 1] and kinds.get("f") == [0], "signal and final dumps all kept: %s" % kinds)
+    heaps = sorted(f[:-len(".heap")] for f in os.listdir(d) if f.endswith(".heap"))
+    pbs = sorted(f[:-len(".pb.gz")] for f in os.listdir(d) if f.endswith(".pb.gz"))
+    check(heaps == pbs and len(heaps) == len(names), "every kept dump has both formats, no orphan: %s / %s" % (heaps, pbs))
+    latest_i = [n[3] for n in names if n[1] == "i"][-1]
+    flat, _ = jeprof(latest_i)
+    check_sites("jeprof latest kept interval dump", flat, OLD_SITES, FREED_SITES)
+    flat, _ = go_top(latest_i[:-len(".heap")] + ".pb.gz")
+    check_sites("go pprof latest kept interval dump (pb)", flat, OLD_SITES, FREED_SITES)
+
+    # gdump with keep:1: the first and the latest high-water mark.
+    d = fresh_dir("keep_gdump")
+    p = Prog("sample:0,gdump:true,keep:1,summary:true", os.path.join(d, "la"))
+    for _ in range(6):
+        p.cmd("grow 1")
+        p.cmd("sleep 150")
+    p.wait_summary("u", 2, timeout=30)
+    check(p.finish() == 0, "keep:1 gdump: exit status 0")
+    written = dumps_written(p, "u")
+    names = parse_names(d, p.pid)
+    check([n[2] for n in names] == [0, written[-1]] and all(n[1] == "u" for n in names),
+          "keep:1 keeps u0 and u%d: %s" % (written[-1], [(n[1], n[2]) for n in names]))
+
+    # keep:0 keeps everything; the default keeps 64 after the first.
+    for conf, want in (("keep:0", None), ("", 64)):
+        d = fresh_dir("keep_all" if want is None else "keep_default")
+        p = Prog("sample:0,interval:10ms,summary:true" + ("," + conf if conf else ""), os.path.join(d, "la"))
+        p.wait_summary("i", 80, timeout=60)
+        check(p.finish() == 0, "%s: exit status 0" % (conf or "default keep"))
+        written = dumps_written(p, "i")
+        kept = [n[2] for n in parse_names(d, p.pid)]
+        expect = written if want is None else [0] + written[-want:]
+        check(kept == expect, "%s: kept i%s, wanted i%s" % (conf or "default keep", kept, expect))
+
+
 SCENARIOS = {
+    "keep": scenario_keep,
     "exec": scenario_exec,
     "threads": scenario_threads,
     "sampled": scenario_sampled,
