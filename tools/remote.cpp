@@ -11,6 +11,7 @@
 
 #include <cerrno>
 #include <cstddef>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -114,10 +115,24 @@ class TargetMemory {
 
  private:
   [[noreturn]] void fail(const char* what, int e) const {
-    if (e == ESRCH || (e == EIO && kill(pid_, 0) != 0))
-      throw ToolError("pid " + std::to_string(pid_) + " exited before it answered");
-    throw ToolError(std::string("cannot ") + what + " the memory of pid " + std::to_string(pid_) + ": " +
-                    std::strerror(e));
+    if (e == ESRCH || gone(pid_)) throw ToolError("pid " + std::to_string(pid_) + " exited before it answered");
+    char at[32];
+    std::snprintf(at, sizeof at, "%#llx", static_cast<unsigned long long>(addr_));
+    throw ToolError(std::string("cannot ") + what + " the memory of pid " + std::to_string(pid_) + " at " + at +
+                    ": " + std::strerror(e));
+  }
+  // No such process, or a zombie (whose memory reads fail with EIO).
+  static bool gone(pid_t pid) {
+    char buf[512];
+    std::string path = "/proc/" + std::to_string(pid) + "/stat";
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return true;
+    ssize_t n = ::read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return true;
+    buf[n] = '\0';
+    const char* paren = std::strrchr(buf, ')');
+    return paren == nullptr || paren[1] != ' ' || paren[2] == 'Z' || paren[2] == 'X';
   }
   pid_t pid_;
   uint64_t addr_;

@@ -667,6 +667,11 @@ def case_remote_dump():
     r = remote_dump(p.pid)
     check(r.returncode == 1 and "does not run leakalloc" in r.stderr, "plain process: rc %d %s" % (r.returncode, r.stderr))
     stop_fixture(p, "plain process")
+    # A process that ends while the tool waits (it never allocates again).
+    p = start_fixture(os.path.realpath(fresh_dir("remote_exit")), preload_env("sample:0"), "--idle-ms", "1500")
+    r = remote_dump(p.pid, "--timeout", "30s")
+    check(r.returncode == 1 and "exited before it answered" in r.stderr, "exit while waiting: rc %d %s" % (r.returncode, r.stderr))
+    stop_fixture(p, "exit while waiting")
     r = remote_dump(0x3ffffff0)
     check(r.returncode == 1 and "no process 1073741808" in r.stderr, "no such pid: rc %d %s" % (r.returncode, r.stderr))
     for args, msg in ((["--format", "svg"], "--format: expected heap"), (["--age", "soon"], "--age: bad duration"),
