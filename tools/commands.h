@@ -17,6 +17,8 @@ int cmd_dump(const std::vector<std::string>& args);
 
 // "heap+pb" etc. -> leakalloc::kRemoteFormat* bits; false on an unknown name.
 bool parse_formats(const std::string& value, uint32_t* bits);
+// A count of 0 or more (--top of run and dump); false on anything else.
+bool parse_count(const std::string& value, size_t* out);
 
 struct ReportOptions {
   uint64_t age_ms = 0;

@@ -170,6 +170,14 @@ bool parse_formats(const std::string& value, uint32_t* bits) {
   }
 }
 
+bool parse_count(const std::string& value, size_t* out) {
+  char* end = nullptr;
+  long n = std::strtol(value.c_str(), &end, 10);
+  if (value.empty() || *end != '\0' || n < 0) return false;
+  *out = static_cast<size_t>(n);
+  return true;
+}
+
 int cmd_dump(const std::vector<std::string>& args) {
   uint64_t age_ms = leakalloc::kRemoteAgeDefault;
   uint32_t formats = leakalloc::kRemoteFormatHeap | leakalloc::kRemoteFormatPb;
@@ -196,10 +204,7 @@ int cmd_dump(const std::vector<std::string>& args) {
     } else if (name == "--timeout") {
       if (!parse_duration_ms(value, &timeout_ms)) usage_error("--timeout: bad duration \"" + value + "\"");
     } else if (name == "--top") {
-      char* end = nullptr;
-      long n = std::strtol(value.c_str(), &end, 10);
-      if (value.empty() || *end || n < 0) usage_error("--top: expected a number, got \"" + value + "\"");
-      top = static_cast<size_t>(n);
+      if (!parse_count(value, &top)) usage_error("--top: expected a number, got \"" + value + "\"");
     } else {
       usage_error("unknown option " + a);
     }

@@ -292,10 +292,7 @@ int cmd_run(const std::vector<std::string>& args) {
       format = value;
     } else if (name == "--top") {
       take();
-      char* end = nullptr;
-      long n = std::strtol(value.c_str(), &end, 10);
-      if (value.empty() || *end || n < 0) usage_error("--top: expected a number, got \"" + value + "\"");
-      top = static_cast<size_t>(n);
+      if (!parse_count(value, &top)) usage_error("--top: expected a number, got \"" + value + "\"");
     } else {
       usage_error("unknown option " + a);
     }

@@ -372,6 +372,13 @@ def check_sequence(names, what):
     return per_kind
 
 
+def grow_in_steps(p, mib):
+    """`mib` times: 1 MiB more of grow_site, then 150 ms for the dump thread's poll."""
+    for _ in range(mib):
+        p.cmd("grow 1")
+        p.cmd("sleep 150")
+
+
 def scenario_triggers():
     """Every trigger writes its file, with the right name, while the program runs."""
     # interval + signal + prof.dump + final; all kinds share one seq counter.
@@ -398,9 +405,7 @@ def scenario_triggers():
     # lg_interval: one dump per 2 MiB allocated (polled; bursts can merge two).
     d = fresh_dir("lg_interval")
     p = Prog("sample:0,lg_interval:21,summary:true", os.path.join(d, "la"))
-    for _ in range(8):
-        p.cmd("grow 1")
-        p.cmd("sleep 150")
+    grow_in_steps(p, 8)
     p.wait_summary("i", 1, timeout=30)
     rc = p.finish()
     check(rc == 0, "lg_interval: exit status 0")
@@ -416,9 +421,7 @@ def scenario_triggers():
     # gdump: new high-water marks of live bytes.
     d = fresh_dir("gdump")
     p = Prog("sample:0,gdump:true,summary:true", os.path.join(d, "la"))
-    for _ in range(6):
-        p.cmd("grow 1")
-        p.cmd("sleep 150")
+    grow_in_steps(p, 6)
     p.wait_summary("u", 1, timeout=30)
     p.cmd("cleanup")
     p.cmd("sleep 200")
@@ -749,9 +752,7 @@ def scenario_keep():
     # gdump with keep:1: the first and the latest high-water mark.
     d = fresh_dir("keep_gdump")
     p = Prog("sample:0,gdump:true,keep:1,summary:true", os.path.join(d, "la"))
-    for _ in range(6):
-        p.cmd("grow 1")
-        p.cmd("sleep 150")
+    grow_in_steps(p, 6)
     p.wait_summary("u", 2, timeout=30)
     check(p.finish() == 0, "keep:1 gdump: exit status 0")
     written = dumps_written(p, "u")
