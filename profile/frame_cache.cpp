@@ -1,6 +1,9 @@
 #include "profile/frame_cache.h"
 
 #include <dlfcn.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include <atomic>
 #include <cstring>
@@ -448,6 +451,24 @@ LA_NOINLINE uint64_t miss(uintptr_t key) {
 }
 }  // namespace
 
+namespace {
+// A bit for each memo entry whose tag is `tag`: every lookup, hit or miss, compares all
+// eight, so they are compared four at a time.
+LA_ALWAYS_INLINE uint32_t tags_equal(const uint32_t (&tags)[kMemoEntries], uint32_t tag) {
+  static_assert(kMemoEntries == 8, "two vectors of four tags");
+#if defined(__SSE2__)
+  __m128i want = _mm_set1_epi32(static_cast<int>(tag));
+  __m128i lo = _mm_cmpeq_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(tags)), want);
+  __m128i hi = _mm_cmpeq_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(tags + 4)), want);
+  return static_cast<uint32_t>(_mm_movemask_ps(_mm_castsi128_ps(lo)) | _mm_movemask_ps(_mm_castsi128_ps(hi)) << 4);
+#else
+  uint32_t match = 0;
+  for (uint32_t e = 0; e < kMemoEntries; ++e) match |= uint32_t{tags[e] == tag} << e;
+  return match;
+#endif
+}
+}  // namespace
+
 int walk(uintptr_t* out, size_t want, uintptr_t stack_hi, uintptr_t frame, MemoSet* memos) {
   if (LA_UNLIKELY(g_slots == nullptr || !g_enabled.load(std::memory_order_relaxed))) return -1;
   // The entry point's frame lies on this thread's stack, above us; anything else (a
@@ -457,31 +478,45 @@ int walk(uintptr_t* out, size_t want, uintptr_t stack_hi, uintptr_t frame, MemoS
   uint64_t gen = g_generation.load(std::memory_order_relaxed);
   Memo* memo = nullptr;  // where this walk is remembered
   if (memos != nullptr) {
-    // The return address into the caller is every stack's first word: a stack from
-    // another call site is told apart by it alone.
+    // The return address into the caller is every stack's first word: with the frame, it
+    // tells most stacks apart by the tag alone.
+    if (LA_UNLIKELY(memos->generation != gen || memos->want != want)) {
+      for (uint32_t& t : memos->tag) t = 0;
+      memos->generation = gen;
+      memos->want = want;
+    }
     uintptr_t ra0 = *reinterpret_cast<const uintptr_t*>(frame + sizeof(uintptr_t));
-    for (uint32_t k = 0; k < 2; ++k) {
-      uint32_t e = memos->recent ^ k;
+    uint32_t tag = memo_tag(frame, ra0);
+    auto holds = [&](uint32_t e) {
       const Memo& m = memos->entry[e];
-      if (m.stack_id == 0 || m.frame != frame || m.value[0] != ra0 || m.want != want || m.generation != gen)
-        continue;
+      if (m.frame != frame || m.value[0] != ra0) return false;
       // The words lie between the frame and the stack top: mapped, as they were. One
       // branch for all of them: a hit reads every word anyway.
       uintptr_t diff = 0;
       for (uint32_t i = 1; i < m.reads; ++i)
         diff |= *reinterpret_cast<const uintptr_t*>(m.addr[i]) ^ m.value[i];
-      if (diff == 0) {
-        memos->recent = e;
-        return kMemoHit;
-      }
-    }
-    memos->recent ^= 1;  // the entry used less recently
-    memo = &memos->entry[memos->recent];
+      if (diff != 0) return false;
+      memos->recent = e;
+      memos->used[e] = ++memos->clock;
+      return true;
+    };
+    // The entry hit or written last first (a loop allocating from one site), then the rest.
+    uint32_t last = memos->recent;
+    if (memos->tag[last] == tag && holds(last)) return kMemoHit;
+    for (uint32_t match = tags_equal(memos->tag, tag) & ~(1u << last); match != 0; match &= match - 1)
+      if (holds(static_cast<uint32_t>(__builtin_ctz(match)))) return kMemoHit;
+    uint32_t victim = 0;
+    for (uint32_t e = 1; e < kMemoEntries; ++e)
+      if (memos->used[e] < memos->used[victim]) victim = e;
+    memos->recent = victim;
+    memos->used[victim] = ++memos->clock;
+    ++memos->walks;
+    memos->tag[victim] = 0;
+    memo = &memos->entry[victim];
     memo->stack_id = 0;
     memo->pending = false;
     memo->frame = frame;
-    memo->want = want;
-    memo->generation = gen;
+    memo->tag = tag;
   }
   uint32_t reads = 0;
   auto read = [&](uintptr_t at) {

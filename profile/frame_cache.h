@@ -42,21 +42,36 @@ void init();
 constexpr uint32_t kMemoReads = 96;  // stacks that need more reads are not remembered
 struct Memo {
   uintptr_t frame;        // where the walk started (an entry point's frame, alloc/alloc.h)
-  uint64_t generation;    // of the cache (flush() makes every memo stale)
-  size_t want;
+  uint32_t tag;           // memo_tag(frame, addr[0]'s value), published by remember_id()
   uint32_t reads;         // words in addr/value; addr[0] is always frame + 8
   uint32_t stack_id;      // 0: nothing remembered
   bool pending;           // walked and remembered, waiting for remember_id()
   uintptr_t addr[kMemoReads];
   uintptr_t value[kMemoReads];
 };
-// The last two stacks a thread walked (ThreadState), so that a loop allocating from two
-// call sites in turn (an object and its buffer; a malloc and a realloc) hits as well.
-// The one used less recently makes room for a new stack.
+// The last stacks a thread walked (ThreadState). A program's allocations come from a
+// handful of call sites in turn (a loop that makes an object and its buffer; a malloc
+// and a realloc; a query engine's cursor, record, and result row): with eight stacks
+// remembered, sqlite3 at sample:0 skips 60% of its walks (22% with two), and a
+// container-heavy C++ program 14% of its instructions. More entries cost more than they
+// save there (each walk first looks at every tag). The least recently used makes room.
+constexpr uint32_t kMemoEntries = 8;
 struct MemoSet {
-  Memo entry[2];
-  uint32_t recent;  // the entry hit or written last
+  uint32_t tag[kMemoEntries];   // of each entry with a stack id; 0: none
+  uint32_t used[kMemoEntries];  // clock value when each entry was last hit or written
+  uint32_t clock;
+  uint32_t recent;              // the entry hit or written last
+  // What every entry was walked under: the cache's generation (flush() makes every memo
+  // stale) and the depth asked for. Another value forgets them all.
+  uint64_t generation;
+  size_t want;
+  uint64_t walks;  // lookups that found no stack here and walked (tests count them)
+  Memo entry[kMemoEntries];
 };
+// Where a walk starts and its first return address: what tells entries apart at a glance.
+inline uint32_t memo_tag(uintptr_t frame, uintptr_t ra0) {
+  return static_cast<uint32_t>(((frame ^ ra0) * 0x9E3779B97F4A7C15ull) >> 32) | 1;
+}
 constexpr int kMemoHit = -2;
 
 // Writes up to `want` return addresses into `out`, leaf first, starting in the caller of
@@ -70,7 +85,10 @@ inline uint32_t memo_hit_id(const MemoSet& memo) { return memo.entry[memo.recent
 inline void remember_id(MemoSet& set, uint32_t stack_id, uint32_t overflow_id) {
   Memo& memo = set.entry[set.recent];
   // The overflow stack is not remembered: each sample into it must be counted as a drop.
-  if (memo.pending && stack_id != overflow_id) memo.stack_id = stack_id;
+  if (memo.pending && stack_id != overflow_id) {
+    memo.stack_id = stack_id;
+    set.tag[set.recent] = memo.tag;
+  }
   memo.pending = false;
 }
 

@@ -212,7 +212,13 @@ uint64_t bytes_in_use() {
   uint64_t n = g_count.load(std::memory_order_relaxed);
   if (n > kMaxThreads) n = kMaxThreads;
   uint64_t page = os_page_size();
-  return (n * sizeof(Entry) + page - 1) / page * page;
+  uint64_t registry = (n * sizeof(Entry) + page - 1) / page * page;
+  // Each live thread's ThreadState (its stack memo is most of it) sits in glibc's static
+  // TLS block, which is written whole when the thread starts.
+  uint64_t live = 0;
+  LockGuard g(g_lock);
+  for_each_linked([&](Entry&, ThreadState&) { ++live; });
+  return registry + live * sizeof(ThreadState);
 }
 
 void init_exit_hook() {

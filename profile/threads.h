@@ -25,7 +25,7 @@ namespace threads {
 constexpr uint32_t kMaxThreads = 65536;  // entries at once; kMaxThreads-1 is the shared one
 
 void init();                          // reserve the table; idempotent
-uint64_t bytes_in_use();              // registry entries written so far
+uint64_t bytes_in_use();              // registry entries written so far, and live threads' ThreadState
 void init_exit_hook();                // pthread_key_create; from the constructor
 void register_current(ThreadState& t);
 // Counts activity of a thread in kThreadExited (after its exit hook, or past the cap).

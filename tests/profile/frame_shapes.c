@@ -97,21 +97,24 @@ SHAPE void* shape_signal(size_t size) {
   return g_signal_block;
 }
 
-/* Three callers with identical frames (noipa: not folded into one function): called in
- * turn from one call site, the walk starts at the same stack pointer each time and only
- * the return address in the middle frame tells them apart. */
-__attribute__((noinline, noipa, visibility("default"))) void* shape_caller_a(size_t size) {
-  void* p = shape_leaf(size);
-  KEEP(p);
-  return p;
-}
-__attribute__((noinline, noipa, visibility("default"))) void* shape_caller_b(size_t size) {
-  void* p = shape_leaf(size);
-  KEEP(p);
-  return p;
-}
-__attribute__((noinline, noipa, visibility("default"))) void* shape_caller_c(size_t size) {
-  void* p = shape_leaf(size);
-  KEEP(p);
-  return p;
-}
+/* Callers with identical frames (noipa: not folded into one function): called in turn
+ * from one call site, the walk starts at the same stack pointer each time and only the
+ * return address in the middle frame tells them apart. Eleven: more than the stacks a
+ * thread's memo keeps (profile/frame_cache.h kMemoEntries). */
+#define SHAPE_CALLER(x)                                                                    \
+  __attribute__((noinline, noipa, visibility("default"))) void* shape_caller_##x(size_t size) { \
+    void* p = shape_leaf(size);                                                            \
+    KEEP(p);                                                                               \
+    return p;                                                                              \
+  }
+SHAPE_CALLER(a)
+SHAPE_CALLER(b)
+SHAPE_CALLER(c)
+SHAPE_CALLER(d)
+SHAPE_CALLER(e)
+SHAPE_CALLER(f)
+SHAPE_CALLER(g)
+SHAPE_CALLER(h)
+SHAPE_CALLER(i)
+SHAPE_CALLER(j)
+SHAPE_CALLER(k)

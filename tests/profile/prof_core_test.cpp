@@ -711,8 +711,11 @@ TEST(ProfThreads, BlocksOfAnExitedThreadKeepItsIndexAndName) {
   });
   while (step.load() != 1) sched_yield();
   prof::threads_refresh_names();
+  uint64_t thread_bytes_live = prof::counters().thread_bytes;
   step = 2;
   t.join();
+  // A live thread's state (most of it its stack memo) is counted in profiler_bytes.
+  EXPECT_EQ(thread_bytes_live - prof::counters().thread_bytes, sizeof(leakalloc::ThreadState));
   // Names of exited threads are kept, not re-read (the tid may belong to someone else).
   prof::threads_refresh_names();
   std::thread([] { for (int i = 0; i < 5; ++i) free(bt_root(7, 3, 100)); }).join();

@@ -11,6 +11,7 @@
 
 #include "profile/frame_cache.h"
 #include "profile/profiler.h"
+#include "profile/sampler.h"
 #include "tests/profile/prof_test_util.h"
 
 extern "C" {
@@ -25,6 +26,14 @@ void* shape_signal(size_t size);
 void* shape_caller_a(size_t size);
 void* shape_caller_b(size_t size);
 void* shape_caller_c(size_t size);
+void* shape_caller_d(size_t size);
+void* shape_caller_e(size_t size);
+void* shape_caller_f(size_t size);
+void* shape_caller_g(size_t size);
+void* shape_caller_h(size_t size);
+void* shape_caller_i(size_t size);
+void* shape_caller_j(size_t size);
+void* shape_caller_k(size_t size);
 }
 
 namespace prof = leakalloc::prof;
@@ -212,31 +221,66 @@ TEST(FrameCache, MemoTellsCallersAtTheSameDepthApart) {
   for (void* p : blocks) free(p);
 }
 
-TEST(FrameCache, MemoOfTwoStacksNeverMixesThreeUp) {
-  // The memo keeps two stacks; three callers in turn (and in an irregular order) keep
-  // replacing one, and every block must still get its own caller's stack.
-  ASSERT_EQ(prof::lg_sample(), 0);
-  using Caller = void* (*)(size_t);
-  const Caller callers[3] = {shape_caller_a, shape_caller_b, shape_caller_c};
-  const int order[] = {0, 1, 2, 0, 1, 2, 2, 0, 0, 1, 0, 2, 1, 1, 0, 2, 0, 1};
-  constexpr int kBlocks = sizeof order / sizeof order[0];
-  void* blocks[kBlocks];
-  volatile int n = kBlocks;
-  for (int i = 0; i < n; ++i) blocks[i] = callers[order[i]](73001 + i);
-  uint32_t id_of[3] = {0, 0, 0};
-  for (int i = 0; i < kBlocks; ++i) {
-    uint32_t id = stack_of_size(73001 + i);
+using Caller = void* (*)(size_t);
+const Caller kCallers[] = {shape_caller_a, shape_caller_b, shape_caller_c, shape_caller_d,
+                           shape_caller_e, shape_caller_f, shape_caller_g, shape_caller_h,
+                           shape_caller_i, shape_caller_j, shape_caller_k};
+constexpr int kCallerCount = sizeof kCallers / sizeof kCallers[0];
+static_assert(kCallerCount > static_cast<int>(fc::kMemoEntries), "more callers than the memo keeps");
+
+// Allocates one block from each caller of `order` in turn, from one call site, and checks
+// that every block got its own caller's stack, one id per caller. Returns how many of
+// those allocations walked their stack rather than finding it in the thread's memo (the
+// loop allocates nothing else).
+uint64_t blocks_from_callers(const std::vector<int>& order, uint64_t first_size) {
+  const fc::MemoSet& memo = leakalloc::t_state.memo;
+  std::vector<void*> blocks(order.size());
+  volatile size_t n = order.size();
+  uint64_t walks_before = memo.walks;
+  for (size_t i = 0; i < n; ++i) blocks[i] = kCallers[order[i]](first_size + i);
+  uint64_t walks = memo.walks - walks_before;
+  uint32_t id_of[kCallerCount] = {};
+  for (size_t i = 0; i < order.size(); ++i) {
+    uint32_t id = stack_of_size(first_size + i);
     std::vector<void*> fs = functions_of(id);
-    ASSERT_GE(fs.size(), 3u);
+    EXPECT_GE(fs.size(), 3u) << "block " << i;
+    if (fs.size() < 3) continue;
     EXPECT_EQ(fs[0], reinterpret_cast<void*>(&shape_leaf)) << "block " << i;
-    EXPECT_EQ(fs[1], reinterpret_cast<void*>(callers[order[i]])) << "block " << i;
+    EXPECT_EQ(fs[1], reinterpret_cast<void*>(kCallers[order[i]])) << "block " << i;
     if (id_of[order[i]] == 0) id_of[order[i]] = id;
     EXPECT_EQ(id, id_of[order[i]]) << "block " << i;
   }
-  EXPECT_NE(id_of[0], id_of[1]);
-  EXPECT_NE(id_of[1], id_of[2]);
-  EXPECT_NE(id_of[0], id_of[2]);
+  for (int a = 0; a < kCallerCount; ++a)
+    for (int b = a + 1; b < kCallerCount; ++b)
+      if (id_of[a] != 0 && id_of[b] != 0) EXPECT_NE(id_of[a], id_of[b]) << a << " and " << b;
   for (void* p : blocks) free(p);
+  return walks;
+}
+
+TEST(FrameCache, MemoNeverMixesStacksUp) {
+  // Eleven callers, more than the memo keeps, in an irregular order: entries keep being
+  // replaced, and every block must still get its own caller's stack.
+  ASSERT_EQ(prof::lg_sample(), 0);
+  std::vector<int> order;
+  uint64_t rng = 0x2545f4914f6cdd1dull;
+  for (int i = 0; i < 200; ++i) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    // Mostly the first few callers (as a program's hot sites), sometimes any of them.
+    int pick = static_cast<int>(rng >> 33);
+    order.push_back((pick & 3) != 0 ? pick % 5 : pick % kCallerCount);
+  }
+  uint64_t walks = blocks_from_callers(order, 73001);
+  EXPECT_GT(walks, static_cast<uint64_t>(kCallerCount)) << "entries were never replaced";
+  EXPECT_LT(walks, order.size() / 2) << "the hot callers were not remembered";
+}
+
+TEST(FrameCache, MemoRemembersEightCallSites) {
+  // Eight call sites in turn, three rounds in different orders: only the first allocation
+  // from each may walk its stack; every later one finds it in the memo. (A memo of two
+  // stacks walks all 24.)
+  ASSERT_EQ(prof::lg_sample(), 0);
+  std::vector<int> order = {0, 1, 2, 3, 4, 5, 6, 7, 3, 0, 7, 1, 6, 2, 5, 4, 4, 0, 1, 2, 3, 7, 6, 5};
+  EXPECT_LE(blocks_from_callers(order, 74001), fc::kMemoEntries) << "remembered call sites were walked again";
 }
 
 TEST(FrameCache, DlcloseEmptiesTheCache) {
