@@ -66,6 +66,7 @@ struct MemoSet {
   uint64_t generation;
   size_t want;
   uint64_t walks;  // lookups that found no stack here and walked (tests count them)
+  MemoSet* next_free;  // while no thread has it (profile/threads.cpp)
   Memo entry[kMemoEntries];
 };
 // Where a walk starts and its first return address: what tells entries apart at a glance.

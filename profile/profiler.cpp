@@ -67,7 +67,7 @@ LA_ALWAYS_INLINE uint64_t record_sample(ThreadState& t, EntryFrame frame, size_t
   if (sid == 0) {
     sid = stacks::intern(frames, static_cast<uint32_t>(depth));
     if (LA_UNLIKELY(sid == 0)) return 0;
-    frame_cache::remember_id(t.memo, sid, prof::kOverflowStackId);
+    if (t.memo != nullptr) frame_cache::remember_id(*t.memo, sid, prof::kOverflowStackId);
   }
   stacks::count_sample(sid, size, t.thread_index);
   t.counter[kCounter_samples].add(1);

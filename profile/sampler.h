@@ -83,7 +83,10 @@ struct ThreadState {
   uintptr_t stack_hi;      // top of this thread's stack (unwind::stack_top), bounds the walkers
   uint32_t rec_cache_n;    // free live-record slots owned by this thread
   uint32_t rec_cache[kRecordCacheMax];
-  frame_cache::MemoSet memo;  // the last stacks this thread sampled (profile/frame_cache.h)
+  // The last stacks this thread sampled (profile/frame_cache.h), 13 KB: attached on the
+  // thread's first sampled walk (threads::attach_memo) and given back for reuse at its
+  // exit, so threads that never sample do not carry one. Null until then and after.
+  frame_cache::MemoSet* memo;
 };
 
 // initial-exec: a fixed offset from %fs, no __tls_get_addr, no allocation on first use.

@@ -42,11 +42,28 @@ RawLock g_lock;
 uint32_t g_free_head = kNoEntry;
 uint32_t g_exits_since_pass = 0;
 std::atomic<uint32_t> g_epoch{0};  // reclaim passes that freed something
+// Stack memos of ended threads, for the next thread that samples (linked through
+// MemoSet::next_free; guarded by g_lock), and how many were ever mapped: a program holds
+// as many as it ever had sampling threads at once.
+frame_cache::MemoSet* g_memo_pool = nullptr;
+std::atomic<uint32_t> g_memos{0};
+
+void give_back_memo(ThreadState& t) {
+  if (t.memo == nullptr) return;
+  t.memo->next_free = g_memo_pool;
+  g_memo_pool = t.memo;
+  t.memo = nullptr;
+}
 pthread_key_t g_exit_key;
 std::atomic<bool> g_key_ready{false};
 
 // Totals of threads that have exited (and of allocations made after their exit).
 std::atomic<uint64_t> g_exited[kCounterCount];
+
+uint64_t memo_bytes() {
+  uint64_t page = os_page_size();
+  return (sizeof(frame_cache::MemoSet) + page - 1) / page * page;
+}
 
 void fold_into_exited(const ThreadState& t) {
   for (int i = 0; i < kCounterCount; ++i)
@@ -116,6 +133,7 @@ void on_thread_exit(void* arg) {
     // thread cache.
     for (OwnerCounter& c : t.counter) c.clear();
     t.phase = kThreadExited;
+    give_back_memo(t);
     live::drain_cache(t);
     if (named) {
       Entry& e = g_entries[t.thread_index];
@@ -213,12 +231,29 @@ uint64_t bytes_in_use() {
   if (n > kMaxThreads) n = kMaxThreads;
   uint64_t page = os_page_size();
   uint64_t registry = (n * sizeof(Entry) + page - 1) / page * page;
-  // Each live thread's ThreadState (its stack memo is most of it) sits in glibc's static
-  // TLS block, which is written whole when the thread starts.
-  uint64_t live = 0;
-  LockGuard g(g_lock);
-  for_each_linked([&](Entry&, ThreadState&) { ++live; });
-  return registry + live * sizeof(ThreadState);
+  return registry + g_memos.load(std::memory_order_relaxed) * memo_bytes();
+}
+
+uint32_t memos_mapped() { return g_memos.load(std::memory_order_relaxed); }
+
+frame_cache::MemoSet* attach_memo(ThreadState& t) {
+  if (t.phase != kThreadLive || t.thread_index >= kMaxThreads - 1) return nullptr;
+  frame_cache::MemoSet* memo;
+  {
+    LockGuard g(g_lock);
+    memo = g_memo_pool;
+    if (memo != nullptr) g_memo_pool = memo->next_free;
+  }
+  if (memo == nullptr) {
+    memo = static_cast<frame_cache::MemoSet*>(os_reserve(memo_bytes()));
+    if (memo == nullptr) return nullptr;
+    g_memos.fetch_add(1, std::memory_order_relaxed);
+  }
+  // What the thread that had it before remembered is forgotten: its stack words are not
+  // this thread's to read. (A want of 0 matches no walk: the first walk clears the tags.)
+  memo->want = 0;
+  t.memo = memo;
+  return memo;
 }
 
 void init_exit_hook() {
@@ -317,6 +352,7 @@ void fork_child() {
     if (&s == self) return;
     fold_into_exited(s);
     thread_cache_adopt(s);  // their freed blocks serve this thread's mallocs
+    give_back_memo(s);
     e.state = nullptr;
     e.status = Status::kExited;
     ++g_exits_since_pass;

@@ -25,9 +25,14 @@ namespace threads {
 constexpr uint32_t kMaxThreads = 65536;  // entries at once; kMaxThreads-1 is the shared one
 
 void init();                          // reserve the table; idempotent
-uint64_t bytes_in_use();              // registry entries written so far, and live threads' ThreadState
+uint64_t bytes_in_use();              // registry entries written so far, and stack memos
 void init_exit_hook();                // pthread_key_create; from the constructor
 void register_current(ThreadState& t);
+// A stack memo for the calling thread, from those ended threads gave back or newly mapped;
+// sets t.memo (the exit hook gives it back). Null for a thread that is not live or shares
+// the last entry, or when no memory can be mapped. Takes the registry lock.
+frame_cache::MemoSet* attach_memo(ThreadState& t);
+uint32_t memos_mapped();  // stack memos ever mapped (in use or given back)
 // Counts activity of a thread in kThreadExited (after its exit hook, or past the cap).
 void count_exited(CounterId id, uint64_t delta);
 // Sums every thread's counters with the exited totals (exact when quiescent).

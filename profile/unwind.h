@@ -14,6 +14,7 @@
 
 #include "profile/frame_cache.h"
 #include "profile/sampler.h"
+#include "profile/threads.h"
 
 extern "C" int unw_backtrace(void** buffer, int size);  // <libunwind.h>, local unwinding
 
@@ -76,10 +77,12 @@ void open_fork_gate(bool in_child);  // fork parent and child handlers
 LA_ALWAYS_INLINE size_t capture_libunwind(ThreadState& t, EntryFrame frame, uintptr_t* out, size_t max,
                                           uint32_t* memo_id, bool uncached = false) {
   static_assert(sizeof(void*) == sizeof(uintptr_t), "frames are stored as integers");
-  int n = uncached ? -1 : frame_cache::walk(out, max, stack_top(t), frame, memo_id != nullptr ? &t.memo : nullptr);
+  frame_cache::MemoSet* memo = nullptr;
+  if (memo_id != nullptr) memo = LA_LIKELY(t.memo != nullptr) ? t.memo : threads::attach_memo(t);
+  int n = uncached ? -1 : frame_cache::walk(out, max, stack_top(t), frame, memo);
   if (memo_id != nullptr) *memo_id = 0;
   if (n == frame_cache::kMemoHit) {
-    *memo_id = frame_cache::memo_hit_id(t.memo);
+    *memo_id = frame_cache::memo_hit_id(*memo);
     return 0;
   }
   if (LA_LIKELY(n >= 0)) return static_cast<size_t>(n);

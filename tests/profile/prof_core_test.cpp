@@ -28,6 +28,7 @@
 #include "alloc/header.h"
 #include "profile/profiler.h"
 #include "profile/sampler.h"
+#include "profile/threads.h"
 #include "tests/profile/prof_test_util.h"
 
 namespace prof = leakalloc::prof;
@@ -699,6 +700,8 @@ TEST(ProfThreads, BlocksOfAnExitedThreadKeepItsIndexAndName) {
                                  for (void*& p : w->allocated) p = bt_root(6, 3, 7474);
                                }),
             0);
+  uint64_t thread_bytes_before = prof::counters().thread_bytes;
+  uint32_t memos_before = leakalloc::threads::memos_mapped();
   std::thread t([&] {
     pthread_setname_np(pthread_self(), "la-exit-7");
     index = my_thread_index();
@@ -711,14 +714,17 @@ TEST(ProfThreads, BlocksOfAnExitedThreadKeepItsIndexAndName) {
   });
   while (step.load() != 1) sched_yield();
   prof::threads_refresh_names();
+  // The thread sampled, so it got a stack memo of its own, counted in profiler_bytes;
+  // at its end it gives the memo back for the next thread.
   uint64_t thread_bytes_live = prof::counters().thread_bytes;
+  EXPECT_GE(thread_bytes_live - thread_bytes_before, sizeof(leakalloc::frame_cache::MemoSet));
+  EXPECT_EQ(leakalloc::threads::memos_mapped(), memos_before + 1);
   step = 2;
   t.join();
-  // A live thread's state (most of it its stack memo) is counted in profiler_bytes.
-  EXPECT_EQ(thread_bytes_live - prof::counters().thread_bytes, sizeof(leakalloc::ThreadState));
   // Names of exited threads are kept, not re-read (the tid may belong to someone else).
   prof::threads_refresh_names();
   std::thread([] { for (int i = 0; i < 5; ++i) free(bt_root(7, 3, 100)); }).join();
+  EXPECT_EQ(leakalloc::threads::memos_mapped(), memos_before + 1) << "a later thread did not reuse the memo";
 
   auto live = live_by_n(3);
   EXPECT_EQ(live[4].objs, uint64_t{kN});

@@ -233,8 +233,11 @@ static_assert(kCallerCount > static_cast<int>(fc::kMemoEntries), "more callers t
 // those allocations walked their stack rather than finding it in the thread's memo (the
 // loop allocates nothing else).
 uint64_t blocks_from_callers(const std::vector<int>& order, uint64_t first_size) {
-  const fc::MemoSet& memo = leakalloc::t_state.memo;
   std::vector<void*> blocks(order.size());
+  // This thread has sampled (the vector above): it has a memo.
+  EXPECT_NE(leakalloc::t_state.memo, nullptr);
+  if (leakalloc::t_state.memo == nullptr) return 0;
+  const fc::MemoSet& memo = *leakalloc::t_state.memo;
   volatile size_t n = order.size();
   uint64_t walks_before = memo.walks;
   for (size_t i = 0; i < n; ++i) blocks[i] = kCallers[order[i]](first_size + i);
