@@ -29,8 +29,7 @@
   X(mapped,         size_t,   "bytes mimalloc has committed + profiler_bytes")              \
   X(live_blocks,    uint64_t, "blocks allocated and not yet freed, sampled or not")         \
   X(header_bytes,   size_t,   "live_blocks * 16: the block headers")                        \
-  X(profiler_bytes, size_t,   "memory the profiler's tables and live threads' state use "  \
-                              "(untouched reservations excluded)")                          \
+  X(profiler_bytes, size_t,   "memory the profiler's tables use (untouched reservations excluded)")                \
   X(stacks,         uint64_t, "distinct stacks stored")                                     \
   X(stacks_dropped, uint64_t, "samples counted into the overflow stack (max_stacks reached)") \
   X(sampled_live,   uint64_t, "live sampled blocks")                                        \

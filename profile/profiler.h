@@ -110,7 +110,7 @@ struct Counters {
                              // reserved, never-touched address space is not counted
   uint64_t stack_bytes;      // the stack table
   uint64_t record_bytes;     // live-record chunks
-  uint64_t thread_bytes;     // the thread registry and each live thread's ThreadState (its memo)
+  uint64_t thread_bytes;     // the thread registry and the threads' stack memos
   uint64_t unwind_bytes;     // the frame-recipe cache (profile/frame_cache.h)
 };
 Counters counters();

@@ -47,13 +47,6 @@ std::atomic<uint32_t> g_epoch{0};  // reclaim passes that freed something
 // as many as it ever had sampling threads at once.
 frame_cache::MemoSet* g_memo_pool = nullptr;
 std::atomic<uint32_t> g_memos{0};
-
-void give_back_memo(ThreadState& t) {
-  if (t.memo == nullptr) return;
-  t.memo->next_free = g_memo_pool;
-  g_memo_pool = t.memo;
-  t.memo = nullptr;
-}
 pthread_key_t g_exit_key;
 std::atomic<bool> g_key_ready{false};
 
@@ -63,6 +56,14 @@ std::atomic<uint64_t> g_exited[kCounterCount];
 uint64_t memo_bytes() {
   uint64_t page = os_page_size();
   return (sizeof(frame_cache::MemoSet) + page - 1) / page * page;
+}
+
+// The caller holds g_lock (or is the fork child).
+void give_back_memo(ThreadState& t) {
+  if (t.memo == nullptr) return;
+  t.memo->next_free = g_memo_pool;
+  g_memo_pool = t.memo;
+  t.memo = nullptr;
 }
 
 void fold_into_exited(const ThreadState& t) {
