@@ -516,7 +516,6 @@ int walk(uintptr_t* out, size_t want, uintptr_t stack_hi, uintptr_t frame, MemoS
     memo->stack_id = 0;
     memo->pending = false;
     memo->frame = frame;
-    memo->tag = tag;
   }
   uint32_t reads = 0;
   auto read = [&](uintptr_t at) {

@@ -42,7 +42,6 @@ void init();
 constexpr uint32_t kMemoReads = 96;  // stacks that need more reads are not remembered
 struct Memo {
   uintptr_t frame;        // where the walk started (an entry point's frame, alloc/alloc.h)
-  uint32_t tag;           // memo_tag(frame, addr[0]'s value), published by remember_id()
   uint32_t reads;         // words in addr/value; addr[0] is always frame + 8
   uint32_t stack_id;      // 0: nothing remembered
   bool pending;           // walked and remembered, waiting for remember_id()
@@ -57,7 +56,7 @@ struct Memo {
 // save there (each walk first looks at every tag). The least recently used makes room.
 constexpr uint32_t kMemoEntries = 8;
 struct MemoSet {
-  uint32_t tag[kMemoEntries];   // of each entry with a stack id; 0: none
+  uint32_t tag[kMemoEntries];   // memo_tag() of each entry with a stack id; 0: none
   uint32_t used[kMemoEntries];  // clock value when each entry was last hit or written
   uint32_t clock;
   uint32_t recent;              // the entry hit or written last
@@ -88,7 +87,7 @@ inline void remember_id(MemoSet& set, uint32_t stack_id, uint32_t overflow_id) {
   // The overflow stack is not remembered: each sample into it must be counted as a drop.
   if (memo.pending && stack_id != overflow_id) {
     memo.stack_id = stack_id;
-    set.tag[set.recent] = memo.tag;
+    set.tag[set.recent] = memo_tag(memo.frame, memo.value[0]);
   }
   memo.pending = false;
 }

@@ -53,10 +53,14 @@ std::atomic<bool> g_key_ready{false};
 // Totals of threads that have exited (and of allocations made after their exit).
 std::atomic<uint64_t> g_exited[kCounterCount];
 
-uint64_t memo_bytes() {
+// Bytes rounded up to whole pages: what a table of that size mapped with os_reserve
+// costs once it is written.
+uint64_t in_pages(uint64_t bytes) {
   uint64_t page = os_page_size();
-  return (sizeof(frame_cache::MemoSet) + page - 1) / page * page;
+  return (bytes + page - 1) / page * page;
 }
+
+uint64_t memo_bytes() { return in_pages(sizeof(frame_cache::MemoSet)); }
 
 // The caller holds g_lock (or is the fork child).
 void give_back_memo(ThreadState& t) {
@@ -230,9 +234,7 @@ void init() {
 uint64_t bytes_in_use() {
   uint64_t n = g_count.load(std::memory_order_relaxed);
   if (n > kMaxThreads) n = kMaxThreads;
-  uint64_t page = os_page_size();
-  uint64_t registry = (n * sizeof(Entry) + page - 1) / page * page;
-  return registry + g_memos.load(std::memory_order_relaxed) * memo_bytes();
+  return in_pages(n * sizeof(Entry)) + g_memos.load(std::memory_order_relaxed) * memo_bytes();
 }
 
 uint32_t memos_mapped() { return g_memos.load(std::memory_order_relaxed); }

@@ -78,7 +78,7 @@ LA_ALWAYS_INLINE size_t capture_libunwind(ThreadState& t, EntryFrame frame, uint
                                           uint32_t* memo_id, bool uncached = false) {
   static_assert(sizeof(void*) == sizeof(uintptr_t), "frames are stored as integers");
   frame_cache::MemoSet* memo = nullptr;
-  if (memo_id != nullptr) memo = LA_LIKELY(t.memo != nullptr) ? t.memo : threads::attach_memo(t);
+  if (memo_id != nullptr && !uncached) memo = LA_LIKELY(t.memo != nullptr) ? t.memo : threads::attach_memo(t);
   int n = uncached ? -1 : frame_cache::walk(out, max, stack_top(t), frame, memo);
   if (memo_id != nullptr) *memo_id = 0;
   if (n == frame_cache::kMemoHit) {

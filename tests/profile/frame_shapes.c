@@ -118,3 +118,9 @@ SHAPE_CALLER(h)
 SHAPE_CALLER(i)
 SHAPE_CALLER(j)
 SHAPE_CALLER(k)
+/* All of them, in order, for the tests that take them in turn. */
+void* (*const shape_callers[])(size_t) = {shape_caller_a, shape_caller_b, shape_caller_c, shape_caller_d,
+                                          shape_caller_e, shape_caller_f, shape_caller_g, shape_caller_h,
+                                          shape_caller_i, shape_caller_j, shape_caller_k};
+_Static_assert(sizeof shape_callers / sizeof shape_callers[0] == 11,
+               "tests/profile/prof_frame_cache_test.cpp declares eleven");

@@ -23,17 +23,8 @@ void* shape_qsort(size_t size);
 void* shape_noreturn(size_t size);
 void shape_calls_noreturn(size_t size);
 void* shape_signal(size_t size);
-void* shape_caller_a(size_t size);
-void* shape_caller_b(size_t size);
-void* shape_caller_c(size_t size);
-void* shape_caller_d(size_t size);
-void* shape_caller_e(size_t size);
-void* shape_caller_f(size_t size);
-void* shape_caller_g(size_t size);
-void* shape_caller_h(size_t size);
-void* shape_caller_i(size_t size);
-void* shape_caller_j(size_t size);
-void* shape_caller_k(size_t size);
+// Eleven callers with identical frames (more than the memo keeps): shape_caller_a to _k.
+extern void* (*const shape_callers[11])(size_t);
 }
 
 namespace prof = leakalloc::prof;
@@ -207,25 +198,21 @@ TEST(FrameCache, MemoTellsCallersAtTheSameDepthApart) {
   constexpr int kBlocks = 8;
   void* blocks[kBlocks];
   volatile int n = kBlocks;
-  for (int i = 0; i < n; ++i) blocks[i] = (i % 2 != 0 ? shape_caller_b : shape_caller_a)(72001 + i);
+  for (int i = 0; i < n; ++i) blocks[i] = shape_callers[i % 2](72001 + i);
   uint32_t ids[kBlocks];
   for (int i = 0; i < kBlocks; ++i) {
     ids[i] = stack_of_size(72001 + i);
     std::vector<void*> fs = functions_of(ids[i]);
     ASSERT_GE(fs.size(), 3u);
     EXPECT_EQ(fs[0], reinterpret_cast<void*>(&shape_leaf));
-    EXPECT_EQ(fs[1], reinterpret_cast<void*>(i % 2 != 0 ? &shape_caller_b : &shape_caller_a)) << "block " << i;
+    EXPECT_EQ(fs[1], reinterpret_cast<void*>(shape_callers[i % 2])) << "block " << i;
     if (i >= 2) EXPECT_EQ(ids[i], ids[i - 2]) << "block " << i;
   }
   EXPECT_NE(ids[0], ids[1]);
   for (void* p : blocks) free(p);
 }
 
-using Caller = void* (*)(size_t);
-const Caller kCallers[] = {shape_caller_a, shape_caller_b, shape_caller_c, shape_caller_d,
-                           shape_caller_e, shape_caller_f, shape_caller_g, shape_caller_h,
-                           shape_caller_i, shape_caller_j, shape_caller_k};
-constexpr int kCallerCount = sizeof kCallers / sizeof kCallers[0];
+constexpr int kCallerCount = sizeof shape_callers / sizeof shape_callers[0];
 static_assert(kCallerCount > static_cast<int>(fc::kMemoEntries), "more callers than the memo keeps");
 
 // Allocates one block from each caller of `order` in turn, from one call site, and checks
@@ -240,7 +227,7 @@ uint64_t blocks_from_callers(const std::vector<int>& order, uint64_t first_size)
   const fc::MemoSet& memo = *leakalloc::t_state.memo;
   volatile size_t n = order.size();
   uint64_t walks_before = memo.walks;
-  for (size_t i = 0; i < n; ++i) blocks[i] = kCallers[order[i]](first_size + i);
+  for (size_t i = 0; i < n; ++i) blocks[i] = shape_callers[order[i]](first_size + i);
   uint64_t walks = memo.walks - walks_before;
   uint32_t id_of[kCallerCount] = {};
   for (size_t i = 0; i < order.size(); ++i) {
@@ -249,7 +236,7 @@ uint64_t blocks_from_callers(const std::vector<int>& order, uint64_t first_size)
     EXPECT_GE(fs.size(), 3u) << "block " << i;
     if (fs.size() < 3) continue;
     EXPECT_EQ(fs[0], reinterpret_cast<void*>(&shape_leaf)) << "block " << i;
-    EXPECT_EQ(fs[1], reinterpret_cast<void*>(kCallers[order[i]])) << "block " << i;
+    EXPECT_EQ(fs[1], reinterpret_cast<void*>(shape_callers[order[i]])) << "block " << i;
     if (id_of[order[i]] == 0) id_of[order[i]] = id;
     EXPECT_EQ(id, id_of[order[i]]) << "block " << i;
   }
