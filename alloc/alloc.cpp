@@ -149,7 +149,7 @@ LA_ALWAYS_INLINE BlockHeader* checked_header(void* p, const char* op) {
   return h;
 }
 
-// Frees a block whose header checked out: retires its live record if it is sampled,
+// Frees a block whose header checked out: frees its live record if it is sampled,
 // then puts it on this thread's bin of its class, or gives it to mimalloc when it is not
 // cacheable (aligned, or larger than the last class) or the bin has no room.
 LA_ALWAYS_INLINE void release(void* p, BlockHeader* h) {

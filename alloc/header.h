@@ -9,8 +9,8 @@
 //                  makes free of a sampled block O(1) with no hash lookup. The size (24
 //                  bits; kSizeInRecord for 16 MiB and up, and for an aligned block, which
 //                  keeps it out of the thread cache) and the record's 7-bit seqlock
-//                  generation let free count the bytes and retire the record with one
-//                  plain store, never loading the record (a cache miss on the free path).
+//                  generation let free count the bytes and hand the record back (to be
+//                  retired later, profile/live_set.h) without ever loading it.
 //   word1  birth   bits 63..24: birth time in ticks of 2^20 ns (1.05 ms) of the coarse
 //                  monotonic clock: 40 bits last 36 years of uptime, no wrap-around.
 //          check   bits 23..0: keyed hash of (user pointer, tag) with a per-process

@@ -22,7 +22,7 @@
 // are the one exception (the header's address is inside mimalloc's block): an unsampled
 // one's tag carries kUncachedBit, and a sampled one keeps its size in its live record
 // (alloc/header.h), so neither is ever cached. Any other sampled block is cached once its
-// free has retired its live record.
+// free has handed its live record back (profile/live_set.h).
 //
 // A cached block keeps the freed mark in word1 (alloc/header.h), so a double free of a
 // cached block is still named; word0 links the list.

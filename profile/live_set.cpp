@@ -1,5 +1,7 @@
 #include "profile/live_set.h"
 
+#include <algorithm>
+
 #include "profile/threads.h"
 
 namespace leakalloc {
@@ -89,21 +91,71 @@ void push_global(uint32_t id) {
   g_pool_top = pos + 1;
 }
 
+// Marks the record of a pending entry (generation << 32 | id + 1) dead: its published
+// value was generation * 2 + 1, retiring is the next (even) value. A store, not a
+// read-modify-write.
+LA_ALWAYS_INLINE void retire(uint64_t entry) {
+  uint32_t generation = static_cast<uint32_t>(entry >> 32);
+  slot(static_cast<uint32_t>(entry) - 1)->seq.store(((generation << 1) + 2) & 255,
+                                                     std::memory_order_release);
+}
+
+// keep_id() past a full cache, or for a thread that does not cache.
+LA_NOINLINE void keep_id_locked(ThreadState& t, uint32_t id) {
+  LockGuard g(g_free_lock);
+  if (t.phase == kThreadLive) {
+    // Spill half the cache so that the next frees stay local.
+    while (t.rec_cache_n > kBatch) push_global(t.rec_cache[--t.rec_cache_n]);
+    t.rec_cache[t.rec_cache_n++] = id;
+  } else {
+    push_global(id);
+  }
+}
+
+// Keeps a retired slot for this thread's next samples, or gives it to the pool.
+LA_ALWAYS_INLINE void keep_id(ThreadState& t, uint32_t id) {
+  // Only a registered thread caches: its exit hook drains the cache. A thread that is
+  // not registered (yet: a consumer registers at the end of its first free, in
+  // alloc/alloc.cpp count_free) has no exit hook, and slots cached there would be lost
+  // for good when it exits.
+  if (LA_LIKELY(t.phase == kThreadLive && t.rec_cache_n < kRecordCacheMax)) {
+    t.rec_cache[t.rec_cache_n++] = id;
+    return;
+  }
+  keep_id_locked(t, id);
+}
+
 }  // namespace
 
 void init() {}
 
 uint64_t add(ThreadState& t, uint32_t stack_id, uint64_t size, uint64_t birth_ns) {
-  if (t.rec_cache_n == 0 && !refill(t)) return 0;
-  uint32_t id = t.rec_cache[--t.rec_cache_n];
-  // After its exit hook (glibc's late TLS destructors) a thread's cache is never
-  // drained again: hand back what refill() gave it beyond this one slot.
-  if (LA_UNLIKELY(t.phase == kThreadExited) && t.rec_cache_n > 0) drain_cache(t);
-  Record* r = slot(id);
   // Sequence numbers run modulo 256 (odd = live) so that the 7-bit generation in the
   // block header names the published value exactly; a walker is fooled only if one slot
   // is retired and republished 128 times during its read of that one record.
-  uint32_t seq = (r->seq.load(std::memory_order_relaxed) + 1) & 255;
+  uint32_t id, seq;
+  Record* r;
+  uint32_t newest = (t.rec_pending_head - 1) & (kRecordPendingSlots - 1);
+  uint64_t pending = t.rec_pending[newest];
+  if (pending != 0) {
+    // The record of the block this thread freed last: retired here and published again,
+    // so its cache line is written by one thread, once, with no load.
+    id = static_cast<uint32_t>(pending) - 1;
+    r = slot(id);
+    retire(pending);
+    // After the retirement: a walker that finds the ring empty finds the record dead.
+    __atomic_store_n(&t.rec_pending[newest], 0, __ATOMIC_RELEASE);
+    t.rec_pending_head--;
+    seq = ((static_cast<uint32_t>(pending >> 32) << 1) + 3) & 255;
+  } else {
+    if (t.rec_cache_n == 0 && !refill(t)) return 0;
+    id = t.rec_cache[--t.rec_cache_n];
+    // After its exit hook (glibc's late TLS destructors) a thread's cache is never
+    // drained again: hand back what refill() gave it beyond this one slot.
+    if (LA_UNLIKELY(t.phase == kThreadExited) && t.rec_cache_n > 0) drain_cache(t);
+    r = slot(id);
+    seq = (r->seq.load(std::memory_order_relaxed) + 1) & 255;
+  }
   // Seqlock writer: the slot's retiring store (even seq, possibly on another thread,
   // handed here through the free lists) must be visible before any new field value,
   // or a walker could pair the old odd seq with new fields. Free on x86; required by
@@ -118,28 +170,21 @@ uint64_t add(ThreadState& t, uint32_t stack_id, uint64_t size, uint64_t birth_ns
 }
 
 void remove(uint32_t header_value, uint32_t generation) {
-  uint32_t id = header_value - 1;
-  Record* r = slot(id);
-  // The published value was generation * 2 + 1; retiring is the next (even) value. A
-  // store, not a read-modify-write: the record is usually not in this core's cache.
-  r->seq.store(((generation << 1) + 2) & 255, std::memory_order_release);  // odd -> even
+  uint64_t entry = (uint64_t{generation} << 32) | header_value;
   ThreadState& t = t_state;
-  // Only a registered thread caches: its exit hook drains the cache. A thread that is
-  // not registered (yet: a consumer registers at the end of its first free, in
-  // alloc/alloc.cpp count_free) has no exit hook, and slots cached there would be lost
-  // for good when it exits.
-  if (t.phase == kThreadLive && t.rec_cache_n < kRecordCacheMax) {
-    t.rec_cache[t.rec_cache_n++] = id;
+  if (LA_LIKELY(t.phase == kThreadLive)) {
+    uint32_t pos = t.rec_pending_head & (kRecordPendingSlots - 1);
+    uint64_t oldest = t.rec_pending[pos];
+    // The ring is full: the oldest goes first, retired before its slot is overwritten
+    // (a walker that no longer finds it pending must find it retired).
+    if (oldest != 0) retire(oldest);
+    __atomic_store_n(&t.rec_pending[pos], entry, __ATOMIC_RELEASE);
+    t.rec_pending_head++;
+    if (oldest != 0) keep_id(t, static_cast<uint32_t>(oldest) - 1);
     return;
   }
-  LockGuard g(g_free_lock);
-  if (t.phase == kThreadLive) {
-    // Spill half the cache so that the next frees stay local.
-    while (t.rec_cache_n > kBatch) push_global(t.rec_cache[--t.rec_cache_n]);
-    t.rec_cache[t.rec_cache_n++] = id;
-  } else {
-    push_global(id);
-  }
+  retire(entry);
+  keep_id(t, header_value - 1);
 }
 
 uint64_t size_of(uint32_t header_value) {
@@ -148,10 +193,66 @@ uint64_t size_of(uint32_t header_value) {
 
 void drain_cache(ThreadState& t) {
   LockGuard g(g_free_lock);
+  for (uint64_t& entry : t.rec_pending) {
+    if (entry == 0) continue;
+    retire(entry);
+    push_global(static_cast<uint32_t>(entry) - 1);
+    __atomic_store_n(&entry, 0, __ATOMIC_RELEASE);
+  }
   while (t.rec_cache_n > 0) push_global(t.rec_cache[--t.rec_cache_n]);
 }
 
-void walk(uint64_t born_before_ns, prof::LiveBlockFn fn, void* ctx) {
+namespace {
+
+// The pending retirements a walk leaves out, as sorted keys (id + 1) << 8 | generation,
+// which the walk meets in its own order (record ids ascending). Taken once, before the
+// records are read: a block freed after that is reported as it was when the walk began,
+// like any block freed during a walk. Up to 16 threads' worth fits on the stack;
+// beyond that the keys go in a mapping of their own (not malloc: a walk must not
+// allocate from the heap it walks).
+class PendingKeys {
+ public:
+  explicit PendingKeys(bool registry_held) {
+    size_t room = threads::pending_records_room();
+    if (room > kLocal) {
+      void* mem = os_alloc(room * sizeof(uint64_t));
+      if (mem != nullptr) {
+        keys_ = static_cast<uint64_t*>(mem);
+        mapped_ = room * sizeof(uint64_t);
+      } else {
+        room = kLocal;  // no memory: the threads past the first 16 keep theirs in the walk
+      }
+    }
+    n_ = threads::copy_pending_records(keys_, room, registry_held);
+    for (size_t i = 0; i < n_; ++i) keys_[i] = key(static_cast<uint32_t>(keys_[i]), keys_[i] >> 32);
+    std::sort(keys_, keys_ + n_);
+  }
+  ~PendingKeys() {
+    if (mapped_ != 0) os_free(keys_, mapped_);
+  }
+  PendingKeys(const PendingKeys&) = delete;
+  PendingKeys& operator=(const PendingKeys&) = delete;
+
+  static uint64_t key(uint32_t header_value, uint64_t generation) {
+    return (uint64_t{header_value} << 8) | (generation & 255);
+  }
+  // Whether the record is pending; calls must come in ascending key order.
+  bool pending(uint64_t k) {
+    while (next_ < n_ && keys_[next_] < k) ++next_;
+    return next_ < n_ && keys_[next_] == k;
+  }
+
+ private:
+  static constexpr size_t kLocal = 16 * kRecordPendingSlots;
+  uint64_t local_[kLocal];
+  uint64_t* keys_ = local_;
+  size_t mapped_ = 0;
+  size_t n_ = 0;
+  size_t next_ = 0;
+};
+
+void walk_records(uint64_t born_before_ns, prof::LiveBlockFn fn, void* ctx, bool registry_held) {
+  PendingKeys pending(registry_held);
   uint32_t limit = g_next_fresh.load(std::memory_order_acquire);
   for (uint32_t c = 0; c < kMaxChunks && (c << kChunkShift) < limit; ++c) {
     Record* chunk = g_chunks[c].load(std::memory_order_acquire);
@@ -170,9 +271,20 @@ void walk(uint64_t born_before_ns, prof::LiveBlockFn fn, void* ctx) {
       std::atomic_thread_fence(std::memory_order_acquire);
       if (r.seq.load(std::memory_order_relaxed) != s1) continue;
       if (b.birth_ns > born_before_ns) continue;
+      if (pending.pending(PendingKeys::key(b.record, s1 >> 1))) continue;
       fn(ctx, b);
     }
   }
+}
+
+}  // namespace
+
+void walk(uint64_t born_before_ns, prof::LiveBlockFn fn, void* ctx) {
+  walk_records(born_before_ns, fn, ctx, /*registry_held=*/false);
+}
+
+void walk_registry_held(uint64_t born_before_ns, prof::LiveBlockFn fn, void* ctx) {
+  walk_records(born_before_ns, fn, ctx, /*registry_held=*/true);
 }
 
 uint64_t bytes_in_use() {

@@ -9,12 +9,23 @@
 //
 // Concurrency. A record is written only by the thread that owns its slot (the
 // allocating thread, having taken the slot from its private cache) and published with
-// a release store of an odd sequence number; free stores the next even number. A
+// a release store of an odd sequence number; retiring it stores the next even number. A
 // walker reads seq, the fields, then seq again and keeps the record only if both reads
 // are the same odd value: a seqlock, so walkers never block allocating threads and
 // never see a half-written record. Slots are recycled through per-thread caches of 64
 // ids, spilling to and refilling from a global pool of ids in batches under one lock
 // (rank 5), so the lock is taken once per 32 sampled frees at most.
+//
+// Retiring late. The freed block's record is usually a cold cache line (written when the
+// block was born, maybe by another thread), and a store that misses holds up every store
+// after it: at sample:0 on churn, the retiring store in free() cost 15% of the run. So a
+// registered thread's free does not touch the record: it puts (generation, id) in a
+// ring of 8 pending retirements in its ThreadState. The thread's next sample takes the
+// newest one and retires and republishes that record in one go (same line, no load);
+// a free into a full ring retires the oldest. Walkers copy every registered thread's
+// ring (under the registry lock) before reading the records and leave out a record
+// whose id and generation are pending. Thread exit retires the ring, and so does a fork
+// child for the threads it does not have.
 #pragma once
 
 #include <atomic>
@@ -31,14 +42,21 @@ void init();
 // generation << 32 | id + 1 (for the block header), or 0 if no record memory could be
 // mapped. The generation (7 bits) names this publication of the slot.
 uint64_t add(ThreadState& t, uint32_t stack_id, uint64_t size, uint64_t birth_ns);
-// Retires the record `header_value` (id + 1) published as `generation`: one store,
-// no load of the record. Any thread, including exited ones.
+// Frees the record `header_value` (id + 1) published as `generation`; any thread,
+// including exited ones. A registered thread does not touch the record: it keeps the
+// pair among its pending retirements (ThreadState::rec_pending), where its next sample
+// reuses the record and walkers leave it out.
 void remove(uint32_t header_value, uint32_t generation);
 // Requested size of the live record `header_value` (id + 1).
 uint64_t size_of(uint32_t header_value);
-// Drains a thread's slot cache (thread exit).
+// Retires a thread's pending records and drains its slot cache (thread exit; in a fork
+// child, for the threads that did not come along).
 void drain_cache(ThreadState& t);
+// Calls fn for every live record born at or before born_before_ns; takes the registry
+// lock for a moment (to read the threads' pending retirements).
 void walk(uint64_t born_before_ns, prof::LiveBlockFn fn, void* ctx);
+// The same, for a caller that holds the registry lock.
+void walk_registry_held(uint64_t born_before_ns, prof::LiveBlockFn fn, void* ctx);
 uint64_t count_live();
 // Memory of the record chunks mapped so far (records are used densely from the start of
 // the slab, so mapped chunks are touched chunks).

@@ -63,6 +63,7 @@ enum CounterId : int {
 enum ThreadPhase : uint8_t { kThreadNew = 0, kThreadLive = 1, kThreadExited = 2 };
 
 constexpr uint32_t kRecordCacheMax = 64;
+constexpr uint32_t kRecordPendingSlots = 8;  // a power of two
 
 struct ThreadState {
   // Sampler countdown; <= 0 sends the allocation to sample_slow. Atomic only so that
@@ -83,6 +84,11 @@ struct ThreadState {
   uintptr_t stack_hi;      // top of this thread's stack (unwind::stack_top), bounds the walkers
   uint32_t rec_cache_n;    // free live-record slots owned by this thread
   uint32_t rec_cache[kRecordCacheMax];
+  // Live records of blocks this thread freed, not yet retired (profile/live_set.cpp):
+  // generation << 32 | record id + 1, or 0. The next sample reuses the newest in place;
+  // walkers read these (under the registry lock) to leave them out.
+  uint64_t rec_pending[kRecordPendingSlots];
+  uint32_t rec_pending_head;  // where the next one goes (mod kRecordPendingSlots)
   // The last stacks this thread sampled (profile/frame_cache.h), 13 KB: attached on the
   // thread's first sampled walk (threads::attach_memo) and given back for reuse at its
   // exit, so threads that never sample do not carry one. Null until then and after.

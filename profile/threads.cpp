@@ -183,7 +183,7 @@ void reclaim() {
   if (!any) return;
   // Only a linked thread publishes records under its own index, and a gone thread's
   // records were all published before it ended: none can appear behind the walk.
-  live::walk(
+  live::walk_registry_held(
       UINT64_MAX,
       [](void* ctx, const prof::LiveBlock& b) {
         uint32_t limit = *static_cast<uint32_t*>(ctx);
@@ -336,6 +336,27 @@ bool any_unwinding() {
   return any;
 }
 
+size_t pending_records_room() { return size_t{own_entries()} * kRecordPendingSlots; }
+
+size_t copy_pending_records(uint64_t* out, size_t room, bool registry_held) {
+  size_t n = 0;
+  auto copy = [&] {
+    for_each_linked([&](Entry&, ThreadState& s) {
+      for (const uint64_t& slot : s.rec_pending) {
+        uint64_t entry = __atomic_load_n(&slot, __ATOMIC_ACQUIRE);
+        if (entry != 0 && n < room) out[n++] = entry;
+      }
+    });
+  };
+  if (registry_held) {
+    copy();
+  } else {
+    LockGuard g(g_lock);  // a linked state's TLS stays valid: unlinking takes the lock
+    copy();
+  }
+  return n;
+}
+
 void restart_countdowns() {
   LockGuard g(g_lock);
   t_state.bytes_left.store(0, std::memory_order_relaxed);
@@ -356,6 +377,7 @@ void fork_child() {
     fold_into_exited(s);
     thread_cache_adopt(s);  // their freed blocks serve this thread's mallocs
     give_back_memo(s);
+    live::drain_cache(s);   // their pending frees are retired, their slots pooled
     e.state = nullptr;
     e.status = Status::kExited;
     ++g_exits_since_pass;

@@ -41,6 +41,12 @@ void fold_counters(uint64_t out[kCounterCount]);
 uint64_t cached_bytes();
 // True if a registered thread is inside a stack capture (the fork gate waits for it).
 bool any_unwinding();
+// Room copy_pending_records needs: kRecordPendingSlots for each entry that can be linked.
+size_t pending_records_room();
+// Copies the pending record retirements of every registered thread
+// (ThreadState::rec_pending, profile/live_set.cpp) into out, at most `room` of them, and
+// returns how many. Takes the registry lock unless the caller holds it.
+size_t copy_pending_records(uint64_t* out, size_t room, bool registry_held);
 // Sends every thread's next allocation through the sampler's slow path (prof.reset).
 void restart_countdowns();
 // Makes the sum of one counter read 0 from now on (prof.reset).

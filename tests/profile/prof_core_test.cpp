@@ -17,8 +17,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cmath>
 #include <map>
+#include <mutex>
 #include <new>
 #include <set>
 #include <vector>
@@ -254,6 +256,72 @@ TEST(ProfExact, FreeOnAnotherThreadLeavesTheWalk) {
   // The freeing thread's record cache outlives the thread: its slots are recycled.
   std::thread([&] { for (int i = 40; i < kN; ++i) free(blocks[i]); }).join();
   EXPECT_EQ(live_by_n(3).count(5), 0u);
+}
+
+// A thread's frees wait in its ring of pending retirements (profile/live_set.cpp) until
+// its next sample or until the ring is full; a walk must leave them out meanwhile, even
+// while the thread that freed them sits idle, and its exit must retire them.
+TEST(ProfExact, BlocksFreedByAnIdleThreadLeaveTheWalk) {
+  require_sample(0);
+  constexpr int kN = 40;
+  void* blocks[kN];
+  for (int i = 0; i < kN; ++i) blocks[i] = bt_root(6, 3, 5151);
+  // 1 and 3 stay inside the ring, 8 fill it, 20 overflow it.
+  int first = 0;
+  for (int k : {1, 3, int{leakalloc::kRecordPendingSlots}, 20}) {
+    std::mutex m;
+    std::condition_variable cv;
+    bool freed = false, go = false;
+    std::thread t([&] {
+      my_thread_index();  // registered before its frees (an unregistered thread retires at once)
+      for (int i = first; i < first + k; ++i) free(blocks[i]);
+      std::unique_lock<std::mutex> l(m);
+      freed = true;
+      cv.notify_all();
+      cv.wait(l, [&] { return go; });
+    });
+    {
+      std::unique_lock<std::mutex> l(m);
+      cv.wait(l, [&] { return freed; });
+    }
+    first += k;
+    auto live = live_by_n(3);
+    EXPECT_EQ(live[6].objs, uint64_t(kN - first)) << k << " freed, their thread waiting";
+    EXPECT_EQ(live[6].bytes, uint64_t(kN - first) * 5151);
+    {
+      std::lock_guard<std::mutex> l(m);
+      go = true;
+    }
+    cv.notify_all();
+    t.join();
+    EXPECT_EQ(live_by_n(3)[6].objs, uint64_t(kN - first)) << k << " freed, their thread gone";
+  }
+  for (int i = first; i < kN; ++i) free(blocks[i]);
+  EXPECT_EQ(live_by_n(3).count(6), 0u);
+}
+
+// free() then malloc() on one thread: the new block takes the freed block's record in
+// place (retired and published again by the one thread) under the next generation,
+// around the 7-bit generation's wrap too.
+TEST(ProfExact, ARecordTakenBackInPlaceShowsOnlyTheNewBlock) {
+  require_sample(0);
+  my_thread_index();
+  void* p = bt_root(1, 3, 4111);
+  uint32_t record = prof::sampled_record_of(p);
+  ASSERT_NE(record, 0u);
+  for (uint32_t i = 0; i < 300; ++i) {
+    free(p);
+    p = bt_root(2 + i % 2, 3, 4112 + i % 2);
+  }
+  EXPECT_EQ(prof::sampled_record_of(p), record) << "the freed block's record was not reused";
+  auto live = live_by_n(3);
+  EXPECT_EQ(live.count(1), 0u);
+  EXPECT_EQ(live.count(2), 0u);
+  ASSERT_EQ(live.count(3), 1u);
+  EXPECT_EQ(live[3].objs, 1u);
+  EXPECT_EQ(live[3].bytes, 4113u);
+  free(p);
+  EXPECT_EQ(live_by_n(3).count(3), 0u);
 }
 
 TEST(ProfExact, ResetClearsCumulativeCountsKeepsLiveBlocks) {
@@ -673,6 +741,55 @@ TEST(ProfFork, ChildWalksAllocatesAndSamplesWhileParentThreadsSample) {
   auto table = table_by_n(10);
   EXPECT_GT(table.size(), 100u);
   for (auto& [n, ids] : table) EXPECT_EQ(ids.size(), 1u) << "n=" << n << " stored more than once";
+}
+
+// A fork child has only the forking thread: the frees other threads had not yet
+// retired must not come back to life in it (the child retires them for those threads).
+TEST(ProfFork, ChildLeavesOutWhatParentThreadsFreed) {
+  require_sample(0);
+  constexpr int kN = 6;
+  void* blocks[kN];
+  for (void*& p : blocks) p = bt_root(4, 3, 7171);
+  std::mutex m;
+  std::condition_variable cv;
+  bool freed = false, go = false;
+  std::thread t([&] {
+    my_thread_index();
+    for (int i = 0; i < 4; ++i) free(blocks[i]);
+    std::unique_lock<std::mutex> l(m);
+    freed = true;
+    cv.notify_all();
+    cv.wait(l, [&] { return go; });
+  });
+  {
+    std::unique_lock<std::mutex> l(m);
+    cv.wait(l, [&] { return freed; });
+  }
+  ASSERT_EQ(live_by_n(3)[4].objs, uint64_t(kN - 4));
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    alarm(30);
+    if (live_by_n(3)[4].objs != kN - 4) _exit(10);
+    // The retired slots serve the child's samples like any other.
+    std::vector<void*> mine;
+    for (int i = 0; i < 100; ++i) mine.push_back(bt_root(5, 3, 7272));
+    auto live = live_by_n(3);
+    if (live[4].objs != kN - 4 || live[5].objs != 100) _exit(11);
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "10: the walk counts freed blocks; 11: after new samples";
+  {
+    std::lock_guard<std::mutex> l(m);
+    go = true;
+  }
+  cv.notify_all();
+  t.join();
+  EXPECT_EQ(live_by_n(3)[4].objs, uint64_t(kN - 4));
+  for (int i = 4; i < kN; ++i) free(blocks[i]);
 }
 
 // ---- thread exit ----------------------------------------------------------------------
