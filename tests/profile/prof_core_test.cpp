@@ -258,42 +258,58 @@ TEST(ProfExact, FreeOnAnotherThreadLeavesTheWalk) {
   EXPECT_EQ(live_by_n(3).count(5), 0u);
 }
 
-// A thread's frees wait in its ring of pending retirements (profile/live_set.cpp) until
-// its next sample or until the ring is full; a walk must leave them out meanwhile, even
-// while the thread that freed them sits idle, and its exit must retire them.
+// A registered thread that frees `blocks`, then waits, alive and allocating nothing,
+// until release(): its frees stay in its ring of pending retirements
+// (profile/live_set.cpp) unless they overflow it.
+class FreeThenWait {
+ public:
+  explicit FreeThenWait(std::vector<void*> blocks)
+      : thread_([this, blocks] {
+          my_thread_index();  // registered first: an unregistered thread retires at once
+          for (void* p : blocks) free(p);
+          std::unique_lock<std::mutex> l(m_);
+          freed_ = true;
+          cv_.notify_all();
+          cv_.wait(l, [&] { return go_; });
+        }) {
+    std::unique_lock<std::mutex> l(m_);
+    cv_.wait(l, [&] { return freed_; });
+  }
+  ~FreeThenWait() { release(); }
+  void release() {
+    if (!thread_.joinable()) return;
+    {
+      std::lock_guard<std::mutex> l(m_);
+      go_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  bool freed_ = false, go_ = false;
+  std::thread thread_;  // last: it starts once the members above exist
+};
+
+// A thread's frees wait in its ring of pending retirements until its next sample or
+// until the ring is full; a walk must leave them out meanwhile, even while the thread
+// that freed them sits idle, and its exit must retire them.
 TEST(ProfExact, BlocksFreedByAnIdleThreadLeaveTheWalk) {
   require_sample(0);
   constexpr int kN = 40;
-  void* blocks[kN];
-  for (int i = 0; i < kN; ++i) blocks[i] = bt_root(6, 3, 5151);
+  std::vector<void*> blocks;
+  for (int i = 0; i < kN; ++i) blocks.push_back(bt_root(6, 3, 5151));
   // 1 and 3 stay inside the ring, 8 fill it, 20 overflow it.
   int first = 0;
   for (int k : {1, 3, int{leakalloc::kRecordPendingSlots}, 20}) {
-    std::mutex m;
-    std::condition_variable cv;
-    bool freed = false, go = false;
-    std::thread t([&] {
-      my_thread_index();  // registered before its frees (an unregistered thread retires at once)
-      for (int i = first; i < first + k; ++i) free(blocks[i]);
-      std::unique_lock<std::mutex> l(m);
-      freed = true;
-      cv.notify_all();
-      cv.wait(l, [&] { return go; });
-    });
-    {
-      std::unique_lock<std::mutex> l(m);
-      cv.wait(l, [&] { return freed; });
-    }
+    FreeThenWait t({blocks.begin() + first, blocks.begin() + first + k});
     first += k;
     auto live = live_by_n(3);
     EXPECT_EQ(live[6].objs, uint64_t(kN - first)) << k << " freed, their thread waiting";
     EXPECT_EQ(live[6].bytes, uint64_t(kN - first) * 5151);
-    {
-      std::lock_guard<std::mutex> l(m);
-      go = true;
-    }
-    cv.notify_all();
-    t.join();
+    t.release();
     EXPECT_EQ(live_by_n(3)[6].objs, uint64_t(kN - first)) << k << " freed, their thread gone";
   }
   for (int i = first; i < kN; ++i) free(blocks[i]);
@@ -748,23 +764,9 @@ TEST(ProfFork, ChildWalksAllocatesAndSamplesWhileParentThreadsSample) {
 TEST(ProfFork, ChildLeavesOutWhatParentThreadsFreed) {
   require_sample(0);
   constexpr int kN = 6;
-  void* blocks[kN];
-  for (void*& p : blocks) p = bt_root(4, 3, 7171);
-  std::mutex m;
-  std::condition_variable cv;
-  bool freed = false, go = false;
-  std::thread t([&] {
-    my_thread_index();
-    for (int i = 0; i < 4; ++i) free(blocks[i]);
-    std::unique_lock<std::mutex> l(m);
-    freed = true;
-    cv.notify_all();
-    cv.wait(l, [&] { return go; });
-  });
-  {
-    std::unique_lock<std::mutex> l(m);
-    cv.wait(l, [&] { return freed; });
-  }
+  std::vector<void*> blocks;
+  for (int i = 0; i < kN; ++i) blocks.push_back(bt_root(4, 3, 7171));
+  FreeThenWait t({blocks.begin(), blocks.begin() + 4});
   ASSERT_EQ(live_by_n(3)[4].objs, uint64_t(kN - 4));
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
@@ -782,12 +784,7 @@ TEST(ProfFork, ChildLeavesOutWhatParentThreadsFreed) {
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0) << "10: the walk counts freed blocks; 11: after new samples";
-  {
-    std::lock_guard<std::mutex> l(m);
-    go = true;
-  }
-  cv.notify_all();
-  t.join();
+  t.release();
   EXPECT_EQ(live_by_n(3)[4].objs, uint64_t(kN - 4));
   for (int i = 4; i < kN; ++i) free(blocks[i]);
 }
