@@ -340,6 +340,69 @@ TEST(ProfExact, ARecordTakenBackInPlaceShowsOnlyTheNewBlock) {
   EXPECT_EQ(live_by_n(3).count(3), 0u);
 }
 
+// Walks racing with threads whose frees go through their rings (reused in place,
+// evicted, retired): a walk reports every block that was live from its start to its end,
+// and none that was freed before it began.
+TEST(ProfExact, ConcurrentWalksSeeWhatWasLiveAndNothingFreedBefore) {
+  require_sample(0);
+  constexpr int kThreads = 3, kPer = 3000;
+  std::vector<std::vector<void*>> old(kThreads);
+  for (auto& v : old)
+    for (int i = 0; i < kPer; ++i) v.push_back(bt_root(7, 3, 2222));
+  // Frees begun and frees returned, per thread.
+  std::atomic<uint64_t> begun[kThreads] = {}, freed[kThreads] = {};
+  std::atomic<int> done{0}, walks{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      void* ring[16] = {};
+      for (int i = 0; i < kPer; ++i) {
+        // Never more than 25 frees ahead of the walks, so that they overlap throughout.
+        while (walks.load() < i / 25) sleep_ms(1);
+        begun[t].fetch_add(1, std::memory_order_seq_cst);
+        free(old[t][i]);
+        freed[t].fetch_add(1, std::memory_order_seq_cst);
+        int n = 1 + i % 24;
+        if (i % 2 == 0) {
+          // The next sample takes the record just freed back in place.
+          for (int j = 0; j < n; ++j) {
+            void* p = bt_root(1 + (i + j) % 3, 3, 64 + j);
+            free(ring[(i + j) % 16]);
+            ring[(i + j) % 16] = p;
+          }
+        } else {
+          // Frees first: the ring fills and pushes its oldest out, that record among them.
+          for (int j = 0; j < n; ++j) {
+            free(ring[(i + j) % 16]);
+            ring[(i + j) % 16] = nullptr;
+          }
+          for (int j = 0; j < n; ++j)
+            if (ring[(i + j) % 16] == nullptr) ring[(i + j) % 16] = bt_root(1 + (i + j) % 3, 3, 64 + j);
+        }
+      }
+      for (void* p : ring) free(p);
+      done.fetch_add(1);
+    });
+  }
+  auto sum = [](std::atomic<uint64_t>* counts) {
+    uint64_t n = 0;
+    for (int t = 0; t < kThreads; ++t) n += counts[t].load(std::memory_order_seq_cst);
+    return n;
+  };
+  while (done.load() < kThreads) {
+    uint64_t freed_before = sum(freed);
+    uint64_t seen = live_by_n(3)[7].objs;
+    uint64_t begun_after = sum(begun);
+    uint64_t total = uint64_t{kThreads} * kPer;
+    ASSERT_LE(seen, total - freed_before) << "walk " << walks << " showed blocks freed before it began";
+    ASSERT_GE(seen, total - begun_after) << "walk " << walks << " missed blocks live all along";
+    walks.fetch_add(1);
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_GE(walks.load(), kPer / 25);
+  EXPECT_EQ(live_by_n(3).count(7), 0u);
+}
+
 TEST(ProfExact, ResetClearsCumulativeCountsKeepsLiveBlocks) {
   require_sample(0);
   // Both rounds allocate from the same call site (the whole stack, up to main, is part
