@@ -257,11 +257,15 @@ int cmd_dump(const std::vector<std::string>& args) {
   mem.read(offsetof(RemoteControl, files), files, sizeof files);
   files[sizeof files - 1] = '\0';
 
-  // Names relative to the process's working directory, seen through /proc so that they
-  // also resolve when the process lives in another mount namespace.
+  // Names relative to the process's working directory, seen through /proc/PID/root when
+  // the process sees another file tree than this tool: a container's root, or the same
+  // root with other mounts on it (a systemd service with PrivateTmp=, whose /tmp is not
+  // the host's).
   std::string cwd = proc_link(pid, "cwd");
   std::string root = proc_link(pid, "root");
-  std::string prefix = root.empty() || root == "/" ? "" : "/proc/" + pid_text + "/root";
+  std::string mnt = proc_link(pid, "ns/mnt");
+  bool same_tree = (root.empty() || root == "/") && (mnt.empty() || mnt == proc_link(getpid(), "ns/mnt"));
+  std::string prefix = same_tree ? "" : "/proc/" + pid_text + "/root";
   std::vector<std::string> paths;
   for (const char* p = files; *p != '\0';) {
     const char* sp = std::strchr(p, ' ');

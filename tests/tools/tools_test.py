@@ -661,6 +661,30 @@ def case_remote_dump():
                                        binary=ARGS.linked_fixture)
         stop_fixture(p, "remote linked")
 
+    # A process whose directory is a mount this tool does not see (a systemd service with
+    # PrivateTmp=: the same root, other mounts on it): the files are named through
+    # /proc/PID/root. Needs a private mount namespace, which not every machine allows.
+    d = os.path.realpath(fresh_dir("remote_private_mount"))
+    if run(["unshare", "--mount", "true"]).returncode != 0:
+        print("remote dump from a private mount namespace: skipped (unshare --mount is not permitted here)")
+    else:
+        e = dict(os.environ, HOME=ARGS.work, **preload_env("sample:0"))
+        p = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                              'mount -t tmpfs tmpfs "$0" && cd "$0" && exec "$1" --busy-ms 60000',
+                              d, ARGS.fixture], env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        inside = "/proc/%d/root%s" % (p.pid, d)
+        if check(wait_for(os.path.join(inside, "fixture.ready"), 30), "fixture in a private mount never got ready"):
+            check(os.listdir(d) == [], "the private mount must hide the fixture's files: %s" % os.listdir(d))
+            r = remote_dump(p.pid, "--age", "0", "--format", "heap+pb", "--top", "3")
+            want = [os.path.join(inside, "leakalloc.%d.0.m0%s" % (p.pid, x)) for x in (".heap", ".pb.gz")]
+            check(r.returncode == 0 and r.stdout.split() == want,
+                  "private mount: rc %d, files %s, wanted %s; stderr:\n%s" % (r.returncode, r.stdout.split(), want, r.stderr))
+            check("#1: 40000 bytes (39.1 KiB) in 10 blocks" in r.stderr and fx in r.stderr,
+                  "private mount: dump must print the top of the report:\n" + r.stderr)
+            if r.returncode == 0:
+                check_report_against_pprof(report("--top", "20", want[1]), want[1], "remote pb (private mount)")
+        stop_fixture(p, "remote private mount")
+
     # Refusals: a process without leakalloc, no such process, bad arguments.
     d = os.path.realpath(fresh_dir("remote_refuse"))
     p = start_fixture(d, {}, "--idle-ms", "60000")
