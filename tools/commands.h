@@ -27,6 +27,9 @@ struct ReportOptions {
   size_t depth = 16;     // frames printed per stack
   bool histogram = true;
   std::string binary;    // overrides the main executable's path
+  // Prefixed to the dump's file names when symbolizing: the files as the dumped process
+  // saw them (`leakalloc dump` of a process in a container: /proc/PID/root).
+  std::string root;
 };
 
 // Prints the leak report of one dump to `out`; used by `report` and at the end of `run`.

@@ -55,13 +55,47 @@ int find_in_module(Dwfl_Module* mod, void**, const char* name, Dwarf_Addr, void*
   return DWARF_CB_OK;
 }
 
+pid_t g_target = 0;  // the process find_target_elf opens modules of
+
+// Opens a module of the target for libdwfl. /proc/PID/maps names each file by its path in
+// the target's mount namespace, which from here may be no file at all (a process in a
+// container) or another file. /proc/PID/map_files/START-END opens the file that is
+// mapped, wherever it is (root may); the name is the fallback.
+int find_target_elf(Dwfl_Module* mod, void** userdata, const char* module_name, Dwarf_Addr base,
+                    char** file_name, Elf** elfp) {
+  std::string maps_path = "/proc/" + std::to_string(g_target) + "/maps";
+  if (FILE* maps = module_name[0] == '/' ? std::fopen(maps_path.c_str(), "re") : nullptr) {
+    char line[4096 + 128];
+    std::string range;
+    while (range.empty() && std::fgets(line, sizeof line, maps) != nullptr) {
+      unsigned long long start = 0, end = 0;
+      int path_at = 0;
+      if (std::sscanf(line, "%llx-%llx %*s %*s %*s %*s %n", &start, &end, &path_at) != 2 || path_at == 0) continue;
+      std::string path = line + path_at;
+      while (!path.empty() && path.back() == '\n') path.pop_back();
+      if (start == base && path == module_name) range = std::string(line, std::strchr(line, ' ') - line);
+    }
+    std::fclose(maps);
+    if (!range.empty()) {
+      int fd = open(("/proc/" + std::to_string(g_target) + "/map_files/" + range).c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd >= 0) {
+        *file_name = strdup(module_name);
+        *elfp = nullptr;
+        return fd;
+      }
+    }
+  }
+  return dwfl_linux_proc_find_elf(mod, userdata, module_name, base, file_name, elfp);
+}
+
 // The control block's address in process `pid`. Modules whose name says leakalloc are
 // searched first (the preloaded or linked library); the rest only if it is not there
 // (a copy of the library under another name, or linked into the executable).
 uint64_t find_control_block(pid_t pid) {
   static char* debuginfo_path = nullptr;
   static const Dwfl_Callbacks callbacks = {
-      dwfl_linux_proc_find_elf, dwfl_standard_find_debuginfo, nullptr, &debuginfo_path};
+      find_target_elf, dwfl_standard_find_debuginfo, nullptr, &debuginfo_path};
+  g_target = pid;
   Dwfl* dwfl = dwfl_begin(&callbacks);
   if (dwfl == nullptr) throw ToolError(std::string("libdwfl: ") + dwfl_errmsg(-1));
   int err = dwfl_linux_proc_report(dwfl, pid);
@@ -257,21 +291,21 @@ int cmd_dump(const std::vector<std::string>& args) {
   mem.read(offsetof(RemoteControl, files), files, sizeof files);
   files[sizeof files - 1] = '\0';
 
-  // Names relative to the process's working directory, seen through /proc/PID/root when
-  // the process sees another file tree than this tool: a container's root, or the same
-  // root with other mounts on it (a systemd service with PrivateTmp=, whose /tmp is not
-  // the host's).
-  std::string cwd = proc_link(pid, "cwd");
+  // The files as the process named them: relative to its working directory, or absolute
+  // from its root. When the process sees another file tree than this tool (a container's
+  // root, or the same root with other mounts on it: a systemd service with PrivateTmp=),
+  // they are reached through /proc/PID/cwd and /proc/PID/root, which resolve as the
+  // process resolves (the paths readlink() gives for those are not this tool's).
   std::string root = proc_link(pid, "root");
   std::string mnt = proc_link(pid, "ns/mnt");
   bool same_tree = (root.empty() || root == "/") && (mnt.empty() || mnt == proc_link(getpid(), "ns/mnt"));
+  std::string cwd = same_tree ? proc_link(pid, "cwd") : "/proc/" + pid_text + "/cwd";
   std::string prefix = same_tree ? "" : "/proc/" + pid_text + "/root";
   std::vector<std::string> paths;
   for (const char* p = files; *p != '\0';) {
     const char* sp = std::strchr(p, ' ');
     std::string name(p, sp != nullptr ? static_cast<size_t>(sp - p) : std::strlen(p));
-    if (name[0] != '/') name = (cwd.empty() ? std::string(".") : cwd) + "/" + name;
-    paths.push_back(prefix + name);
+    paths.push_back(name[0] == '/' ? prefix + name : (cwd.empty() ? std::string(".") : cwd) + "/" + name);
     if (sp == nullptr) break;
     p = sp + 1;
   }
@@ -290,12 +324,14 @@ int cmd_dump(const std::vector<std::string>& args) {
     if (ends_with(p, ".pb.gz") || (pick == nullptr && ends_with(p, ".heap"))) pick = &p;
   if (top > 0 && pick != nullptr) {
     ReportOptions ro;
+    ro.root = prefix;  // the dump names files as the process sees them
     ro.age_ms = age_ms == leakalloc::kRemoteAgeDefault ? 0 : age_ms;
     ro.top = top;
     std::fputc('\n', stderr);
     std::fflush(stderr);
     print_report(*pick, ro, stderr);
-    std::fprintf(stderr, "Full report: leakalloc report %s\n", pick->c_str());
+    std::fprintf(stderr, "Full report: leakalloc report %s%s\n", prefix.empty() ? "" : ("--root " + prefix + " ").c_str(),
+                 pick->c_str());
   }
   return 0;
 }

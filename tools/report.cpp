@@ -151,6 +151,10 @@ void parse_report_flag(const std::vector<std::string>& args, size_t* i, ReportOp
     opt->depth = n;
   } else if (is("--binary")) {
     opt->binary = value("--binary");
+  } else if (is("--root")) {
+    opt->root = value("--root");
+    while (opt->root.size() > 1 && opt->root.back() == '/') opt->root.pop_back();
+    if (opt->root == "/") opt->root.clear();
   } else if (a == "--no-histogram") {
     opt->histogram = false;
   } else if (a == "--") {
@@ -267,7 +271,7 @@ void print_report(const std::string& path, const ReportOptions& opt, FILE* out) 
     return;
   }
 
-  Symbolizer sym(prof, opt.binary);
+  Symbolizer sym(prof, opt.binary, opt.root);
   size_t shown = std::min(opt.top, ranked.size());
   for (size_t r = 0; r < shown; ++r) {
     const StackTotals& t = *ranked[r];
@@ -369,7 +373,7 @@ int cmd_diff(const std::vector<std::string>& args) {
     std::printf("No stack grew.\n");
     return 0;
   }
-  Symbolizer sym(new_p, opt.binary);
+  Symbolizer sym(new_p, opt.binary, opt.root);
   size_t shown = std::min(opt.top, grew.size());
   for (size_t r = 0; r < shown; ++r) {
     const Pair& p = grew[r].second;

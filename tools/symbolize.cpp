@@ -154,7 +154,7 @@ struct Symbolizer::Impl {
   }
 };
 
-Symbolizer::Symbolizer(const Profile& prof, const std::string& binary_override)
+Symbolizer::Symbolizer(const Profile& prof, const std::string& binary_override, const std::string& root)
     : impl_(new Impl), prof_(prof) {
   impl_->dwfl = dwfl_begin(&kOfflineCallbacks);
   if (!impl_->dwfl) return;
@@ -165,7 +165,7 @@ Symbolizer::Symbolizer(const Profile& prof, const std::string& binary_override)
     for (size_t i = 0; i < prof.mappings.size(); ++i) {
       const Mapping& m = prof.mappings[i];
       if (m.executable != (pass == 0) || done.count(m.path)) continue;
-      std::string file = m.path;
+      std::string file = m.path[0] == '/' ? root + m.path : m.path;
       if (i == 0 && !binary_override.empty()) file = binary_override;
       if (m.path == prof.mappings[0].path && !binary_override.empty()) file = binary_override;
       // The maps line of a file replaced after it was mapped ends in " (deleted)".

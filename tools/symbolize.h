@@ -28,8 +28,9 @@ struct Frame {
 
 class Symbolizer {
  public:
-  // `binary_override`: use this file for the main executable (mappings[0]).
-  Symbolizer(const Profile& prof, const std::string& binary_override);
+  // `binary_override`: use this file for the main executable (mappings[0]). `root` is
+  // prefixed to every other file name (empty: the names as they are).
+  Symbolizer(const Profile& prof, const std::string& binary_override, const std::string& root = "");
   ~Symbolizer();
   Symbolizer(const Symbolizer&) = delete;
   Symbolizer& operator=(const Symbolizer&) = delete;

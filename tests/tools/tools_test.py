@@ -672,7 +672,7 @@ def case_remote_dump():
         p = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c",
                               'mount -t tmpfs tmpfs "$0" && cd "$0" && exec "$1" --busy-ms 60000',
                               d, ARGS.fixture], env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        inside = "/proc/%d/root%s" % (p.pid, d)
+        inside = "/proc/%d/cwd" % p.pid
         if check(wait_for(os.path.join(inside, "fixture.ready"), 30), "fixture in a private mount never got ready"):
             check(os.listdir(d) == [], "the private mount must hide the fixture's files: %s" % os.listdir(d))
             r = remote_dump(p.pid, "--age", "0", "--format", "heap+pb", "--top", "3")
@@ -684,6 +684,41 @@ def case_remote_dump():
             if r.returncode == 0:
                 check_report_against_pprof(report("--top", "20", want[1]), want[1], "remote pb (private mount)")
         stop_fixture(p, "remote private mount")
+
+        # In a container of its own making: another root (a chroot into a bind of /), with
+        # the executable on a tmpfs only the container sees. The library is found through
+        # /proc/PID/map_files, the files through /proc/PID/cwd, and the report's symbols
+        # through /proc/PID/root.
+        d = os.path.realpath(fresh_dir("remote_container"))
+        rootfs = os.path.join(d, "rootfs")
+        app = os.path.join(d, "app")
+        os.makedirs(rootfs)
+        os.makedirs(app)
+        script = ('mount --rbind / "$0" && mount -t tmpfs tmpfs "$0$1" && cp "$2" "$0$1/server" && '
+                  'mkdir "$0$1/run" && exec chroot "$0" sh -c \'cd "$0/run" && exec "$0/server" --busy-ms 60000\' "$1"')
+        p = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+                              rootfs, app, ARGS.fixture], env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        inside = "/proc/%d/cwd" % p.pid
+        if check(wait_for(os.path.join(inside, "fixture.ready"), 30), "fixture in a container never got ready"):
+            check(os.listdir(app) == [], "the container's tmpfs must hide its executable: %s" % os.listdir(app))
+            r = remote_dump(p.pid, "--age", "0", "--format", "pb", "--top", "3")
+            want = [os.path.join(inside, "leakalloc.%d.0.m0.pb.gz" % p.pid)]
+            check(r.returncode == 0 and r.stdout.split() == want,
+                  "container: rc %d, files %s, wanted %s; stderr:\n%s" % (r.returncode, r.stdout.split(), want, r.stderr))
+            check("binary: %s/server" % app in r.stderr, "container: the report names the container's executable:\n" + r.stderr)
+            check("#1: 40000 bytes (39.1 KiB) in 10 blocks" in r.stderr and
+                  "leak_large_buffers (%s:%d)" % (os.path.join(ARGS.source, fx), expected_sites()["leak_large_buffers"][2])
+                  in r.stderr, "container: the top of the report, symbolized:\n" + r.stderr)
+            hint = "Full report: leakalloc report --root /proc/%d/root %s" % (p.pid, want[0])
+            check(hint in r.stderr, "container: the hint must carry --root:\n" + r.stderr)
+            if r.returncode == 0:
+                out = report("--root", "/proc/%d/root/" % p.pid, "--top", "3", want[0])
+                check("leak_large_buffers (" in out, "container: report --root must symbolize:\n" + out)
+                out = report("--top", "3", want[0])
+                check("leak_large_buffers (" not in out and "%s/server" % app in out,
+                      "container: without --root the container's executable is not there:\n" + out)
+        stop_fixture(p, "remote container")
 
     # Refusals: a process without leakalloc, no such process, bad arguments.
     d = os.path.realpath(fresh_dir("remote_refuse"))
