@@ -663,7 +663,7 @@ def case_remote_dump():
 
     # A process whose directory is a mount this tool does not see (a systemd service with
     # PrivateTmp=: the same root, other mounts on it): the files are named through
-    # /proc/PID/root. Needs a private mount namespace, which not every machine allows.
+    # /proc/PID/cwd. Needs a private mount namespace, which not every machine allows.
     d = os.path.realpath(fresh_dir("remote_private_mount"))
     if run(["unshare", "--mount", "true"]).returncode != 0:
         print("remote dump from a private mount namespace: skipped (unshare --mount is not permitted here)")
