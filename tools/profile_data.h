@@ -27,6 +27,7 @@ struct Mapping {
   uint64_t limit = 0;   // one past the end
   uint64_t offset = 0;  // file offset mapped at `start`
   std::string path;
+  std::string build_id;  // lower-case hex (pprof dumps that carry one), else empty
   bool executable = true;
 };
 

@@ -105,7 +105,7 @@ struct RawSample {
   std::vector<RawLabel> labels;
 };
 struct RawMapping {
-  uint64_t id = 0, start = 0, limit = 0, offset = 0, filename = 0;
+  uint64_t id = 0, start = 0, limit = 0, offset = 0, filename = 0, build_id = 0;
 };
 struct RawLine {
   uint64_t function_id = 0;
@@ -226,6 +226,7 @@ Profile parse_pprof(const std::string& path, const std::string& data) {
             case 3: m.limit = g.value; break;
             case 4: m.offset = g.value; break;
             case 5: m.filename = g.value; break;
+            case 6: m.build_id = g.value; break;
           }
         }
         mappings.push_back(m);
@@ -321,6 +322,7 @@ Profile parse_pprof(const std::string& path, const std::string& data) {
     out.limit = m.limit;
     out.offset = m.offset;
     out.path = str(m.filename);
+    out.build_id = str(m.build_id);
     prof.mappings.push_back(out);
   }
   std::unordered_map<uint64_t, const RawFunction*> function_by_id;

@@ -193,6 +193,28 @@ std::string human_age(double s) {
   return buf;
 }
 
+// Why some frames show as file+offset: objects that could not be opened, and files that
+// are not the objects the process ran (their build ID differs from the dump's).
+namespace {
+
+void print_symbol_notes(const Symbolizer& sym, const ReportOptions& opt, FILE* out) {
+  auto list = [](const std::vector<std::string>& files) {
+    std::string s;
+    for (const std::string& f : files) s += (s.empty() ? "" : ", ") + f;
+    return s;
+  };
+  if (!sym.missing().empty())
+    std::fprintf(out, "note: could not open %s; their frames show as file+offset%s\n", list(sym.missing()).c_str(),
+                 opt.binary.empty() ? " (--binary PATH names the executable)" : "");
+  if (!sym.replaced().empty())
+    std::fprintf(out, "note: %s %s not the file the process ran (the build id differs from the dump's: rebuilt or "
+                 "replaced since); their frames show as file+offset%s\n", list(sym.replaced()).c_str(),
+                 sym.replaced().size() == 1 ? "is" : "are",
+                 opt.binary.empty() ? " (--binary PATH names the right executable)" : "");
+}
+
+}  // namespace
+
 void print_report(const std::string& path, const ReportOptions& opt, FILE* out) {
   Profile prof = read_dump(path);
   double age_s = static_cast<double>(opt.age_ms) / 1000.0;
@@ -303,12 +325,7 @@ void print_report(const std::string& path, const ReportOptions& opt, FILE* out) 
     std::fprintf(out, "... and %zu more stacks holding %s bytes in %s blocks (--top N shows more)\n",
                  ranked.size() - shown, fmt_count(rest).c_str(), fmt_count(rest_n).c_str());
   }
-  if (!sym.missing().empty()) {
-    std::string list;
-    for (const std::string& m : sym.missing()) list += (list.empty() ? "" : ", ") + m;
-    std::fprintf(out, "note: could not open %s; their frames show as file+offset%s\n", list.c_str(),
-                 opt.binary.empty() ? " (--binary PATH names the executable)" : "");
-  }
+  print_symbol_notes(sym, opt, out);
 }
 
 int cmd_report(const std::vector<std::string>& args) {
@@ -385,6 +402,7 @@ int cmd_diff(const std::vector<std::string>& args) {
     std::printf("\n");
   }
   if (grew.size() > shown) std::printf("... and %zu more stacks grew (--top N shows more)\n", grew.size() - shown);
+  print_symbol_notes(sym, opt, stdout);
   return 0;
 }
 

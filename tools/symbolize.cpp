@@ -4,12 +4,14 @@
 #include <cxxabi.h>
 #include <dwarf.h>
 #include <elfutils/libdw.h>
+#include <elfutils/libdwelf.h>
 #include <elfutils/libdwfl.h>
 #include <fcntl.h>
 #include <gelf.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cstdlib>
 #include <cstring>
 #include <set>
@@ -27,11 +29,29 @@ const Dwfl_Callbacks kOfflineCallbacks = {
     &g_debuginfo_path,
 };
 
+// Whether an ELF object may be the one whose GNU build ID a dump names as `want` (hex,
+// either case). A build ID in another form (Go's, in profiles of Go programs) is not
+// checked.
+bool build_id_is(Elf* elf, const std::string& want) {
+  if (want.size() % 2 != 0 || want.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos) return true;
+  const void* id = nullptr;
+  ssize_t n = dwelf_elf_gnu_build_id(elf, &id);
+  if (n <= 0 || static_cast<size_t>(n) * 2 != want.size()) return false;
+  static const char kHex[] = "0123456789abcdef";
+  const unsigned char* b = static_cast<const unsigned char*>(id);
+  for (ssize_t i = 0; i < n; ++i)
+    if (std::tolower(want[2 * i]) != kHex[b[i] >> 4] || std::tolower(want[2 * i + 1]) != kHex[b[i] & 15]) return false;
+  return true;
+}
+
 // The load bias the object had in the dumped process: the mapping at `start` holds file
 // offset `offset`, which the PT_LOAD segment containing it places at
-// p_vaddr + (offset - p_offset) before relocation.
-bool load_bias(const std::string& path, const Mapping& m, uint64_t* bias, bool* readable) {
+// p_vaddr + (offset - p_offset) before relocation. A file whose build ID differs from the
+// one the dump names (`m.build_id`) is not the object that was mapped: *other is set and
+// no bias is given, so that its symbols are not put on the dump's addresses.
+bool load_bias(const std::string& path, const Mapping& m, uint64_t* bias, bool* readable, bool* other) {
   *readable = false;
+  *other = false;
   // A dump names files by path; only a regular file may be opened (a FIFO or a device
   // named by a damaged or hostile dump would block or mislead).
   struct stat st;
@@ -44,6 +64,10 @@ bool load_bias(const std::string& path, const Mapping& m, uint64_t* bias, bool* 
   size_t n = 0;
   if (elf && elf_kind(elf) == ELF_K_ELF && elf_getphdrnum(elf, &n) == 0) {
     *readable = true;
+    if (!m.build_id.empty() && !build_id_is(elf, m.build_id)) {
+      *other = true;
+      n = 0;  // no segment: no bias
+    }
     GElf_Ehdr eh;
     if (gelf_getehdr(elf, &eh) && eh.e_type == ET_EXEC) {
       *bias = 0;
@@ -173,11 +197,11 @@ Symbolizer::Symbolizer(const Profile& prof, const std::string& binary_override, 
       if (file.size() > deleted.size() && file.compare(file.size() - deleted.size(), deleted.size(), deleted) == 0)
         file.resize(file.size() - deleted.size());
       uint64_t bias = 0;
-      bool readable = false;
-      if (!load_bias(file, m, &bias, &readable)) {
-        if (!readable) {
+      bool readable = false, other = false;
+      if (!load_bias(file, m, &bias, &readable, &other)) {
+        if (!readable || other) {
           done.insert(m.path);
-          missing_.push_back(file);
+          (other ? replaced_ : missing_).push_back(file);
         }
         continue;
       }

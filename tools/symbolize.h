@@ -39,6 +39,8 @@ class Symbolizer {
   const std::vector<Frame>& frames(uint64_t pc);
   // Objects that could not be opened, for one note in the report.
   const std::vector<std::string>& missing() const { return missing_; }
+  // Files whose build ID is not the one the dump names (rebuilt or replaced since).
+  const std::vector<std::string>& replaced() const { return replaced_; }
 
  private:
   std::vector<Frame> resolve(uint64_t pc);
@@ -47,6 +49,7 @@ class Symbolizer {
   const Profile& prof_;
   std::map<uint64_t, std::vector<Frame>> cache_;
   std::vector<std::string> missing_;
+  std::vector<std::string> replaced_;
 };
 
 std::string demangle(const std::string& name);

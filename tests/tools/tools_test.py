@@ -228,6 +228,28 @@ def case_report_gperftools():
     check_report_against_pprof(out, heap, "gperftools heap", binary=ARGS.fixture)
 
 
+def case_report_build_id():
+    """A pprof dump names each object's build id: a file at the same path that is not that
+    object (the program was rebuilt or redeployed since) must not lend its symbols to the
+    dump's addresses, and the report must say why its frames are bare."""
+    d = fresh_dir("build_id")
+    app = os.path.join(d, "server")
+    shutil.copy(ARGS.fixture, app)
+    run([app], env=preload_env("sample:0,final:true,format:pb,prefix:%s/fx" % d), check_rc=0)
+    pb = find(d, ".pb.gz")
+    if not pb:
+        return
+    out = report("--top", "1", pb)
+    check("leak_large_buffers (" in out and "build id" not in out, "the object the process ran:\n" + out)
+    shutil.copy(ARGS.cpp_fixture, app)  # another program at the same path
+    out = report("--top", "1", pb)
+    check("leak_large_buffers" not in out and "(in %s+0x" % app in out and
+          "note: %s is not the file the process ran (the build id differs" % app in out,
+          "a replaced executable must not symbolize the dump:\n" + out)
+    out = report("--top", "1", "--binary", ARGS.fixture, pb)
+    check("leak_large_buffers (" in out and "build id" not in out, "--binary with the right file:\n" + out)
+
+
 def case_report_e2e():
     """Dumps written by the library itself: ages, threads, file:line, agreement with pprof
     with and without an age filter."""
