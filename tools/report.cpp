@@ -193,10 +193,10 @@ std::string human_age(double s) {
   return buf;
 }
 
-// Why some frames show as file+offset: objects that could not be opened, and files that
-// are not the objects the process ran (their build ID differs from the dump's).
 namespace {
 
+// Why some frames show as file+offset: objects that could not be opened, and files that
+// are not the objects the process ran (their build ID differs from the dump's).
 void print_symbol_notes(const Symbolizer& sym, const ReportOptions& opt, FILE* out) {
   auto list = [](const std::vector<std::string>& files) {
     std::string s;
