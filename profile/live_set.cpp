@@ -91,13 +91,17 @@ void push_global(uint32_t id) {
   g_pool_top = pos + 1;
 }
 
-// Marks the record of a pending entry (generation << 32 | id + 1) dead: its published
-// value was generation * 2 + 1, retiring is the next (even) value. A store, not a
+// The record id of a pending entry (generation << 32 | id + 1).
+LA_ALWAYS_INLINE uint32_t pending_id(uint64_t entry) { return static_cast<uint32_t>(entry) - 1; }
+
+// Marks the record of a pending entry dead and returns it: its published value was
+// generation * 2 + 1, retiring is the next (even) value. A store, not a
 // read-modify-write.
-LA_ALWAYS_INLINE void retire(uint64_t entry) {
+LA_ALWAYS_INLINE Record* retire(uint64_t entry) {
   uint32_t generation = static_cast<uint32_t>(entry >> 32);
-  slot(static_cast<uint32_t>(entry) - 1)->seq.store(((generation << 1) + 2) & 255,
-                                                     std::memory_order_release);
+  Record* r = slot(pending_id(entry));
+  r->seq.store(((generation << 1) + 2) & 255, std::memory_order_release);
+  return r;
 }
 
 // keep_id() past a full cache, or for a thread that does not cache.
@@ -140,9 +144,8 @@ uint64_t add(ThreadState& t, uint32_t stack_id, uint64_t size, uint64_t birth_ns
   if (pending != 0) {
     // The record of the block this thread freed last: retired here and published again,
     // so its cache line is written by one thread, once, with no load.
-    id = static_cast<uint32_t>(pending) - 1;
-    r = slot(id);
-    retire(pending);
+    id = pending_id(pending);
+    r = retire(pending);
     // After the retirement: a walker that finds the ring empty finds the record dead.
     __atomic_store_n(&t.rec_pending[newest], 0, __ATOMIC_RELEASE);
     t.rec_pending_head--;
@@ -180,11 +183,11 @@ void remove(uint32_t header_value, uint32_t generation) {
     if (oldest != 0) retire(oldest);
     __atomic_store_n(&t.rec_pending[pos], entry, __ATOMIC_RELEASE);
     t.rec_pending_head++;
-    if (oldest != 0) keep_id(t, static_cast<uint32_t>(oldest) - 1);
+    if (oldest != 0) keep_id(t, pending_id(oldest));
     return;
   }
   retire(entry);
-  keep_id(t, header_value - 1);
+  keep_id(t, pending_id(entry));
 }
 
 uint64_t size_of(uint32_t header_value) {
@@ -196,7 +199,7 @@ void drain_cache(ThreadState& t) {
   for (uint64_t& entry : t.rec_pending) {
     if (entry == 0) continue;
     retire(entry);
-    push_global(static_cast<uint32_t>(entry) - 1);
+    push_global(pending_id(entry));
     __atomic_store_n(&entry, 0, __ATOMIC_RELEASE);
   }
   while (t.rec_cache_n > 0) push_global(t.rec_cache[--t.rec_cache_n]);
