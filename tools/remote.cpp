@@ -14,6 +14,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "profile/remote.h"
 #include "tools/commands.h"
@@ -55,7 +57,34 @@ int find_in_module(Dwfl_Module* mod, void**, const char* name, Dwarf_Addr, void*
   return DWARF_CB_OK;
 }
 
-pid_t g_target = 0;  // the process find_target_elf opens modules of
+// /proc/PID/what.
+std::string proc_path(pid_t pid, const std::string& what) { return "/proc/" + std::to_string(pid) + "/" + what; }
+
+// The target's file mappings as /proc/PID/maps lists them (start address, "START-END",
+// path), read once for find_target_elf.
+struct FileMapping {
+  uint64_t start;
+  std::string range, path;
+};
+pid_t g_target = 0;
+std::vector<FileMapping> g_target_maps;
+
+void read_target_maps(pid_t pid) {
+  g_target = pid;
+  g_target_maps.clear();
+  FILE* maps = std::fopen(proc_path(pid, "maps").c_str(), "re");
+  if (maps == nullptr) return;  // dwfl_linux_proc_report says why
+  char line[4096 + 128];
+  while (std::fgets(line, sizeof line, maps) != nullptr) {
+    unsigned long long start = 0, end = 0;
+    int path_at = 0;
+    if (std::sscanf(line, "%llx-%llx %*s %*s %*s %*s %n", &start, &end, &path_at) != 2 || line[path_at] != '/') continue;
+    std::string path = line + path_at;
+    while (!path.empty() && path.back() == '\n') path.pop_back();
+    g_target_maps.push_back({start, std::string(line, std::strchr(line, ' ') - line), path});
+  }
+  std::fclose(maps);
+}
 
 // Opens a module of the target for libdwfl. /proc/PID/maps names each file by its path in
 // the target's mount namespace, which from here may be no file at all (a process in a
@@ -63,27 +92,15 @@ pid_t g_target = 0;  // the process find_target_elf opens modules of
 // mapped, wherever it is (root may); the name is the fallback.
 int find_target_elf(Dwfl_Module* mod, void** userdata, const char* module_name, Dwarf_Addr base,
                     char** file_name, Elf** elfp) {
-  std::string maps_path = "/proc/" + std::to_string(g_target) + "/maps";
-  if (FILE* maps = module_name[0] == '/' ? std::fopen(maps_path.c_str(), "re") : nullptr) {
-    char line[4096 + 128];
-    std::string range;
-    while (range.empty() && std::fgets(line, sizeof line, maps) != nullptr) {
-      unsigned long long start = 0, end = 0;
-      int path_at = 0;
-      if (std::sscanf(line, "%llx-%llx %*s %*s %*s %*s %n", &start, &end, &path_at) != 2 || path_at == 0) continue;
-      std::string path = line + path_at;
-      while (!path.empty() && path.back() == '\n') path.pop_back();
-      if (start == base && path == module_name) range = std::string(line, std::strchr(line, ' ') - line);
+  for (const FileMapping& m : g_target_maps) {
+    if (m.start != base || m.path != module_name) continue;
+    int fd = open(proc_path(g_target, "map_files/" + m.range).c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      *file_name = strdup(module_name);
+      *elfp = nullptr;
+      return fd;
     }
-    std::fclose(maps);
-    if (!range.empty()) {
-      int fd = open(("/proc/" + std::to_string(g_target) + "/map_files/" + range).c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd >= 0) {
-        *file_name = strdup(module_name);
-        *elfp = nullptr;
-        return fd;
-      }
-    }
+    break;
   }
   return dwfl_linux_proc_find_elf(mod, userdata, module_name, base, file_name, elfp);
 }
@@ -95,7 +112,7 @@ uint64_t find_control_block(pid_t pid) {
   static char* debuginfo_path = nullptr;
   static const Dwfl_Callbacks callbacks = {
       find_target_elf, dwfl_standard_find_debuginfo, nullptr, &debuginfo_path};
-  g_target = pid;
+  read_target_maps(pid);
   Dwfl* dwfl = dwfl_begin(&callbacks);
   if (dwfl == nullptr) throw ToolError(std::string("libdwfl: ") + dwfl_errmsg(-1));
   int err = dwfl_linux_proc_report(dwfl, pid);
@@ -123,7 +140,7 @@ uint64_t find_control_block(pid_t pid) {
 class TargetMemory {
  public:
   TargetMemory(pid_t pid, uint64_t addr) : pid_(pid), addr_(addr) {
-    std::string path = "/proc/" + std::to_string(pid) + "/mem";
+    std::string path = proc_path(pid, "mem");
     fd_ = open(path.c_str(), O_RDWR | O_CLOEXEC);
     if (fd_ < 0) {
       int e = errno;
@@ -158,7 +175,7 @@ class TargetMemory {
   // No such process, or a zombie (whose memory reads fail with EIO).
   static bool gone(pid_t pid) {
     char buf[512];
-    std::string path = "/proc/" + std::to_string(pid) + "/stat";
+    std::string path = proc_path(pid, "stat");
     int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return true;
     ssize_t n = ::read(fd, buf, sizeof buf - 1);
@@ -175,7 +192,7 @@ class TargetMemory {
 
 std::string proc_link(pid_t pid, const char* what) {
   char buf[4096];
-  std::string path = "/proc/" + std::to_string(pid) + "/" + what;
+  std::string path = proc_path(pid, what);
   ssize_t n = readlink(path.c_str(), buf, sizeof buf - 1);
   if (n <= 0) return "";
   return std::string(buf, static_cast<size_t>(n));
@@ -299,8 +316,8 @@ int cmd_dump(const std::vector<std::string>& args) {
   std::string root = proc_link(pid, "root");
   std::string mnt = proc_link(pid, "ns/mnt");
   bool same_tree = (root.empty() || root == "/") && (mnt.empty() || mnt == proc_link(getpid(), "ns/mnt"));
-  std::string cwd = same_tree ? proc_link(pid, "cwd") : "/proc/" + pid_text + "/cwd";
-  std::string prefix = same_tree ? "" : "/proc/" + pid_text + "/root";
+  std::string cwd = same_tree ? proc_link(pid, "cwd") : proc_path(pid, "cwd");
+  std::string prefix = same_tree ? "" : proc_path(pid, "root");
   std::vector<std::string> paths;
   for (const char* p = files; *p != '\0';) {
     const char* sp = std::strchr(p, ' ');
