@@ -107,6 +107,19 @@ void one_stack_per_n(uint32_t bits, std::vector<uint32_t>* ids) {
   }
 }
 
+// one_stack_per_n, and each stack's cumulative counts: every allocation made from it,
+// freed or not, objs(n) of size(n) bytes. Use with ASSERT_NO_FATAL_FAILURE.
+template <typename Objs, typename Size>
+void one_stack_per_n_counted(uint32_t bits, Objs objs, Size size, std::vector<uint32_t>* ids) {
+  ASSERT_NO_FATAL_FAILURE(one_stack_per_n(bits, ids));
+  for (uint32_t n = 0; n < ids->size(); ++n) {
+    StackView v;
+    ASSERT_TRUE(prof::stack_get((*ids)[n], &v));
+    EXPECT_EQ(v.cum_objs, objs(n)) << "n=" << n;
+    EXPECT_EQ(v.cum_bytes, uint64_t{objs(n)} * size(n)) << "n=" << n;
+  }
+}
+
 // ---- exactness at sample:0 ------------------------------------------------------------
 
 constexpr uint32_t kBits = 6;
@@ -153,12 +166,10 @@ TEST(ProfExact, BtallocStacksCountsBytesAndFrames) {
   // The stack table: exactly one stack per n, with the cumulative counts of every
   // allocation made from it (freed or not).
   std::vector<uint32_t> ids;
-  ASSERT_NO_FATAL_FAILURE(one_stack_per_n(kBits, &ids));
+  ASSERT_NO_FATAL_FAILURE(one_stack_per_n_counted(kBits, count_of, size_of, &ids));
   for (uint32_t n = 0; n < kStacks; ++n) {
     StackView v;
     ASSERT_TRUE(prof::stack_get(ids[n], &v));
-    EXPECT_EQ(v.cum_objs, count_of(n)) << "n=" << n;
-    EXPECT_EQ(v.cum_bytes, uint64_t{count_of(n)} * size_of(n)) << "n=" << n;
     // Frame 0 is the return address in the caller of malloc (bt_leaf, checked by
     // decode_bt), in the test executable: no allocator or mimalloc frame is left.
     std::string obj = object_of(v.frames[0]);
@@ -227,13 +238,7 @@ TEST(ProfExact, StackTableAcrossItsChunks) {
   other.join();
   EXPECT_GE(prof::stack_count() - before, kMany);
   std::vector<uint32_t> ids;
-  ASSERT_NO_FATAL_FAILURE(one_stack_per_n(kManyBits, &ids));
-  for (uint32_t n = 0; n < kMany; ++n) {
-    StackView v;
-    ASSERT_TRUE(prof::stack_get(ids[n], &v));
-    EXPECT_EQ(v.cum_objs, times(n)) << "n=" << n;
-    EXPECT_EQ(v.cum_bytes, uint64_t{times(n)} * bytes(n)) << "n=" << n;
-  }
+  ASSERT_NO_FATAL_FAILURE(one_stack_per_n_counted(kManyBits, times, bytes, &ids));
 }
 
 TEST(ProfExact, FreeOnAnotherThreadLeavesTheWalk) {

@@ -586,6 +586,18 @@ def remote_dump(pid, *args, timeout=60):
     return run([ARGS.tool, "dump"] + list(args) + [str(pid)], timeout=timeout)
 
 
+def check_dump_files(r, want, label):
+    """`leakalloc dump` answered and printed exactly the files `want`."""
+    return check(r.returncode == 0 and r.stdout.split() == want,
+                 "%s: rc %d, files %s, wanted %s; stderr:\n%s" % (label, r.returncode, r.stdout.split(), want, r.stderr))
+
+
+def check_dump_top(r, label):
+    """`leakalloc dump` printed the top of the fixture's report: its largest leak first."""
+    return check("#1: 40000 bytes (39.1 KiB) in 10 blocks" in r.stderr and "leak_fixture.c" in r.stderr,
+                 "%s: dump must print the top of the report:\n%s" % (label, r.stderr))
+
+
 def case_remote_dump():
     """`leakalloc dump PID`: a dump from a running process that was started with no
     trigger at all, exact at sample:0, with an age given by the tool; the same from an
@@ -600,10 +612,8 @@ def case_remote_dump():
     p = start_fixture(d, preload_env("sample:0"), "--age-gap-ms", "2500", "--busy-ms", "60000")
     r = remote_dump(p.pid, "--age", "0", "--format", "heap+pb", "--top", "5")
     want = [os.path.join(d, "leakalloc.%d.0.m0%s" % (p.pid, x)) for x in (".heap", ".pb.gz")]
-    check(r.returncode == 0 and r.stdout.split() == want,
-          "dump: rc %d, files %s, wanted %s; stderr:\n%s" % (r.returncode, r.stdout.split(), want, r.stderr))
-    check("#1: 40000 bytes (39.1 KiB) in 10 blocks" in r.stderr and fx in r.stderr,
-          "dump must print the top of the report:\n" + r.stderr)
+    check_dump_files(r, want, "dump")
+    check_dump_top(r, "dump")
     if r.returncode == 0:
         check_report_against_pprof(report("--top", "20", want[1]), want[1], "remote pb", sites=recent)
         check_report_against_pprof(report("--top", "20", want[0]), want[0], "remote heap",
@@ -611,8 +621,8 @@ def case_remote_dump():
     # The tool's age: the young leak (2.5 s younger) is left out of the .heap.
     r = remote_dump(p.pid, "--age", "2s", "--format", "heap", "--top", "0")
     want = [os.path.join(d, "leakalloc.%d.1.m1.heap" % p.pid)]
-    check(r.returncode == 0 and r.stdout.split() == want and r.stderr == "",
-          "dump --age 2s: rc %d, files %s, wanted %s; stderr:\n%s" % (r.returncode, r.stdout.split(), want, r.stderr))
+    check_dump_files(r, want, "dump --age 2s")
+    check(r.stderr == "", "dump --top 0 must print no report:\n" + r.stderr)
     if r.returncode == 0:
         out = report("--top", "20", want[0])
         check("leak_recent_items" not in out, "--age 2s must leave out the young leak:\n" + out)
@@ -634,8 +644,7 @@ def case_remote_dump():
         child = int(open(os.path.join(d, "child.ready")).read())
         r = remote_dump(child, "--age", "0", "--format", "heap", "--top", "0", "--timeout", "20s")
         want = [os.path.join(d, "leakalloc.%d.0.m0.heap" % child)]
-        check(r.returncode == 0 and r.stdout.split() == want,
-              "forked child: rc %d, files %s, wanted %s; stderr:\n%s" % (r.returncode, r.stdout.split(), want, r.stderr))
+        check_dump_files(r, want, "forked child")
         if r.returncode == 0:
             check_report_against_pprof(report("--top", "20", want[0]), want[0], "remote heap (forked child)",
                                        binary=ARGS.fixture)
@@ -663,8 +672,8 @@ def case_remote_dump():
     r = remote_dump(p.pid, "--age", "0", "--format", "heap", "--top", "0")
     took = time.time() - t0
     want = [os.path.join(d, "leakalloc.%d.0.m0.heap" % p.pid)]
-    check(r.returncode == 0 and r.stdout.split() == want and took < 10,
-          "dump thread: rc %d in %.1f s, files %s; stderr:\n%s" % (r.returncode, took, r.stdout.split(), r.stderr))
+    check_dump_files(r, want, "dump thread")
+    check(took < 10, "dump thread: answered in %.1f s" % took)
     if r.returncode == 0:
         check_report_against_pprof(report("--top", "20", want[0]), want[0], "remote heap (dump thread)",
                                    binary=ARGS.fixture)
@@ -676,8 +685,7 @@ def case_remote_dump():
         p = start_fixture(d, {"LEAKALLOC_CONF": "sample:0"}, "--busy-ms", "60000", binary=ARGS.linked_fixture)
         r = remote_dump(p.pid, "--age", "0", "--format", "heap", "--top", "0")
         want = [os.path.join(d, "leakalloc.%d.0.m0.heap" % p.pid)]
-        check(r.returncode == 0 and r.stdout.split() == want,
-              "linked: rc %d, files %s; stderr:\n%s" % (r.returncode, r.stdout.split(), r.stderr))
+        check_dump_files(r, want, "linked")
         if r.returncode == 0:
             check_report_against_pprof(report("--top", "20", want[0]), want[0], "remote heap (linked)",
                                        binary=ARGS.linked_fixture)
@@ -699,10 +707,8 @@ def case_remote_dump():
             check(os.listdir(d) == [], "the private mount must hide the fixture's files: %s" % os.listdir(d))
             r = remote_dump(p.pid, "--age", "0", "--format", "heap+pb", "--top", "3")
             want = [os.path.join(inside, "leakalloc.%d.0.m0%s" % (p.pid, x)) for x in (".heap", ".pb.gz")]
-            check(r.returncode == 0 and r.stdout.split() == want,
-                  "private mount: rc %d, files %s, wanted %s; stderr:\n%s" % (r.returncode, r.stdout.split(), want, r.stderr))
-            check("#1: 40000 bytes (39.1 KiB) in 10 blocks" in r.stderr and fx in r.stderr,
-                  "private mount: dump must print the top of the report:\n" + r.stderr)
+            check_dump_files(r, want, "private mount")
+            check_dump_top(r, "private mount")
             if r.returncode == 0:
                 check_report_against_pprof(report("--top", "20", want[1]), want[1], "remote pb (private mount)")
         stop_fixture(p, "remote private mount")
@@ -726,11 +732,10 @@ def case_remote_dump():
             check(os.listdir(app) == [], "the container's tmpfs must hide its executable: %s" % os.listdir(app))
             r = remote_dump(p.pid, "--age", "0", "--format", "pb", "--top", "3")
             want = [os.path.join(inside, "leakalloc.%d.0.m0.pb.gz" % p.pid)]
-            check(r.returncode == 0 and r.stdout.split() == want,
-                  "container: rc %d, files %s, wanted %s; stderr:\n%s" % (r.returncode, r.stdout.split(), want, r.stderr))
+            check_dump_files(r, want, "container")
             check("binary: %s/server" % app in r.stderr, "container: the report names the container's executable:\n" + r.stderr)
-            check("#1: 40000 bytes (39.1 KiB) in 10 blocks" in r.stderr and
-                  "leak_large_buffers (%s:%d)" % (os.path.join(ARGS.source, fx), expected_sites()["leak_large_buffers"][2])
+            check_dump_top(r, "container")
+            check("leak_large_buffers (%s:%d)" % (os.path.join(ARGS.source, fx), expected_sites()["leak_large_buffers"][2])
                   in r.stderr, "container: the top of the report, symbolized:\n" + r.stderr)
             hint = "Full report: leakalloc report --root /proc/%d/root %s" % (p.pid, want[0])
             check(hint in r.stderr, "container: the hint must carry --root:\n" + r.stderr)
