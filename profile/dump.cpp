@@ -24,7 +24,7 @@
 //   m  request()          the caller's thread (prof.dump through ctl).
 //   m  leakalloc dump PID the dump thread, started on the first such request: the tool
 //                         bumps a request number in leakalloc_remote_control (see
-//                         profile/remote.h), the sampler's slow path notices it
+//                         profile/remote.h), malloc's slow paths notice it
 //                         (remote_notice) and the thread, which also looks every
 //                         kRemotePollMs, answers it (serve_remote).
 // With age > 0 and final/interval not set by the user, final is on and the interval is

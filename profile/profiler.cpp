@@ -152,12 +152,19 @@ uint64_t sample_slow(ThreadState& t, size_t size, EntryFrame frame, uint64_t* bi
     }
   }
   t.bytes_left.store(draw_gap(t, lg), std::memory_order_relaxed);
-  if (LA_UNLIKELY(dump::remote_requested())) dump::remote_notice();
+  if (LA_UNLIKELY(dump::remote_requested())) dump::remote_notice();  // errno: keep_errno
   if (!g_active.load(std::memory_order_relaxed) ||
       !g_sampling_ready.load(std::memory_order_acquire))
     return 0;
   ReentrancyGuard guard;
   return record_sample(t, frame, size, birth_ns);
+}
+
+void notice_remote(ThreadState& t) {
+  if (t.guard != 0) return;
+  int saved_errno = errno;  // a successful malloc leaves errno alone
+  dump::remote_notice();
+  errno = saved_errno;
 }
 
 bool adopt_thread(ThreadState& t) {

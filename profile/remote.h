@@ -8,16 +8,17 @@
 // needs the same permission as a debugger (the process's user with ptrace allowed, or
 // root):
 //   1. the tool writes `age_ms` and `formats`, then, in a second write, `request` + 1;
-//   2. the process notices the new request number at its next sampled allocation (the
-//      sampler's slow path compares two words; about every 2^sample bytes a thread
-//      allocates), or within kRemotePollMs when it already runs a dump thread, wakes
-//      that thread (starting it on the first request), and the thread writes one dump
-//      of kind 'm';
+//   2. the process notices the new request number at the next malloc that leaves the
+//      fast path (two words compared): a thread's first malloc after each tick of the
+//      coarse clock (1-4 ms), a thread cache miss, a request of over 4 KiB, a sampled
+//      allocation. A process with a dump thread also notices it within kRemotePollMs.
+//      The noticing thread wakes the dump thread (starting it on the first request),
+//      and the dump thread writes one dump of kind 'm';
 //   3. the thread fills `status` and `files`, then stores the request number it served
 //      in `served` (release). The tool polls until `served` reaches its number.
 // Two tools at once may be answered by one dump; the later age and formats win. A
-// process that never allocates again never notices (and has nothing new to leak); one
-// with a dump thread answers anyway.
+// process that never calls malloc again never notices; one with a dump thread answers
+// anyway.
 //
 // This header is the whole protocol. The library and the tool may come from different
 // builds: any change of layout or meaning bumps kRemoteVersion.

@@ -296,9 +296,8 @@ int cmd_dump(const std::vector<std::string>& args) {
     if (now_ms() >= deadline)
       throw ToolError("pid " + pid_text + " has not answered within " + std::to_string(timeout_ms) +
                       " ms. A process without a dump thread (none of interval, signal, gdump, lg_interval "
-                      "configured) notices the request at its next sampled allocation, about every 2^sample "
-                      "bytes a thread allocates; one that does not allocate has nothing new to leak. The "
-                      "request stays pending: the dump is written when it is noticed");
+                      "configured) notices the request at its next call to malloc; this one has not called "
+                      "it since. The request stays pending: the dump is written when it is noticed");
     struct timespec nap = {0, 20 * 1000 * 1000};
     nanosleep(&nap, nullptr);
   }

@@ -2,6 +2,7 @@
  *
  *   leak_fixture [--self-dump PREFIX] [--diff PREFIX] [--exit N] [--sleep-ms N]
  *                [--term-marker FILE] [--age-gap-ms N] [--idle-ms N] [--busy-ms N] [--fork]
+ *                [--trickle-ms N]
  *
  * Leaks, at sample:0 exactly: leak_large_buffers 10 x 4000 B, leak_medium_records
  * 20 x 1000 B, leak_small_strings 30 x 100 B (ranked by bytes in that order), plus 1000
@@ -15,7 +16,9 @@
  * `leakalloc dump PID`: it writes its pid to fixture.ready in the working directory,
  * then sleeps N ms without allocating, then allocates and frees (churn) for N ms.
  * With --fork, the busy loop forks once a file fork.now appears; the child writes its
- * pid to child.ready and goes on with the loop.
+ * pid to child.ready and goes on with the loop. --trickle-ms N, after those, makes one
+ * malloc(16)/free pair every 100 ms for N ms: a lightly loaded server, which at
+ * sample:19 would take about an hour to reach its next sampled allocation.
  *
  * --self-dump PREFIX makes the program describe its own leaks as a gperftools legacy
  * heap profile (PREFIX.heap, and PREFIX.1.heap/PREFIX.2.heap with --diff), the same
@@ -213,7 +216,7 @@ int main(int argc, char** argv) {
   const char* self_prefix = NULL;
   const char* diff_prefix = NULL;
   int exit_code = 0;
-  long sleep_for = 0, age_gap = 0, idle_for = 0, busy_for = 0;
+  long sleep_for = 0, age_gap = 0, idle_for = 0, busy_for = 0, trickle_for = 0;
   int fork_on_request = 0;
   for (int i = 1; i < argc; ++i) {
     if (!strcmp(argv[i], "--self-dump") && i + 1 < argc) self_prefix = argv[++i];
@@ -224,6 +227,7 @@ int main(int argc, char** argv) {
     else if (!strcmp(argv[i], "--term-marker") && i + 1 < argc) g_term_marker = argv[++i];
     else if (!strcmp(argv[i], "--idle-ms") && i + 1 < argc) idle_for = atol(argv[++i]);
     else if (!strcmp(argv[i], "--busy-ms") && i + 1 < argc) busy_for = atol(argv[++i]);
+    else if (!strcmp(argv[i], "--trickle-ms") && i + 1 < argc) trickle_for = atol(argv[++i]);
     else if (!strcmp(argv[i], "--fork")) fork_on_request = 1;
     else {
       fprintf(stderr, "leak_fixture: bad argument %s\n", argv[i]);
@@ -259,7 +263,7 @@ int main(int argc, char** argv) {
     leak_recent_items(7);
   }
   if (self_prefix) dump(self_prefix, "");
-  if (idle_for > 0 || busy_for > 0) {
+  if (idle_for > 0 || busy_for > 0 || trickle_for > 0) {
     write_pid_file("fixture.ready");
     sleep_ms(idle_for);
     for (long t = 0; t < busy_for; ++t) {
@@ -269,6 +273,12 @@ int main(int argc, char** argv) {
         fork_on_request = 0;
         if (fork() == 0) write_pid_file("child.ready");
       }
+    }
+    for (long t = 0; t < trickle_for; t += 100) {
+      void* p = malloc(16);
+      g_sink = p;
+      free(p);
+      sleep_ms(100);
     }
   }
   return exit_code;

@@ -665,6 +665,23 @@ def case_remote_dump():
     check_report_against_pprof(out, late, "remote heap served late", binary=ARGS.fixture)
     stop_fixture(p, "remote idle")
 
+    # Lightly loaded at the default sample:19, no dump thread: one 16-byte malloc every
+    # 100 ms is about an hour from the next sampled allocation, but the first malloc
+    # after a tick of the coarse clock notices the request.
+    d = os.path.realpath(fresh_dir("remote_trickle"))
+    p = start_fixture(d, preload_env(""), "--trickle-ms", "60000")
+    t0 = time.time()
+    r = remote_dump(p.pid, "--age", "0", "--format", "heap", "--top", "0", "--timeout", "10s")
+    took = time.time() - t0
+    want = [os.path.join(d, "leakalloc.%d.0.m0.heap" % p.pid)]
+    check_dump_files(r, want, "lightly loaded")
+    check(took < 5, "lightly loaded: answered in %.1f s" % took)
+    if r.returncode == 0:
+        text = open(want[0]).read()
+        check(text.startswith("heap profile:") and "\nMAPPED_LIBRARIES:\n" in text,
+              "lightly loaded: not a whole .heap dump:\n" + text[:300])
+    stop_fixture(p, "remote trickle")
+
     # Idle with a dump thread (a long interval): answered within kRemotePollMs.
     d = os.path.realpath(fresh_dir("remote_thread"))
     p = start_fixture(d, preload_env("sample:0,interval:1h"), "--idle-ms", "60000")
