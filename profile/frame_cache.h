@@ -57,8 +57,11 @@ struct Memo {
 constexpr uint32_t kMemoEntries = 8;
 struct MemoSet {
   uint32_t tag[kMemoEntries];   // memo_tag() of each entry with a stack id; 0: none
-  uint32_t used[kMemoEntries];  // clock value when each entry was last hit or written
-  uint32_t clock;
+  // Clock value when each entry was last hit or written. 64 bits: a 32-bit clock wraps
+  // after 2^32 lookups (minutes of sample:0 on a busy thread), and from then on the
+  // entries written before the wrap look newest and are never replaced.
+  uint64_t used[kMemoEntries];
+  uint64_t clock;
   uint32_t recent;              // the entry hit or written last
   // What every entry was walked under: the cache's generation (flush() makes every memo
   // stale) and the depth asked for. Another value forgets them all.

@@ -273,6 +273,24 @@ TEST(FrameCache, MemoRemembersEightCallSites) {
   EXPECT_LE(blocks_from_callers(order, 74001), fc::kMemoEntries) << "remembered call sites were walked again";
 }
 
+TEST(FrameCache, MemoReplacesTheLeastRecentlyUsedPastTwoToThe32Lookups) {
+  // Seven hot call sites and a rotating cold one: the cold stack's entry is the one to
+  // replace, so each round walks once. With the lookup clock just below 2^32, a 32-bit
+  // clock wraps in the middle: the entries written before the wrap then look newest,
+  // a cold one stays for good, and the hot sites walk (64 walks instead of 47).
+  ASSERT_EQ(prof::lg_sample(), 0);
+  ASSERT_NE(leakalloc::t_state.memo, nullptr);
+  std::vector<int> order;
+  constexpr int kRounds = 40;
+  for (int r = 0; r < kRounds; ++r) {
+    for (int c = 0; c < 7; ++c) order.push_back(c);
+    order.push_back(7 + r % 4);
+  }
+  leakalloc::t_state.memo->clock = (uint64_t{1} << 32) - 20;
+  EXPECT_LE(blocks_from_callers(order, 75001), static_cast<uint64_t>(kRounds) + fc::kMemoEntries)
+      << "hot call sites were replaced";
+}
+
 TEST(FrameCache, DlcloseEmptiesTheCache) {
   void* h = dlopen(PROF_DL_LIB, RTLD_NOW | RTLD_LOCAL);
   ASSERT_NE(h, nullptr) << dlerror();
