@@ -25,7 +25,7 @@
 //   m  leakalloc dump PID the dump thread, started on the first such request: the tool
 //                         bumps a request number in leakalloc_remote_control (see
 //                         profile/remote.h), malloc's slow paths notice it
-//                         (remote_notice) and the thread, which also looks every
+//                         (attend) and the thread, which also looks every
 //                         kRemotePollMs, answers it (serve_remote).
 // With age > 0 and final/interval not set by the user, final is on and the interval is
 // `age`: the parser (ctl/conf.cpp) derives those values, so opt.final and opt.interval
@@ -731,6 +731,7 @@ void start() {
 int request(const char* path) { return dump_now('m', path, false); }
 
 std::atomic<uint32_t> g_remote_noticed{0};
+std::atomic<bool> g_start_deferred{false};
 
 // A slow path saw a new request number. One thread passes it on: it wakes the dump
 // thread, or starts it. pthread_create runs here inside malloc (with a ReentrancyGuard,
@@ -739,6 +740,7 @@ std::atomic<uint32_t> g_remote_noticed{0};
 // except for the recursive TLS-loader lock. Should the dump lock be busy (a dump on
 // the caller's thread, a fork), nothing waits here: the number is handed back and a
 // later slow path tries again.
+namespace {
 void remote_notice() {
   uint32_t r = remote_load(g_remote.request);
   uint32_t seen = g_remote_noticed.load(std::memory_order_relaxed);
@@ -760,6 +762,20 @@ void remote_notice() {
   g_lock.unlock();
 }
 
+}  // namespace
+
+void attend() {
+  if (g_start_deferred.load(std::memory_order_relaxed)) {
+    ReentrancyGuard g;
+    if (g_lock.try_lock()) {  // busy (a dump, a fork): a later slow path tries again
+      if (!g_stopped && !g_thread_running.load(std::memory_order_relaxed)) start_thread();
+      g_start_deferred.store(false, std::memory_order_relaxed);
+      g_lock.unlock();
+    }
+  }
+  if (remote_requested()) remote_notice();
+}
+
 LeakTotals leak_totals(uint64_t age_ms) { return leak_totals_skipping(age_ms, nullptr, 0); }
 
 void fork_prepare() { g_lock.lock(); }
@@ -778,9 +794,8 @@ void fork_child() {
   for (uint64_t& k : g_kseq) k = 0;
   for (KeepRing& r : g_keep) r.oldest = r.count = 0;  // the parent's files are not ours
   g_sig_pending.store(false, std::memory_order_relaxed);
-  if (!g_thread_wanted || g_stopped) return;
-  ReentrancyGuard g;
-  start_thread();
+  // The child's dump thread starts at its first slow-path allocation (attend()).
+  g_start_deferred.store(g_thread_wanted && !g_stopped, std::memory_order_relaxed);
 }
 
 }  // namespace dump

@@ -5,7 +5,8 @@
 // loaded; it fixes the triggers (with age > 0, final and interval default to on and
 // `age` unless the user set them), installs the signal handler and starts the
 // background dump thread (signals blocked in it) when a trigger needs one, or later,
-// on the first `leakalloc dump PID` request (remote_notice; profile/remote.h). The final
+// on the first `leakalloc dump PID` request (attend(); profile/remote.h). A fork child
+// starts its own at its first slow-path allocation (attend() again). The final
 // dump and leak_error run from the library's destructor. Dumps run on that thread or
 // on the caller's (request(), exit) with a ReentrancyGuard held, take the dump lock
 // (rank 1) and allocate nothing through the tracked path. A dump that cannot be
@@ -37,14 +38,25 @@ struct LeakTotals {
 };
 LeakTotals leak_totals(uint64_t age_ms);
 
-// `leakalloc dump PID` (profile/remote.h): the sampler's slow path calls
-// remote_notice() when remote_requested(), which costs it two loads and a compare.
+// What malloc's slow paths do for the dump thread. They call attend() when
+// needs_attention(), which costs them three loads and two compares:
+// - `leakalloc dump PID` (profile/remote.h): a new request number, passed on to the dump
+//   thread (started on the first request);
+// - a fork child whose parent runs a dump thread for a configured trigger: the child
+//   starts its own here, at its first slow-path allocation, not in the atfork handler.
+//   A child that execs, or calls unshare(CLONE_NEWUSER) (which a multithreaded process
+//   may not), before allocating never has one.
 extern std::atomic<uint32_t> g_remote_noticed;
+extern std::atomic<bool> g_start_deferred;
 inline bool remote_requested() {
   return __atomic_load_n(&leakalloc_remote_control_local.request, __ATOMIC_RELAXED) !=
          g_remote_noticed.load(std::memory_order_relaxed);
 }
-void remote_notice();
+inline bool needs_attention() {
+  return remote_requested() || g_start_deferred.load(std::memory_order_relaxed);
+}
+// Not from inside leakalloc's own allocations (prof::attend_dump checks).
+void attend();
 
 void fork_prepare();
 void fork_parent();

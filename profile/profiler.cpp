@@ -152,7 +152,7 @@ uint64_t sample_slow(ThreadState& t, size_t size, EntryFrame frame, uint64_t* bi
     }
   }
   t.bytes_left.store(draw_gap(t, lg), std::memory_order_relaxed);
-  if (LA_UNLIKELY(dump::remote_requested())) dump::remote_notice();  // errno: keep_errno
+  if (LA_UNLIKELY(dump::needs_attention())) dump::attend();  // errno: keep_errno
   if (!g_active.load(std::memory_order_relaxed) ||
       !g_sampling_ready.load(std::memory_order_acquire))
     return 0;
@@ -160,10 +160,10 @@ uint64_t sample_slow(ThreadState& t, size_t size, EntryFrame frame, uint64_t* bi
   return record_sample(t, frame, size, birth_ns);
 }
 
-void notice_remote(ThreadState& t) {
+void attend_dump(ThreadState& t) {
   if (t.guard != 0) return;
   int saved_errno = errno;  // a successful malloc leaves errno alone
-  dump::remote_notice();
+  dump::attend();
   errno = saved_errno;
 }
 

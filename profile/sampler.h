@@ -114,10 +114,9 @@ void record_free(uint32_t record, uint32_t generation);
 uint64_t record_size(uint32_t record);
 // Ensures the allocator is initialised (secret, options); cheap after the first call.
 void ensure_init();
-// Passes a pending `leakalloc dump PID` request on (profile/remote.h) from an allocation
-// on `t`, unless it is leakalloc's own; the caller has seen dump::remote_requested().
-// errno is left as it was.
-void notice_remote(ThreadState& t);
+// dump::attend() from an allocation on `t`, unless it is leakalloc's own; the caller has
+// seen dump::needs_attention(). errno is left as it was.
+void attend_dump(ThreadState& t);
 }  // namespace prof
 
 // Fast path of every allocation. Returns 0, or for a sampled block its live record

@@ -25,7 +25,10 @@
  * script's `exec` does); the new image answers "ok exec" and reads on.
  * Other commands: threads N (the churn above), sig (raise the dump signal), mdump
  * (prof.dump through leakalloc_mallctl), storm/forkstorm (signals or forks while threads
- * allocate), rlimit (file-size limit), fork/wait, cleanup, sleep, exit.
+ * allocate), rlimit (file-size limit), fork/wait, cleanup, sleep, exit. forkthreads
+ * forks a child that reports, as "threads B unshare E then A": its thread count right
+ * after fork (B), the errno of unshare(CLONE_NEWUSER) (E; 0 when it worked, EINVAL when
+ * the process has more than one thread), and its thread count after child_site (A).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -36,6 +39,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -252,6 +257,70 @@ static void forkstorm(int n) {
   for (int i = 0; i < 4; ++i) pthread_join(t[i], 0);
 }
 
+/* Threads of this process, from /proc/self/status with read(2): nothing here allocates. */
+static int thread_count(void) {
+  char buf[4096];
+  int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return -1;
+  buf[n] = '\0';
+  const char* t = strstr(buf, "\nThreads:\t");
+  if (t == 0) return -1;
+  int v = 0;
+  for (t += 10; *t >= '0' && *t <= '9'; ++t) v = v * 10 + (*t - '0');
+  return v;
+}
+
+static void put_int(char* buf, int* len, long v) {
+  char tmp[24];
+  int t = 0;
+  if (v < 0) {
+    buf[(*len)++] = '-';
+    v = -v;
+  }
+  do tmp[t++] = (char)('0' + v % 10); while ((v /= 10) > 0);
+  while (t > 0) buf[(*len)++] = tmp[--t];
+}
+
+static void forkthreads(void) {
+  int fds[2];
+  if (pipe(fds) != 0) die("pipe\n");
+  pid_t pid = fork();
+  if (pid < 0) die("fork\n");
+  if (pid == 0) {
+    int r[3];
+    r[0] = thread_count();
+    r[1] = unshare(CLONE_NEWUSER) == 0 ? 0 : errno;
+    child_site();
+    r[2] = thread_count();
+    (void)!write(fds[1], r, sizeof r);
+    _exit(0);
+  }
+  close(fds[1]);
+  int r[3];
+  ssize_t got = read(fds[0], r, sizeof r);
+  close(fds[0]);
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || got != sizeof r)
+    die("forkthreads child failed\n");
+  char buf[96];
+  int len = 0;
+  memcpy(buf, "threads ", 8);
+  len = 8;
+  put_int(buf, &len, r[0]);
+  memcpy(buf + len, " unshare ", 9);
+  len += 9;
+  put_int(buf, &len, r[1]);
+  memcpy(buf + len, " then ", 6);
+  len += 6;
+  put_int(buf, &len, r[2]);
+  buf[len++] = '\n';
+  buf[len] = '\0';
+  say(buf);
+}
+
 static void command(char* line) {
   char* arg = strchr(line, ' ');
   if (arg != 0) *arg++ = '\0';
@@ -330,6 +399,8 @@ static void command(char* line) {
     buf[len++] = '\n';
     buf[len] = '\0';
     say(buf);
+  } else if (strcmp(line, "forkthreads") == 0) {
+    forkthreads();
   } else if (strcmp(line, "wait") == 0) {
     int status = 0;
     pid_t r = wait(&status);

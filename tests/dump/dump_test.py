@@ -9,6 +9,7 @@ LEAKALLOC_CONF. Synchronisation: with summary:true leakalloc prints one stderr l
 dump after the files are closed, so the driver waits for that line before reading.
 """
 import argparse
+import errno
 import os
 import queue
 import re
@@ -557,11 +558,22 @@ def scenario_storm():
 
 def scenario_fork():
     """fork after a dump: the child dumps (its own dump thread, pid, numbering) and the
-    parent goes on."""
+    parent goes on. The child starts that thread at its first allocation, not in fork():
+    until then it has one thread, so unshare(CLONE_NEWUSER) works in it."""
     d = fresh_dir("fork")
     p = Prog("sample:0,signal:USR2,final:true,summary:true", os.path.join(d, "la"))
     p.cmd("old")
     p.signal_dump(0)
+    lines = p.cmd("forkthreads")
+    m = re.match(r"^threads (-?\d+) unshare (-?\d+) then (-?\d+)$", lines[0]) if lines else None
+    check(m is not None, "forkthreads answered: %s" % lines)
+    if m:
+        before, err, after = int(m.group(1)), int(m.group(2)), int(m.group(3))
+        check(before == 1, "a fork child has one thread until it allocates (it had %d)" % before)
+        check(err != errno.EINVAL, "unshare(CLONE_NEWUSER) in a fork child (errno %d; EINVAL: more than one thread)" % err)
+        if err != 0:
+            print("note: unshare(CLONE_NEWUSER) is not permitted here (errno %d); the thread count still counts" % err)
+        check(after == 2, "the child's dump thread starts at its first allocation (threads: %d)" % after)
     flag = os.path.join(d, "child-wait")
     open(flag, "w").close()
     lines = p.cmd("fork " + flag)
