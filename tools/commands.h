@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "tools/symbolize.h"
+
 namespace leakalloc_tool {
 
 int cmd_run(const std::vector<std::string>& args);
@@ -30,6 +32,9 @@ struct ReportOptions {
   // Prefixed to the dump's file names when symbolizing: the files as the dumped process
   // saw them (`leakalloc dump` of a process in a container: /proc/PID/root).
   std::string root;
+  // Where to look for an object whose file is missing or another build (tools/symbolize.h):
+  // $PPROF_BINARY_PATH, as go tool pprof reads it.
+  std::vector<std::string> search = binary_search_path();
 };
 
 // Prints the leak report of one dump to `out`; used by `report` and at the end of `run`.

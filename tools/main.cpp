@@ -31,6 +31,8 @@ const char kUsage[] =
     "\n"
     "DUMP is a .pb.gz (pprof protobuf, carries ages and threads) or a .heap (gperftools\n"
     "text) file. Durations take ms, s, m or h; a bare number is seconds.\n"
+    "Objects missing at their path, or rebuilt since the dump, are looked for by build\n"
+    "id and name in the directories of $PPROF_BINARY_PATH (default ~/pprof/binaries).\n"
     "The library comes from $LEAKALLOC_LIB, else <prefix>/lib next to this program,\n"
     "else the build tree it was built in.\n";
 

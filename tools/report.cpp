@@ -204,13 +204,17 @@ void print_symbol_notes(const Symbolizer& sym, const ReportOptions& opt, FILE* o
     return s;
   };
   if (!sym.missing().empty())
-    std::fprintf(out, "note: could not open %s; their frames show as file+offset%s\n", list(sym.missing()).c_str(),
-                 opt.binary.empty() ? " (--binary PATH names the executable)" : "");
+    std::fprintf(out, "note: could not open %s; their frames show as file+offset (%sPPROF_BINARY_PATH=DIR:... "
+                 "searches directories for them)\n", list(sym.missing()).c_str(),
+                 opt.binary.empty() ? "--binary PATH names the executable; " : "");
+  for (const std::string& f : sym.found())
+    std::fprintf(out, "note: symbols of %s (from PPROF_BINARY_PATH)\n", f.c_str());
   if (!sym.replaced().empty())
     std::fprintf(out, "note: %s %s not the file the process ran (the build id differs from the dump's: rebuilt or "
-                 "replaced since); their frames show as file+offset%s\n", list(sym.replaced()).c_str(),
+                 "replaced since); their frames show as file+offset (%sPPROF_BINARY_PATH=DIR:... searches "
+                 "directories for the right build)\n", list(sym.replaced()).c_str(),
                  sym.replaced().size() == 1 ? "is" : "are",
-                 opt.binary.empty() ? " (--binary PATH names the right executable)" : "");
+                 opt.binary.empty() ? "--binary PATH names the right executable; " : "");
 }
 
 }  // namespace
@@ -293,7 +297,7 @@ void print_report(const std::string& path, const ReportOptions& opt, FILE* out) 
     return;
   }
 
-  Symbolizer sym(prof, opt.binary, opt.root);
+  Symbolizer sym(prof, opt.binary, opt.root, opt.search);
   size_t shown = std::min(opt.top, ranked.size());
   for (size_t r = 0; r < shown; ++r) {
     const StackTotals& t = *ranked[r];
@@ -390,7 +394,7 @@ int cmd_diff(const std::vector<std::string>& args) {
     std::printf("No stack grew.\n");
     return 0;
   }
-  Symbolizer sym(new_p, opt.binary, opt.root);
+  Symbolizer sym(new_p, opt.binary, opt.root, opt.search);
   size_t shown = std::min(opt.top, grew.size());
   for (size_t r = 0; r < shown; ++r) {
     const Pair& p = grew[r].second;

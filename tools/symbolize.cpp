@@ -6,11 +6,13 @@
 #include <elfutils/libdw.h>
 #include <elfutils/libdwelf.h>
 #include <elfutils/libdwfl.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <gelf.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdlib>
 #include <cstring>
@@ -178,7 +180,60 @@ struct Symbolizer::Impl {
   }
 };
 
-Symbolizer::Symbolizer(const Profile& prof, const std::string& binary_override, const std::string& root)
+std::vector<std::string> binary_search_path() {
+  std::vector<std::string> dirs;
+  const char* env = std::getenv("PPROF_BINARY_PATH");
+  if (env == nullptr) {
+    const char* home = std::getenv("HOME");
+    if (home != nullptr && *home != '\0') dirs.push_back(std::string(home) + "/pprof/binaries");
+    return dirs;
+  }
+  std::string s = env;
+  for (size_t at = 0; at <= s.size();) {
+    size_t end = s.find(':', at);
+    if (end == std::string::npos) end = s.size();
+    if (end > at) dirs.push_back(s.substr(at, end - at));
+    at = end + 1;
+  }
+  return dirs;
+}
+
+namespace {
+
+// The files symbolize.h lists for one directory of the search path, in that order.
+std::vector<std::string> search_candidates(const std::string& dir, const Mapping& m) {
+  std::vector<std::string> out;
+  std::string path = m.path;
+  const std::string deleted = " (deleted)";
+  if (path.size() > deleted.size() && path.compare(path.size() - deleted.size(), deleted.size(), deleted) == 0)
+    path.resize(path.size() - deleted.size());
+  std::string name = path.substr(path.rfind('/') + 1);
+  std::string id;
+  for (char c : m.build_id) id += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  bool hex = id.size() >= 4 && id.size() % 2 == 0 && id.find_first_not_of("0123456789abcdef") == std::string::npos;
+  std::string rel = path[0] == '/' ? path : "/" + path;
+  if (hex) {
+    out.push_back(dir + "/" + id + "/" + name);
+    if (DIR* d = opendir((dir + "/" + id).c_str())) {
+      std::vector<std::string> any;
+      while (struct dirent* e = readdir(d))
+        if (e->d_name[0] != '.' && e->d_name != name) any.push_back(dir + "/" + id + "/" + e->d_name);
+      closedir(d);
+      std::sort(any.begin(), any.end());
+      out.insert(out.end(), any.begin(), any.end());
+    }
+    out.push_back(dir + rel + "/" + id);
+    out.push_back(dir + "/" + id.substr(0, 2) + "/" + id.substr(2) + ".debug");
+  }
+  out.push_back(dir + "/" + name);
+  out.push_back(dir + rel);
+  return out;
+}
+
+}  // namespace
+
+Symbolizer::Symbolizer(const Profile& prof, const std::string& binary_override, const std::string& root,
+                       const std::vector<std::string>& search)
     : impl_(new Impl), prof_(prof) {
   impl_->dwfl = dwfl_begin(&kOfflineCallbacks);
   if (!impl_->dwfl) return;
@@ -199,11 +254,26 @@ Symbolizer::Symbolizer(const Profile& prof, const std::string& binary_override, 
       uint64_t bias = 0;
       bool readable = false, other = false;
       if (!load_bias(file, m, &bias, &readable, &other)) {
-        if (!readable || other) {
-          done.insert(m.path);
+        if (readable && !other) continue;  // this mapping is not in the file; another one may be
+        // Missing, or another build: the search path may hold the object. A file found
+        // there must have the dump's build id (load_bias refuses it otherwise).
+        std::string found;
+        bool overridden = !binary_override.empty() && m.path == prof.mappings[0].path;
+        for (size_t d = 0; d < search.size() && found.empty() && !overridden; ++d)
+          for (const std::string& c : search_candidates(search[d], m)) {
+            bool r = false, o = false;
+            if (c != file && load_bias(c, m, &bias, &r, &o)) {
+              found = c;
+              break;
+            }
+          }
+        done.insert(m.path);
+        if (found.empty()) {
           (other ? replaced_ : missing_).push_back(file);
+          continue;
         }
-        continue;
+        found_.push_back(m.path + " -> " + found);
+        file = found;
       }
       done.insert(m.path);
       dwfl_report_elf(impl_->dwfl, m.path.c_str(), file.c_str(), -1, bias, true);

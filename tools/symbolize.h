@@ -26,11 +26,22 @@ struct Frame {
   uint64_t module_offset = 0;
 };
 
+// The directories of $PPROF_BINARY_PATH (colon-separated), or $HOME/pprof/binaries when
+// it is not set: where go tool pprof looks for binaries, so one setting serves both.
+std::vector<std::string> binary_search_path();
+
 class Symbolizer {
  public:
   // `binary_override`: use this file for the main executable (mappings[0]). `root` is
-  // prefixed to every other file name (empty: the names as they are).
-  Symbolizer(const Profile& prof, const std::string& binary_override, const std::string& root = "");
+  // prefixed to every other file name (empty: the names as they are). When an object's
+  // file is missing there, or is another build than the dump's build id names, it is
+  // looked for in each directory D of `search`, as go tool pprof does: D/ID/NAME, any
+  // file in D/ID, D/PATH/ID, D/I2/D38.debug (gdb's .build-id layout: ID split after two
+  // hex digits), D/NAME, D/PATH (ID the build id, NAME the file's base name, PATH its
+  // path). Only a file with that build id is taken; the last two also serve dumps that
+  // name none (.heap).
+  Symbolizer(const Profile& prof, const std::string& binary_override, const std::string& root = "",
+             const std::vector<std::string>& search = {});
   ~Symbolizer();
   Symbolizer(const Symbolizer&) = delete;
   Symbolizer& operator=(const Symbolizer&) = delete;
@@ -41,6 +52,8 @@ class Symbolizer {
   const std::vector<std::string>& missing() const { return missing_; }
   // Files whose build ID is not the one the dump names (rebuilt or replaced since).
   const std::vector<std::string>& replaced() const { return replaced_; }
+  // Objects found through `search`: "dump path -> file used".
+  const std::vector<std::string>& found() const { return found_; }
 
  private:
   std::vector<Frame> resolve(uint64_t pc);
@@ -50,6 +63,7 @@ class Symbolizer {
   std::map<uint64_t, std::vector<Frame>> cache_;
   std::vector<std::string> missing_;
   std::vector<std::string> replaced_;
+  std::vector<std::string> found_;
 };
 
 std::string demangle(const std::string& name);

@@ -249,6 +249,36 @@ def case_report_build_id():
     out = report("--top", "1", "--binary", ARGS.fixture, pb)
     check("leak_large_buffers (" in out and "build id" not in out, "--binary with the right file:\n" + out)
 
+    # PPROF_BINARY_PATH, as go tool pprof reads it: each directory is searched for the
+    # object by build id and by name; only a file with the dump's build id is taken.
+    build_id = subprocess.run(["readelf", "-n", ARGS.fixture], stdout=subprocess.PIPE, text=True).stdout
+    m = re.search(r"Build ID: ([0-9a-f]+)", build_id)
+    if not check(m is not None, "the fixture has a GNU build id:\n" + build_id):
+        return
+    build_id = m.group(1)
+    wrong, byname, byid, debug = (os.path.join(d, x) for x in ("wrong", "byname", "byid", "debug"))
+    os.makedirs(wrong)
+    shutil.copy(ARGS.cpp_fixture, os.path.join(wrong, "server"))  # the right name, another build
+    os.makedirs(byname)
+    shutil.copy(ARGS.fixture, os.path.join(byname, "server"))
+    os.makedirs(os.path.join(byid, build_id))
+    shutil.copy(ARGS.fixture, os.path.join(byid, build_id, "some-name"))
+    os.makedirs(os.path.join(debug, build_id[:2]))
+    shutil.copy(ARGS.fixture, os.path.join(debug, build_id[:2], build_id[2:] + ".debug"))
+    def report_on_path(*dirs):
+        p = run([ARGS.tool, "report", "--top", "1", pb], env={"PPROF_BINARY_PATH": ":".join(dirs)})
+        check(p.returncode == 0, "report with PPROF_BINARY_PATH exited %d: %s" % (p.returncode, p.stderr))
+        return p.stdout
+    out = report_on_path(wrong)
+    check("leak_large_buffers" not in out and "(in %s+0x" % app in out and "PPROF_BINARY_PATH=DIR" in out,
+          "PPROF_BINARY_PATH: a file of that name but another build id must not be used:\n" + out)
+    for where, dirs in (("by name", [wrong, byname]), ("in a directory named by the build id", [byid]),
+                        ("in the .build-id layout", [debug])):
+        out = report_on_path(*dirs)
+        check("leak_large_buffers (" in out and "build id" not in out and
+              "note: symbols of %s -> %s" % (app, dirs[-1]) in out,
+              "PPROF_BINARY_PATH: the right build %s must symbolize:\n%s" % (where, out))
+
 
 def case_report_e2e():
     """Dumps written by the library itself: ages, threads, file:line, agreement with pprof
