@@ -333,19 +333,36 @@ void* la_realloc(void* p, size_t size, const char* op, EntryFrame frame) {
     return nullptr;
   }
   size_t usable = mi_usable_size(h) - kHeaderSize;
-  // Shrinking (to no less than half) or growing within the usable size stays in place
-  // for unsampled blocks; the header then records the new size (birth unchanged: the
-  // memory has been held since then). A sampled block always moves: its live record
-  // then describes the new size and the sampler sees the new bytes.
-  if (!h->sampled() && size > kMaxRequest) return slow::enomem();
-  if (!h->sampled() && size <= usable && size >= usable / 2) {
-    size_t old = h->unsampled_size();
-    // An aligned block keeps kUncachedBit. Any other block still holds at least the
-    // class size of its new size (alloc/thread_cache.h).
-    header_write_birth(p, size | h->unsampled_flags(), h->word1 & ~kCheckMask);
-    count_free(old);
-    count_alloc(size);
-    return p;
+  // Shrinking (to no less than half) or growing within the usable size stays in place;
+  // the header then records the new size, and the birth is unchanged (the memory has
+  // been held since then). A sampled block is sampled again here, with this call's
+  // stack (prof::sample_again): a realloc that moves would record this call too. Were
+  // it to move every time instead, a buffer grown by small steps would be copied whole
+  // at each step once sampled: quadratic, and at sample:19 every block over 512 KiB
+  // is soon sampled.
+  if (size > kMaxRequest) return slow::enomem();
+  if (size <= usable && size >= usable / 2) {
+    // An aligned block keeps kUncachedBit, or "size in the record" when sampled. Any
+    // other block still holds at least the class size of its new size
+    // (alloc/thread_cache.h).
+    if (!h->sampled()) {
+      size_t old = h->unsampled_size();
+      header_write_birth(p, size | h->unsampled_flags(), h->word1 & ~kCheckMask);
+      count_free(old);
+      count_alloc(size);
+      return p;
+    }
+    uint64_t sample = prof::sample_again(t_state, size, frame, h->birth_ns());
+    if (sample != 0) {
+      uint64_t field = h->sampled_size_field();
+      uint32_t record = h->record();
+      size_t old = field == kSizeInRecord ? prof::record_size(record) : field;
+      prof::record_free(record, h->sampled_generation());
+      header_write(p, sampled_tag(sample, field == kSizeInRecord ? kSizeInRecord : size), h->birth_ns());
+      count_free(old);
+      count_alloc(size);
+      return p;
+    }
   }
   void* q = malloc_fast(size, frame);
   if (q == nullptr) return nullptr;  // errno is ENOMEM; p is untouched, as C requires

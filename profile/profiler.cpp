@@ -57,7 +57,11 @@ void apply_options() {
 }
 
 // Inlined into sample_slow: one frame fewer for libunwind to walk (profile/unwind.h).
-LA_ALWAYS_INLINE uint64_t record_sample(ThreadState& t, EntryFrame frame, size_t size, uint64_t* birth_ns) {
+// Captures the stack at `frame`, counts a sample of `size` bytes on it and publishes the
+// block's live record. `keep_birth`: the record is born at *birth_ns (a block resized in
+// place); otherwise now, read after the capture, and stored in *birth_ns.
+LA_ALWAYS_INLINE uint64_t record_sample(ThreadState& t, EntryFrame frame, size_t size, uint64_t* birth_ns,
+                                        bool keep_birth) {
   uintptr_t frames[unwind::kCaptureBuffer];
   size_t max = static_cast<size_t>(opt(kOpt_max_depth));
   if (max > unwind::kMaxCapture) max = unwind::kMaxCapture;
@@ -71,7 +75,7 @@ LA_ALWAYS_INLINE uint64_t record_sample(ThreadState& t, EntryFrame frame, size_t
   }
   stacks::count_sample(sid, size, t.thread_index);
   t.counter[kCounter_samples].add(1);
-  *birth_ns = coarse_now_ns_cached(t.clock);
+  if (!keep_birth) *birth_ns = coarse_now_ns_cached(t.clock);
   return live::add(t, sid, size, *birth_ns);
 }
 
@@ -157,7 +161,20 @@ uint64_t sample_slow(ThreadState& t, size_t size, EntryFrame frame, uint64_t* bi
       !g_sampling_ready.load(std::memory_order_acquire))
     return 0;
   ReentrancyGuard guard;
-  return record_sample(t, frame, size, birth_ns);
+  return record_sample(t, frame, size, birth_ns, false);
+}
+
+uint64_t sample_again(ThreadState& t, size_t size, EntryFrame frame, uint64_t birth_ns) {
+  if (t.guard != 0) return 0;
+  struct ErrnoKeeper {
+    int saved = errno;
+    ~ErrnoKeeper() { errno = saved; }
+  } keep_errno;
+  if (LA_UNLIKELY(t.phase == kThreadNew)) adopt_thread(t);
+  if (!g_active.load(std::memory_order_relaxed) || !g_sampling_ready.load(std::memory_order_acquire))
+    return 0;
+  ReentrancyGuard guard;
+  return record_sample(t, frame, size, &birth_ns, true);
 }
 
 void attend_dump(ThreadState& t) {

@@ -104,6 +104,13 @@ namespace prof {
 // birth time given to the record (read after the stack capture), for the header too.
 // `frame` is the malloc/new entry point's frame (alloc/alloc.h), where the stack starts.
 uint64_t sample_slow(ThreadState& t, size_t size, EntryFrame frame, uint64_t* birth_ns);
+// A sampled block that realloc() resizes in place is sampled again there, as a block
+// allocated by that call would be: a new live record with the stack at `frame` and the
+// new size, born at `birth_ns` (the block's; the memory has been held since). Returns it
+// as sample_slow() does, or 0 when it cannot be recorded (leakalloc's own call, the
+// profiler inactive, no memory); the caller then moves the block instead. The sampler's
+// countdown is not charged, as it is not for an unsampled block resized in place.
+uint64_t sample_again(ThreadState& t, size_t size, EntryFrame frame, uint64_t birth_ns);
 // Registers a thread that has not allocated yet (kThreadNew) so that its counters are
 // summed and its exit hook runs; returns whether the thread is registered and live. It
 // declines (false) before initialisation and inside leakalloc's own allocations.

@@ -560,6 +560,54 @@ TEST(ProfExact, EveryEntryPointRecordsItsCaller) {
   }
 }
 
+// realloc() within a block's usable size keeps the block where it is, sampled or not: the
+// sampled block gets this call's stack and the new size, keeps its birth, and nothing of
+// its old record stays live. A buffer grown by small steps therefore moves only when it
+// outgrows its size class (it used to move, and be copied whole, at every step).
+TEST(ProfExact, ReallocInPlaceKeepsTheBlockWithTheCallersStackAndItsBirth) {
+  require_sample(0);
+  void* p = ep_malloc(9201);
+  uint64_t born = 0;
+  for (const LiveBlock& b : snapshot())
+    if (b.size == 9201) born = b.birth_ns;
+  ASSERT_NE(born, 0u);
+  sleep_ms(30);
+  void* q = ep_realloc(p, 9303);
+  ASSERT_EQ(q, p) << "9303 bytes fit the block of 9201";
+  int found = 0;
+  for (const LiveBlock& b : snapshot()) {
+    EXPECT_NE(b.size, 9201u) << "the old record stayed live";
+    if (b.size != 9303) continue;
+    ++found;
+    EXPECT_EQ(b.birth_ns >> 20, born >> 20) << "the block kept its birth (to the header's tick)";
+    StackView v;
+    ASSERT_TRUE(prof::stack_get(b.stack_id, &v));
+    ASSERT_GE(v.depth, 1u);
+    EXPECT_EQ(func_of(v.frames[0]), (void*)&ep_realloc) << "frame 0 in " << object_of(v.frames[0]);
+  }
+  EXPECT_EQ(found, 1);
+  free(q);
+
+  // From 64 bytes to 4 MiB in 64-byte steps: 65535 reallocs. Size classes grow by at most
+  // a quarter, so the block may move some 60 times; at every step it would be 65535.
+  char* buf = static_cast<char*>(ep_malloc(64));
+  buf[0] = 42;
+  int moves = 0;
+  for (size_t n = 128; n <= (size_t{4} << 20); n += 64) {
+    char* next = static_cast<char*>(ep_realloc(buf, n));
+    ASSERT_NE(next, nullptr);
+    moves += next != buf;
+    buf = next;
+    buf[n - 1] = 1;
+  }
+  EXPECT_EQ(buf[0], 42);
+  EXPECT_LE(moves, 100) << "a growing sampled buffer moved at " << moves << " of 65535 reallocs";
+  int grown = 0;
+  for (const LiveBlock& b : snapshot()) grown += b.size == (size_t{4} << 20);
+  EXPECT_EQ(grown, 1);
+  free(buf);
+}
+
 // A thread that only frees (it never allocates, so it never registers and never runs
 // the allocator's exit hook) must not take live-record slots out of circulation, nor
 // may a thread that allocates after its exit hook ran.
