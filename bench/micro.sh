@@ -101,6 +101,7 @@ print("- Command: `%s`; load average at start: %s" % (cmdline, load))
 print("- Values are medians of the repetitions. `cpu` is CPU time per iteration (steadier on a")
 print("  loaded machine), `wall` the real time. For `threads:2` both threads run the loop; times")
 print("  are per iteration of one thread. batch64 = 64 mallocs then 64 frees, per malloc/free pair.")
+print("  realloc_grow = a buffer grown from 64 B to 1 MiB in 64-byte steps, per realloc.")
 print()
 res = {c: medians(load_json(os.path.join(work, "alloc.%s.json" % c))) for c in configs}
 names = []
@@ -123,7 +124,7 @@ for n in names:
         elif "error" in b:
             cells.append("skipped")
         else:
-            div = 64.0 if n.startswith("BM_batch64") else 1.0
+            div = 64.0 if n.startswith("BM_batch64") else 16383.0 if n.startswith("BM_realloc_grow") else 1.0
             cells.append("%.1f / %.1f" % (ns(b, "cpu_time") / div, ns(b, "real_time") / div))
     m, s = res["mimalloc"].get(n), res["la-s19"].get(n)
     ratio = "%.2f" % (s["cpu_time"] / m["cpu_time"]) if m and s and "error" not in m and "error" not in s else ""

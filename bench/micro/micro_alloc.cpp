@@ -51,6 +51,24 @@ void BM_batch64(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * 64);
 }
 
+// A buffer grown by realloc from 64 bytes to 1 MiB in 64-byte steps (a string builder
+// that does not double): 16383 reallocs per iteration. An allocator that stays in place
+// within a block's size class copies the buffer some 50 times; one that moves at every
+// step copies it at every step.
+constexpr size_t kGrowSteps = (size_t{1} << 20) / 64 - 1;
+void BM_realloc_grow(benchmark::State& state) {
+  for (auto _ : state) {
+    char* p = static_cast<char*>(malloc(64));
+    for (size_t n = 128; n <= (size_t{1} << 20); n += 64) {
+      p = static_cast<char*>(realloc(p, n));
+      p[n - 1] = 1;
+    }
+    benchmark::DoNotOptimize(p);
+    free(p);
+  }
+  state.SetItemsProcessed(state.iterations() * kGrowSteps);
+}
+
 // Single-producer single-consumer ring of pointers: the producer (benchmark thread)
 // mallocs, a helper thread frees, so every free is a cross-thread free.
 struct Ring {
@@ -135,6 +153,7 @@ void BM_dump_latency(benchmark::State& state) {
 
 BENCHMARK(BM_pair)->ArgName("size")->Arg(16)->Arg(64)->Arg(256)->Arg(4096)->Arg(65536)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK(BM_batch64)->ArgName("size")->Arg(16)->Arg(64)->Arg(256)->Arg(4096)->Arg(65536)->Threads(1)->Threads(2)->UseRealTime();
+BENCHMARK(BM_realloc_grow)->UseRealTime();
 BENCHMARK(BM_cross_thread_free)->ArgName("size")->Arg(16)->Arg(64)->Arg(256)->Arg(4096)->Arg(65536)->UseRealTime();
 BENCHMARK(BM_dump_latency)->Arg(100000)->Iterations(5)->UseRealTime()->Unit(benchmark::kMillisecond);
 
