@@ -133,6 +133,17 @@ LA_ALWAYS_INLINE void keep_id(ThreadState& t, uint32_t id) {
 
 void init() {}
 
+namespace {
+// Counts a record published or handed back (records, record_frees): on the calling
+// thread's counters, summed with every other thread's by threads::fold_counters, or into
+// the exited threads' totals for a thread that is not registered (past its exit hook,
+// or one that only frees). stats.sampled_live is their difference: no walk.
+LA_ALWAYS_INLINE void count_record(ThreadState& t, CounterId id) {
+  if (LA_LIKELY(t.phase == kThreadLive)) t.counter[id].add(1);
+  else threads::count_exited(id, 1);
+}
+}  // namespace
+
 uint64_t add(ThreadState& t, uint32_t stack_id, uint64_t size, uint64_t birth_ns) {
   // Sequence numbers run modulo 256 (odd = live) so that the 7-bit generation in the
   // block header names the published value exactly; a walker is fooled only if one slot
@@ -169,12 +180,14 @@ uint64_t add(ThreadState& t, uint32_t stack_id, uint64_t size, uint64_t birth_ns
                        std::memory_order_relaxed);
   r->birth_ns.store(birth_ns, std::memory_order_relaxed);
   r->seq.store(seq, std::memory_order_release);  // even -> odd: published
+  count_record(t, kCounter_records);
   return (uint64_t{seq >> 1} << 32) | (id + 1);
 }
 
 void remove(uint32_t header_value, uint32_t generation) {
   uint64_t entry = (uint64_t{generation} << 32) | header_value;
   ThreadState& t = t_state;
+  count_record(t, kCounter_record_frees);
   if (LA_LIKELY(t.phase == kThreadLive)) {
     uint32_t pos = t.rec_pending_head & (kRecordPendingSlots - 1);
     uint64_t oldest = t.rec_pending[pos];
@@ -298,12 +311,6 @@ uint64_t bytes_in_use() {
     pool_chunks += g_pool[c].load(std::memory_order_relaxed) != nullptr;
   }
   return chunks * kChunkRecords * sizeof(Record) + pool_chunks * kChunkRecords * sizeof(uint32_t);
-}
-
-uint64_t count_live() {
-  uint64_t n = 0;
-  walk(UINT64_MAX, [](void* ctx, const prof::LiveBlock&) { ++*static_cast<uint64_t*>(ctx); }, &n);
-  return n;
 }
 
 void fork_prepare() {

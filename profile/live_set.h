@@ -57,7 +57,6 @@ void drain_cache(ThreadState& t);
 void walk(uint64_t born_before_ns, prof::LiveBlockFn fn, void* ctx);
 // The same, for a caller that holds the registry lock.
 void walk_registry_held(uint64_t born_before_ns, prof::LiveBlockFn fn, void* ctx);
-uint64_t count_live();
 // Memory of the record chunks mapped so far (records are used densely from the start of
 // the slab, so mapped chunks are touched chunks).
 uint64_t bytes_in_use();

@@ -248,9 +248,12 @@ double unsample_scale(uint64_t size, uint64_t period) {
 
 Counters counters() {
   Counters c;
-  c.sampled_live = live::count_live();
   uint64_t sums[kCounterCount];
   threads::fold_counters(sums);
+  // Threads' counters are read one after another: a record published on one thread and
+  // handed back on another may be seen handed back only. Never below zero.
+  c.sampled_live = sums[kCounter_records] > sums[kCounter_record_frees]
+                       ? sums[kCounter_records] - sums[kCounter_record_frees] : 0;
   c.sampled_total = sums[kCounter_samples];
   c.stacks = stacks::count();
   c.stacks_dropped = stacks::dropped();

@@ -51,7 +51,9 @@ struct OwnerCounter {
   X(frees)       /* blocks freed */                             \
   X(alloc_bytes) /* requested bytes allocated */                \
   X(free_bytes)  /* requested bytes freed */                    \
-  X(samples)     /* sampled allocations since start or reset */
+  X(samples)     /* sampled allocations since start or reset */  \
+  X(records)     /* live records published (never reset) */      \
+  X(record_frees) /* live records handed back (never reset) */
 
 enum CounterId : int {
 #define LEAKALLOC_COUNTER_ENUM(name) kCounter_##name,

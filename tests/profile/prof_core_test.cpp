@@ -465,6 +465,45 @@ TEST(ProfExact, ResetToSample0ReachesEveryThreadAtOnce) {
   for (void* p : blocks) free(p);
 }
 
+// stats.sampled_live is kept by counters (records published minus records handed back),
+// not by walking the records: it must still say what a walk sees, whichever thread frees,
+// after threads exit, after a realloc in place, and in a fork child.
+TEST(ProfExact, SampledLiveCountsWhatTheWalkSees) {
+  require_sample(0);
+  auto agree = [](const char* when) {
+    // The snapshot's own buffer is a live sampled block: it is counted while it lives.
+    std::vector<LiveBlock> walked = snapshot();
+    uint64_t counted = prof::counters().sampled_live;
+    EXPECT_EQ(counted, walked.size()) << when;
+    return counted == walked.size();
+  };
+  agree("at the start");
+  std::vector<void*> mine;
+  for (int i = 0; i < 100; ++i) mine.push_back(bt_root(2, 3, 3131));
+  agree("after 100 mallocs");
+  std::thread([&] { for (int i = 0; i < 40; ++i) free(mine[i]); }).join();
+  agree("after 40 frees on a thread that only frees");
+  std::vector<void*> theirs;
+  std::thread([&] { for (int i = 0; i < 30; ++i) theirs.push_back(bt_root(3, 3, 3232)); }).join();
+  agree("after a thread left 30 blocks and exited");
+  for (int i = 40; i < 50; ++i) mine[i] = realloc(mine[i], 3141);
+  agree("after 10 reallocs in place");
+  pid_t pid = fork();
+  if (pid == 0) {
+    bool ok = agree("in a fork child");
+    for (void* p : theirs) free(p);
+    ok = agree("after the child freed the exited thread's blocks") && ok;
+    _exit(ok ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the fork child's counts disagreed";
+  for (void* p : theirs) free(p);
+  agree("after freeing the exited thread's blocks");
+  for (size_t i = 40; i < mine.size(); ++i) free(mine[i]);
+  agree("at the end");
+}
+
 TEST(ProfExact, SetActiveFalseStopsSamplingImmediately) {
   require_sample(0);
   void* off[50];
