@@ -10,7 +10,6 @@
 #include "alloc/header.h"
 #include "alloc/thread_cache.h"
 #include "ctl/options.h"
-#include "profile/dump.h"
 #include "profile/sampler.h"
 #include "profile/threads.h"
 
@@ -255,12 +254,6 @@ LA_SLOW_PATH void* alloc(void* base, size_t size, uint64_t flags, EntryFrame fra
 }
 
 LA_NOINLINE void* malloc_small(size_t size, EntryFrame frame) {
-  // The dump thread's requests (profile/dump.h) are noticed here too, not only at a
-  // sample: a thread comes here at its first malloc after each tick of the coarse clock
-  // (1-4 ms), so a process that allocates at all answers `leakalloc dump` within a tick
-  // of its next allocation. At sample:19 a lightly loaded one would otherwise wait for
-  // 512 KiB of allocations.
-  if (LA_UNLIKELY(dump::needs_attention())) prof::attend_dump(t_state);
   uint32_t c = cache_class(size);
   void* base = cache_pop(t_state.cache[c]);
   // An empty bin is also what a thread whose cache is not set up has (not registered
@@ -270,7 +263,6 @@ LA_NOINLINE void* malloc_small(size_t size, EntryFrame frame) {
 }
 
 LA_NOINLINE void* malloc_large(size_t size, EntryFrame frame) {
-  if (LA_UNLIKELY(dump::needs_attention())) prof::attend_dump(t_state);
   if (LA_UNLIKELY(size > kMaxRequest)) return enomem();
   if (LA_UNLIKELY(size >= kPageAlignedFrom)) return la_aligned(kPageAlign, size, frame);
   return alloc_finish(mi_malloc(size + kHeaderSize), size, 0, frame);

@@ -22,6 +22,7 @@ std::atomic<uint64_t> g_start_ns{0};
 void RawLock::yield() { sched_yield(); }
 
 std::atomic<ClockFn> g_coarse_clock{&clock_gettime};
+std::atomic<void (*)()> g_on_tick{nullptr};
 
 uintptr_t elf_load_bias(const void* ehdr) {
   const auto* eh = static_cast<const ElfW(Ehdr)*>(ehdr);
@@ -179,6 +180,7 @@ void refill(CoarseCache& cache, struct timespec* ts) {
 uint64_t birth_word_refill(CoarseCache& cache) {
   struct timespec ts;
   refill(cache, &ts);
+  if (void (*hook)() = g_on_tick.load(std::memory_order_relaxed)) hook();
   return birth_word_of_ts(ts);
 }
 

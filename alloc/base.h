@@ -121,6 +121,10 @@ extern LA_HIDDEN std::atomic<const CoarseWords*> g_coarse_words;
 // Out of line: read the clock, refresh `cache` where they can, and return the clock as
 // a header's birth bits (alloc/header.h birth_word_of) / in ns.
 uint64_t birth_word_refill(CoarseCache& cache);
+// Called by birth_word_refill(), so on a thread's first allocation after each tick of the
+// coarse clock (1-4 ms), whatever the entry point: the profiler sets it (once, at
+// initialisation) to look at what the dump thread asks for (profile/dump.h).
+extern LA_HIDDEN std::atomic<void (*)()> g_on_tick;
 uint64_t coarse_refill_ns(CoarseCache& cache);
 // Whether cache.birth is the current birth (no tick since the thread last looked).
 LA_ALWAYS_INLINE bool birth_ticks_current(const CoarseCache& cache) {

@@ -24,7 +24,7 @@
 //   m  request()          the caller's thread (prof.dump through ctl).
 //   m  leakalloc dump PID the dump thread, started on the first such request: the tool
 //                         bumps a request number in leakalloc_remote_control (see
-//                         profile/remote.h), malloc's slow paths notice it
+//                         profile/remote.h), allocations notice it
 //                         (attend) and the thread, which also looks every
 //                         kRemotePollMs, answers it (serve_remote).
 // With age > 0 and final/interval not set by the user, final is on and the interval is
@@ -733,13 +733,13 @@ int request(const char* path) { return dump_now('m', path, false); }
 std::atomic<uint32_t> g_remote_noticed{0};
 std::atomic<bool> g_start_deferred{false};
 
-// A slow path saw a new request number. One thread passes it on: it wakes the dump
+// An allocation saw a new request number. One thread passes it on: it wakes the dump
 // thread, or starts it. pthread_create runs here inside malloc (with a ReentrancyGuard,
 // so its own allocations are untracked), on the application's thread; it takes only
 // glibc's stack-cache and TLS locks, which glibc never holds while calling malloc
 // except for the recursive TLS-loader lock. Should the dump lock be busy (a dump on
 // the caller's thread, a fork), nothing waits here: the number is handed back and a
-// later slow path tries again.
+// later allocation tries again.
 namespace {
 void remote_notice() {
   uint32_t r = remote_load(g_remote.request);
@@ -767,7 +767,7 @@ void remote_notice() {
 void attend() {
   if (g_start_deferred.load(std::memory_order_relaxed)) {
     ReentrancyGuard g;
-    if (g_lock.try_lock()) {  // busy (a dump, a fork): a later slow path tries again
+    if (g_lock.try_lock()) {  // busy (a dump, a fork): a later allocation tries again
       if (!g_stopped && !g_thread_running.load(std::memory_order_relaxed)) start_thread();
       g_start_deferred.store(false, std::memory_order_relaxed);
       g_lock.unlock();
@@ -794,7 +794,7 @@ void fork_child() {
   for (uint64_t& k : g_kseq) k = 0;
   for (KeepRing& r : g_keep) r.oldest = r.count = 0;  // the parent's files are not ours
   g_sig_pending.store(false, std::memory_order_relaxed);
-  // The child's dump thread starts at its first slow-path allocation (attend()).
+  // The child's dump thread starts at one of its first allocations (attend()).
   g_start_deferred.store(g_thread_wanted && !g_stopped, std::memory_order_relaxed);
 }
 

@@ -38,12 +38,13 @@ struct LeakTotals {
 };
 LeakTotals leak_totals(uint64_t age_ms);
 
-// What malloc's slow paths do for the dump thread. They call attend() when
+// What allocations do for the dump thread: a sampled one, and any thread's first one
+// after each tick of the coarse clock (prof::on_tick), call attend() when
 // needs_attention(), which costs them three loads and two compares:
 // - `leakalloc dump PID` (profile/remote.h): a new request number, passed on to the dump
 //   thread (started on the first request);
 // - a fork child whose parent runs a dump thread for a configured trigger: the child
-//   starts its own here, at its first slow-path allocation, not in the atfork handler.
+//   starts its own here, at one of its first allocations, not in the atfork handler.
 //   A child that execs, or calls unshare(CLONE_NEWUSER) (which a multithreaded process
 //   may not), before allocating never has one.
 extern std::atomic<uint32_t> g_remote_noticed;
@@ -55,7 +56,7 @@ inline bool remote_requested() {
 inline bool needs_attention() {
   return remote_requested() || g_start_deferred.load(std::memory_order_relaxed);
 }
-// Not from inside leakalloc's own allocations (prof::attend_dump checks).
+// Not from inside leakalloc's own allocations (prof::on_tick and sample_slow check).
 void attend();
 
 void fork_prepare();

@@ -184,11 +184,21 @@ uint64_t add(ThreadState& t, uint32_t stack_id, uint64_t size, uint64_t birth_ns
   return (uint64_t{seq >> 1} << 32) | (id + 1);
 }
 
+namespace {
+// remove() on a thread that is not registered: retired at once, counted in the exited
+// threads' totals. Out of line, so that remove() itself saves no registers.
+LA_NOINLINE void remove_unregistered(ThreadState& t, uint64_t entry) {
+  threads::count_exited(kCounter_record_frees, 1);
+  retire(entry);
+  keep_id(t, pending_id(entry));
+}
+}  // namespace
+
 void remove(uint32_t header_value, uint32_t generation) {
   uint64_t entry = (uint64_t{generation} << 32) | header_value;
   ThreadState& t = t_state;
-  count_record(t, kCounter_record_frees);
   if (LA_LIKELY(t.phase == kThreadLive)) {
+    t.counter[kCounter_record_frees].add(1);
     uint32_t pos = t.rec_pending_head & (kRecordPendingSlots - 1);
     uint64_t oldest = t.rec_pending[pos];
     // The ring is full: the oldest goes first, retired before its slot is overwritten
@@ -199,8 +209,7 @@ void remove(uint32_t header_value, uint32_t generation) {
     if (oldest != 0) keep_id(t, pending_id(oldest));
     return;
   }
-  retire(entry);
-  keep_id(t, pending_id(entry));
+  remove_unregistered(t, entry);
 }
 
 uint64_t size_of(uint32_t header_value) {

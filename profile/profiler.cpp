@@ -34,6 +34,8 @@ std::atomic<bool> g_sampling_ready{false};
 std::atomic<bool> g_active{true};
 std::atomic<int> g_lg_sample{19};
 std::atomic<uint32_t> g_sample_gen{1};
+// Sum of the records counters at the last prof.reset: stats.sampled_total counts from it.
+std::atomic<uint64_t> g_records_at_reset{0};
 
 // Exponential gap with mean 2^lg (see profile/sampler.h). A 64-bit LCG is plenty for
 // sampling decisions; 53 bits of it make U, uniform in (0, 1].
@@ -74,7 +76,6 @@ LA_ALWAYS_INLINE uint64_t record_sample(ThreadState& t, EntryFrame frame, size_t
     if (t.memo != nullptr) frame_cache::remember_id(*t.memo, sid, prof::kOverflowStackId);
   }
   stacks::count_sample(sid, size, t.thread_index);
-  t.counter[kCounter_samples].add(1);
   if (!keep_birth) *birth_ns = coarse_now_ns_cached(t.clock);
   return live::add(t, sid, size, *birth_ns);
 }
@@ -124,6 +125,7 @@ void ensure_init() {
     apply_options();
     threads::init();
     live::init();
+    g_on_tick.store(&on_tick, std::memory_order_relaxed);
     g_init.store(kInitDone, std::memory_order_release);
     return;
   }
@@ -177,8 +179,8 @@ uint64_t sample_again(ThreadState& t, size_t size, EntryFrame frame, uint64_t bi
   return record_sample(t, frame, size, &birth_ns, true);
 }
 
-void attend_dump(ThreadState& t) {
-  if (t.guard != 0) return;
+void on_tick() {
+  if (LA_LIKELY(!dump::needs_attention()) || t_state.guard != 0) return;
   int saved_errno = errno;  // a successful malloc leaves errno alone
   dump::attend();
   errno = saved_errno;
@@ -226,7 +228,9 @@ void reset(int lg) {
   set_opt(kOpt_sample, lg);
   g_lg_sample.store(lg, std::memory_order_relaxed);
   stacks::reset_counts();
-  threads::reset_counter(kCounter_samples);
+  uint64_t sums[kCounterCount];
+  threads::fold_counters(sums);
+  g_records_at_reset.store(sums[kCounter_records], std::memory_order_relaxed);
   g_sample_gen.fetch_add(1, std::memory_order_relaxed);
   // Every thread's next allocation takes the slow path and draws under the new rate,
   // instead of finishing a countdown drawn for the old one (up to 2^old bytes later).
@@ -254,7 +258,8 @@ Counters counters() {
   // handed back on another may be seen handed back only. Never below zero.
   c.sampled_live = sums[kCounter_records] > sums[kCounter_record_frees]
                        ? sums[kCounter_records] - sums[kCounter_record_frees] : 0;
-  c.sampled_total = sums[kCounter_samples];
+  uint64_t base = g_records_at_reset.load(std::memory_order_relaxed);
+  c.sampled_total = sums[kCounter_records] > base ? sums[kCounter_records] - base : 0;
   c.stacks = stacks::count();
   c.stacks_dropped = stacks::dropped();
   c.stack_bytes = stacks::bytes_in_use();

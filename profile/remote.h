@@ -8,10 +8,10 @@
 // needs the same permission as a debugger (the process's user with ptrace allowed, or
 // root):
 //   1. the tool writes `age_ms` and `formats`, then, in a second write, `request` + 1;
-//   2. the process notices the new request number at the next malloc that leaves the
-//      fast path (two words compared): a thread's first malloc after each tick of the
-//      coarse clock (1-4 ms), a thread cache miss, a request of over 4 KiB, a sampled
-//      allocation. A process with a dump thread also notices it within kRemotePollMs.
+//   2. the process notices the new request number (two words compared) at a thread's
+//      first allocation after each tick of the coarse clock (1-4 ms), and at every
+//      sampled allocation. A process with a dump thread also notices it within
+//      kRemotePollMs.
 //      The noticing thread wakes the dump thread (starting it on the first request),
 //      and the dump thread writes one dump of kind 'm';
 //   3. the thread fills `status` and `files`, then stores the request number it served

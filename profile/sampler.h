@@ -51,9 +51,8 @@ struct OwnerCounter {
   X(frees)       /* blocks freed */                             \
   X(alloc_bytes) /* requested bytes allocated */                \
   X(free_bytes)  /* requested bytes freed */                    \
-  X(samples)     /* sampled allocations since start or reset */  \
-  X(records)     /* live records published (never reset) */      \
-  X(record_frees) /* live records handed back (never reset) */
+  X(records)     /* sampled blocks recorded (live records published) */ \
+  X(record_frees) /* live records handed back */
 
 enum CounterId : int {
 #define LEAKALLOC_COUNTER_ENUM(name) kCounter_##name,
@@ -123,9 +122,12 @@ void record_free(uint32_t record, uint32_t generation);
 uint64_t record_size(uint32_t record);
 // Ensures the allocator is initialised (secret, options); cheap after the first call.
 void ensure_init();
-// dump::attend() from an allocation on `t`, unless it is leakalloc's own; the caller has
-// seen dump::needs_attention(). errno is left as it was.
-void attend_dump(ThreadState& t);
+// g_on_tick (alloc/base.h): what the dump thread asks for (dump::needs_attention) is
+// looked at on each thread's first allocation after a tick of the coarse clock, not only
+// at a sample, so a process at sample:19 that allocates a little answers `leakalloc
+// dump` within a tick of its next allocation instead of after 512 KiB of them. Not from
+// leakalloc's own allocations; errno is left as it was.
+void on_tick();
 }  // namespace prof
 
 // Fast path of every allocation. Returns 0, or for a sampled block its live record

@@ -317,16 +317,6 @@ void count_exited(CounterId id, uint64_t delta) {
   g_exited[id].fetch_add(delta, std::memory_order_relaxed);
 }
 
-void reset_counter(CounterId id) {
-  LockGuard g(g_lock);
-  g_exited[id].store(0, std::memory_order_relaxed);
-  // Other threads' counters are owner-written: subtracting a snapshot keeps their
-  // updates, so "reset" records a base instead of storing into their TLS.
-  for_each_linked([&](Entry&, ThreadState& s) {
-    g_exited[id].fetch_sub(s.counter[id].get(), std::memory_order_relaxed);
-  });
-}
-
 bool any_unwinding() {
   LockGuard g(g_lock);
   bool any = false;

@@ -49,8 +49,6 @@ size_t pending_records_room();
 size_t copy_pending_records(uint64_t* out, size_t room, bool registry_held);
 // Sends every thread's next allocation through the sampler's slow path (prof.reset).
 void restart_countdowns();
-// Makes the sum of one counter read 0 from now on (prof.reset).
-void reset_counter(CounterId id);
 
 void fork_prepare();
 void fork_parent();
