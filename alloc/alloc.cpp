@@ -10,6 +10,7 @@
 #include "alloc/header.h"
 #include "alloc/thread_cache.h"
 #include "ctl/options.h"
+#include "profile/profiler.h"
 #include "profile/sampler.h"
 #include "profile/threads.h"
 
@@ -56,6 +57,17 @@ LA_ALWAYS_INLINE void count_free(size_t size) {
 
 // ---- The thread cache (alloc/thread_cache.h) ------------------------------------------
 
+}  // namespace
+}  // namespace leakalloc
+
+// glibc's registration of a thread_local destructor (GLIBC_2.18), and this library's
+// handle for it.
+extern "C" int __cxa_thread_atexit_impl(void (*fn)(void*), void* obj, void* dso_symbol);
+extern "C" void* __dso_handle;
+
+namespace leakalloc {
+namespace {
+
 enum CacheSupport : int { kCacheUnchecked = 0, kCacheSupported = 1, kCacheUnsupported = 2 };
 std::atomic<int> g_cache_support{kCacheUnchecked};
 
@@ -99,11 +111,23 @@ bool cache_wanted(const ThreadState& t) {
   return t.cache_mode == kCacheFollowOption ? opt(kOpt_tcache) != 0 : t.cache_mode == kCacheForcedOn;
 }
 
+void on_thread_ending(void* arg) { thread_cache_end(*static_cast<ThreadState*>(arg)); }
+
 void cache_setup(ThreadState& t) {
   if (t.phase != kThreadLive || !options_loaded_from_environment()) return;
   if (!cache_wanted(t) || !cache_supported()) return;
   for (uint32_t i = 1; i < kCacheBins; ++i) t.cache[i].room += cache_bin_limit(i);
   t.cache_ready = 1;
+  if (!t.cache_end_hooked) {
+    // The bins are given back with the thread's thread_local destructors, which glibc
+    // runs before any pthread key destructor (thread_cache_end, alloc/alloc.h). glibc
+    // allocates a node for it: leakalloc's own allocation, untracked (cache_ready is set,
+    // so it does not come back here). No leakalloc lock is held: glibc takes its loader
+    // lock, as for any C++ thread_local with a destructor.
+    t.cache_end_hooked = 1;
+    ReentrancyGuard g;
+    __cxa_thread_atexit_impl(on_thread_ending, &t, &__dso_handle);
+  }
 }
 
 LA_ALWAYS_INLINE bool is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
@@ -181,6 +205,11 @@ void thread_cache_release(ThreadState& t) {
   if (t.cache_ready)
     for (uint32_t i = 1; i < kCacheBins; ++i) t.cache[i].room -= cache_bin_limit(i);
   t.cache_ready = 0;
+}
+
+void thread_cache_end(ThreadState& t) {
+  thread_cache_release(t);
+  t.cache_mode = kCacheForcedOff;  // cache_setup() must not set the bins up again
 }
 
 void thread_cache_adopt(ThreadState& gone) {

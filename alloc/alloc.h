@@ -65,6 +65,14 @@ constexpr size_t kPageAlign = 4096;
 // hook.
 struct ThreadState;
 void thread_cache_release(ThreadState& t);
+// The same when the thread starts to end (its C++ thread_local destructors,
+// threads::register_current), and the cache stays off for what the thread still
+// allocates: the blocks must be back in mimalloc before mimalloc's own thread-exit
+// hook, a pthread key destructor that runs before leakalloc's. Left cached until then,
+// they kept the thread's mimalloc segments in use when mimalloc abandoned them, and
+// every later thread paid to reclaim them: 3000 threads that each allocate 64 blocks
+// and end took 1.1 s of CPU instead of 0.1 s.
+void thread_cache_end(ThreadState& t);
 
 // In a fork child: moves the blocks cached by `gone` (a thread that does not exist in
 // the child) into the calling thread's bins, as far as they have room; the rest stay

@@ -75,6 +75,7 @@ struct ThreadState {
   uint8_t phase;           // ThreadPhase
   uint8_t cache_ready;     // the bins' rooms are set (alloc/thread_cache.h)
   uint8_t cache_mode;      // CacheMode (alloc/alloc.h): thread.tcache.enabled
+  uint8_t cache_end_hooked;  // thread_cache_end is registered to run as the thread ends
   uint32_t sample_gen;     // sampling generation the countdown was drawn under
   uint32_t thread_index;   // index in the thread registry
   uint64_t rng;            // sampler PRNG state
