@@ -65,8 +65,8 @@ constexpr size_t kPageAlign = 4096;
 // hook.
 struct ThreadState;
 void thread_cache_release(ThreadState& t);
-// The same when the thread starts to end (its C++ thread_local destructors,
-// threads::register_current), and the cache stays off for what the thread still
+// The same when the thread starts to end (with its C++ thread_local destructors,
+// registered when its cache is set up), and the cache stays off for what the thread still
 // allocates: the blocks must be back in mimalloc before mimalloc's own thread-exit
 // hook, a pthread key destructor that runs before leakalloc's. Left cached until then,
 // they kept the thread's mimalloc segments in use when mimalloc abandoned them, and

@@ -6,7 +6,7 @@
 // `age` unless the user set them), installs the signal handler and starts the
 // background dump thread (signals blocked in it) when a trigger needs one, or later,
 // on the first `leakalloc dump PID` request (attend(); profile/remote.h). A fork child
-// starts its own at its first slow-path allocation (attend() again). The final
+// starts its own at one of its first allocations (attend() again). The final
 // dump and leak_error run from the library's destructor. Dumps run on that thread or
 // on the caller's (request(), exit) with a ReentrancyGuard held, take the dump lock
 // (rank 1) and allocate nothing through the tracked path. A dump that cannot be
