@@ -357,7 +357,8 @@ void* la_realloc(void* p, size_t size, const char* op, EntryFrame frame) {
   // Shrinking (to no less than half) or growing within the usable size stays in place;
   // the header then records the new size, and the birth is unchanged (the memory has
   // been held since then). A sampled block is sampled again here, with this call's
-  // stack (prof::sample_again): a realloc that moves would record this call too. Were
+  // stack (prof::sample_again): a realloc that moves would record this call too. An
+  // unsampled block's growth is charged to the sampler (prof::sample_growth). Were
   // it to move every time instead, a buffer grown by small steps would be copied whole
   // at each step once sampled: quadratic, and at sample:19 every block over 512 KiB
   // is soon sampled.
@@ -368,7 +369,22 @@ void* la_realloc(void* p, size_t size, const char* op, EntryFrame frame) {
     // (alloc/thread_cache.h).
     if (!h->sampled()) {
       size_t old = h->unsampled_size();
-      header_write_birth(p, size | h->unsampled_flags(), h->word1 & ~kCheckMask);
+      uint64_t flags = h->unsampled_flags();
+      if (size > old) {
+        // The growth is charged to the sampler (prof::sample_growth), and may sample
+        // the block here.
+        ThreadState& t = t_state;
+        int64_t left = t.bytes_left.load(std::memory_order_relaxed) - static_cast<int64_t>(size - old);
+        if (LA_LIKELY(left > 0)) {
+          t.bytes_left.store(left, std::memory_order_relaxed);
+        } else if (uint64_t sample = prof::sample_growth(t, size - old, size, frame, h->birth_ns())) {
+          header_write(p, sampled_tag(sample, flags != 0 ? kSizeInRecord : size), h->birth_ns());
+          count_free(old);
+          count_alloc(size);
+          return p;
+        }
+      }
+      header_write_birth(p, size | flags, h->word1 & ~kCheckMask);
       count_free(old);
       count_alloc(size);
       return p;

@@ -133,7 +133,11 @@ void ensure_init() {
   while (g_init.load(std::memory_order_acquire) != kInitDone) sched_yield();
 }
 
-uint64_t sample_slow(ThreadState& t, size_t size, EntryFrame frame, uint64_t* birth_ns) {
+namespace {
+// sample_slow() for `charge` bytes of a block of `size`: an allocation (charge == size,
+// born now) or a block grown in place (charge: the growth; born at *birth_ns).
+uint64_t charge_slow(ThreadState& t, size_t charge, size_t size, EntryFrame frame, uint64_t* birth_ns,
+                     bool keep_birth) {
   if (t.guard != 0) return 0;  // leakalloc's own allocation: untracked
   // A successful malloc leaves errno alone, as glibc's does: callers read errno after
   // allocating an error message. Init opens files, and libunwind's address validation
@@ -151,7 +155,7 @@ uint64_t sample_slow(ThreadState& t, size_t size, EntryFrame frame, uint64_t* bi
   if (t.sample_gen != gen) {
     // First allocation under this rate: start a fresh gap and charge this allocation.
     t.sample_gen = gen;
-    int64_t left = draw_gap(t, lg) - static_cast<int64_t>(size);
+    int64_t left = draw_gap(t, lg) - static_cast<int64_t>(charge);
     if (left > 0) {
       t.bytes_left.store(left, std::memory_order_relaxed);
       return 0;
@@ -163,7 +167,16 @@ uint64_t sample_slow(ThreadState& t, size_t size, EntryFrame frame, uint64_t* bi
       !g_sampling_ready.load(std::memory_order_acquire))
     return 0;
   ReentrancyGuard guard;
-  return record_sample(t, frame, size, birth_ns, false);
+  return record_sample(t, frame, size, birth_ns, keep_birth);
+}
+}  // namespace
+
+uint64_t sample_slow(ThreadState& t, size_t size, EntryFrame frame, uint64_t* birth_ns) {
+  return charge_slow(t, size, size, frame, birth_ns, false);
+}
+
+uint64_t sample_growth(ThreadState& t, size_t growth, size_t size, EntryFrame frame, uint64_t birth_ns) {
+  return charge_slow(t, growth, size, frame, &birth_ns, true);
 }
 
 uint64_t sample_again(ThreadState& t, size_t size, EntryFrame frame, uint64_t birth_ns) {

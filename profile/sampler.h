@@ -111,8 +111,14 @@ uint64_t sample_slow(ThreadState& t, size_t size, EntryFrame frame, uint64_t* bi
 // new size, born at `birth_ns` (the block's; the memory has been held since). Returns it
 // as sample_slow() does, or 0 when it cannot be recorded (leakalloc's own call, the
 // profiler inactive, no memory); the caller then moves the block instead. The sampler's
-// countdown is not charged, as it is not for an unsampled block resized in place.
+// countdown is not charged: the block is sampled already.
 uint64_t sample_again(ThreadState& t, size_t size, EntryFrame frame, uint64_t birth_ns);
+// An unsampled block that realloc() grows in place by `growth` bytes whose countdown ran
+// out (<= 0): the new bytes meet the sampler as a new allocation's would, so a block is
+// sampled with the probability its whole size gives it (1 - exp(-size/P)), which is
+// what the readers' unsampling assumes. Draws the next gap; returns what sample_slow()
+// returns, the record (stack at `frame`, `size`, born at `birth_ns`) when sampled.
+uint64_t sample_growth(ThreadState& t, size_t growth, size_t size, EntryFrame frame, uint64_t birth_ns);
 // Registers a thread that has not allocated yet (kThreadNew) so that its counters are
 // summed and its exit hook runs; returns whether the thread is registered and live. It
 // declines (false) before initialisation and inside leakalloc's own allocations.

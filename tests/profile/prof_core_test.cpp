@@ -761,6 +761,42 @@ TEST(ProfStat, UnsampledEstimateWithinFiveSigma) {
   EXPECT_NEAR(all_bytes_est, all_bytes_true, 5 * std::sqrt(all_bytes_var));
 }
 
+// Blocks of 1025 bytes grown in place to 1264 (their size class holds 1264 after the
+// header). The readers weigh each sampled block by its size now, so each block must have
+// been sampled with the probability that size gives it: the growth must meet the sampler
+// too. Were only the first 1025 bytes exposed, the estimate would fall 17% short (some
+// 14 sigma here).
+TEST(ProfStat, BlocksGrownInPlaceAreSampledByTheirWholeSize) {
+  constexpr int kLg = 12;
+  require_sample(kLg);
+  const uint64_t period = prof::sample_period();
+  constexpr uint32_t kN = 20000;
+  constexpr size_t kFrom = 1025, kTo = 1264;
+  std::vector<void*> blocks;
+  blocks.reserve(kN);
+  prof::seed_thread_sampler(0x7654321);
+  uint32_t moved = 0;
+  for (uint32_t i = 0; i < kN; ++i) {
+    void* p = bt_root(6, 3, kFrom);
+    void* q = realloc(p, kTo);
+    moved += q != p;
+    blocks.push_back(q);
+  }
+  ASSERT_EQ(moved, 0u) << "1264 bytes fit a block of 1025";
+  double p = 1.0 - std::exp(-static_cast<double>(kTo) / static_cast<double>(period));
+  uint64_t sampled = 0;
+  double count_est = 0;
+  for (const LiveBlock& b : snapshot()) {
+    if (b.size != kTo) continue;
+    ++sampled;
+    count_est += prof::unsample_scale(b.size, period);
+  }
+  for (void* q : blocks) free(q);
+  double sigma = std::sqrt(kN * (1.0 - p) / p);
+  EXPECT_NEAR(count_est, kN, 5 * sigma) << sampled << " sampled of " << kN << ", p=" << p;
+  EXPECT_NEAR(double(sampled), kN * p, 5 * std::sqrt(kN * p * (1 - p)));
+}
+
 // ---- ages -------------------------------------------------------------------------------
 
 TEST(ProfAge, CutoffSplitsGenerations) {
