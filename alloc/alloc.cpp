@@ -173,22 +173,22 @@ LA_ALWAYS_INLINE BlockHeader* checked_header(void* p, const char* op) {
   return h;
 }
 
+// The requested size of a block whose header checked out: the header's, or for a sampled
+// block whose header says "size in the record", its live record's.
+LA_ALWAYS_INLINE size_t requested_size(const BlockHeader* h) {
+  if (!h->sampled()) return h->unsampled_size();
+  uint64_t field = h->sampled_size_field();
+  return LA_UNLIKELY(field == kSizeInRecord) ? prof::record_size(h->record()) : field;
+}
+
 // Frees a block whose header checked out: frees its live record if it is sampled,
 // then puts it on this thread's bin of its class, or gives it to mimalloc when it is not
 // cacheable (aligned, or larger than the last class) or the bin has no room.
 LA_ALWAYS_INLINE void release(void* p, BlockHeader* h) {
-  size_t size;
-  bool cacheable;
-  if (LA_UNLIKELY(h->sampled())) {
-    uint64_t field = h->sampled_size_field();
-    size = field;
-    if (LA_UNLIKELY(field == kSizeInRecord)) size = prof::record_size(h->record());
-    prof::record_free(h->record(), h->sampled_generation());
-    cacheable = field <= kCacheMaxRequest;
-  } else {
-    size = h->unsampled_size();
-    cacheable = h->tag <= kCacheMaxRequest;
-  }
+  size_t size = requested_size(h);
+  bool sampled = h->sampled();
+  bool cacheable = (sampled ? h->sampled_size_field() : h->tag) <= kCacheMaxRequest;
+  if (LA_UNLIKELY(sampled)) prof::record_free(h->record(), h->sampled_generation());
   h->word1 = freed_mark(p);
   count_free(size);
   if (cacheable) {
@@ -364,38 +364,29 @@ void* la_realloc(void* p, size_t size, const char* op, EntryFrame frame) {
   // is soon sampled.
   if (size > kMaxRequest) return slow::enomem();
   if (size <= usable && size >= usable / 2) {
+    ThreadState& t = t_state;
+    bool sampled = h->sampled();
+    size_t old = requested_size(h);
     // An aligned block keeps kUncachedBit, or "size in the record" when sampled. Any
     // other block still holds at least the class size of its new size
     // (alloc/thread_cache.h).
-    if (!h->sampled()) {
-      size_t old = h->unsampled_size();
-      uint64_t flags = h->unsampled_flags();
-      if (size > old) {
-        // The growth is charged to the sampler (prof::sample_growth), and may sample
-        // the block here.
-        ThreadState& t = t_state;
-        int64_t left = t.bytes_left.load(std::memory_order_relaxed) - static_cast<int64_t>(size - old);
-        if (LA_LIKELY(left > 0)) {
-          t.bytes_left.store(left, std::memory_order_relaxed);
-        } else if (uint64_t sample = prof::sample_growth(t, size - old, size, frame, h->birth_ns())) {
-          header_write(p, sampled_tag(sample, flags != 0 ? kSizeInRecord : size), h->birth_ns());
-          count_free(old);
-          count_alloc(size);
-          return p;
-        }
-      }
-      header_write_birth(p, size | flags, h->word1 & ~kCheckMask);
-      count_free(old);
-      count_alloc(size);
-      return p;
+    bool size_in_record = sampled ? h->sampled_size_field() == kSizeInRecord : h->unsampled_flags() != 0;
+    uint64_t sample = 0;
+    if (sampled) {
+      sample = prof::sample_again(t, size, frame, h->birth_ns());
+    } else if (size > old) {
+      // The growth is charged to the sampler, and may sample the block here.
+      int64_t left = t.bytes_left.load(std::memory_order_relaxed) - static_cast<int64_t>(size - old);
+      if (LA_LIKELY(left > 0)) t.bytes_left.store(left, std::memory_order_relaxed);
+      else sample = prof::sample_growth(t, size - old, size, frame, h->birth_ns());
     }
-    uint64_t sample = prof::sample_again(t_state, size, frame, h->birth_ns());
-    if (sample != 0) {
-      uint64_t field = h->sampled_size_field();
-      uint32_t record = h->record();
-      size_t old = field == kSizeInRecord ? prof::record_size(record) : field;
-      prof::record_free(record, h->sampled_generation());
-      header_write(p, sampled_tag(sample, field == kSizeInRecord ? kSizeInRecord : size), h->birth_ns());
+    // A sampled block that could not be recorded again moves instead (below).
+    if (!sampled || sample != 0) {
+      if (sampled) prof::record_free(h->record(), h->sampled_generation());
+      if (sample != 0)
+        header_write(p, sampled_tag(sample, size_in_record ? kSizeInRecord : size), h->birth_ns());
+      else
+        header_write_birth(p, size | h->unsampled_flags(), h->word1 & ~kCheckMask);
       count_free(old);
       count_alloc(size);
       return p;
