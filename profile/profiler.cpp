@@ -134,18 +134,25 @@ void ensure_init() {
 }
 
 namespace {
+// A successful malloc or free leaves errno alone, as glibc's do: callers read errno after
+// allocating an error message. Init opens files, and libunwind's address validation
+// drains a pipe until read() fails with EAGAIN (whenever errno is EINTR on entry).
+struct ErrnoKeeper {
+  int saved = errno;
+  ~ErrnoKeeper() { errno = saved; }
+};
+
+// Whether samples are recorded now (prof.active, and the profiler set up).
+bool recording() {
+  return g_active.load(std::memory_order_relaxed) && g_sampling_ready.load(std::memory_order_acquire);
+}
+
 // sample_slow() for `charge` bytes of a block of `size`: an allocation (charge == size,
 // born now) or a block grown in place (charge: the growth; born at *birth_ns).
 uint64_t charge_slow(ThreadState& t, size_t charge, size_t size, EntryFrame frame, uint64_t* birth_ns,
                      bool keep_birth) {
   if (t.guard != 0) return 0;  // leakalloc's own allocation: untracked
-  // A successful malloc leaves errno alone, as glibc's does: callers read errno after
-  // allocating an error message. Init opens files, and libunwind's address validation
-  // drains a pipe until read() fails with EAGAIN (whenever errno is EINTR on entry).
-  struct ErrnoKeeper {
-    int saved = errno;
-    ~ErrnoKeeper() { errno = saved; }
-  } keep_errno;
+  ErrnoKeeper keep_errno;
   if (LA_UNLIKELY(t.phase == kThreadNew)) {
     ensure_init();
     adopt_thread(t);
@@ -163,9 +170,7 @@ uint64_t charge_slow(ThreadState& t, size_t charge, size_t size, EntryFrame fram
   }
   t.bytes_left.store(draw_gap(t, lg), std::memory_order_relaxed);
   if (LA_UNLIKELY(dump::needs_attention())) dump::attend();  // errno: keep_errno
-  if (!g_active.load(std::memory_order_relaxed) ||
-      !g_sampling_ready.load(std::memory_order_acquire))
-    return 0;
+  if (!recording()) return 0;
   ReentrancyGuard guard;
   return record_sample(t, frame, size, birth_ns, keep_birth);
 }
@@ -181,33 +186,27 @@ uint64_t sample_growth(ThreadState& t, size_t growth, size_t size, EntryFrame fr
 
 uint64_t sample_again(ThreadState& t, size_t size, EntryFrame frame, uint64_t birth_ns) {
   if (t.guard != 0) return 0;
-  struct ErrnoKeeper {
-    int saved = errno;
-    ~ErrnoKeeper() { errno = saved; }
-  } keep_errno;
+  ErrnoKeeper keep_errno;
   if (LA_UNLIKELY(t.phase == kThreadNew)) adopt_thread(t);
-  if (!g_active.load(std::memory_order_relaxed) || !g_sampling_ready.load(std::memory_order_acquire))
-    return 0;
+  if (!recording()) return 0;
   ReentrancyGuard guard;
   return record_sample(t, frame, size, &birth_ns, true);
 }
 
 void on_tick() {
   if (LA_LIKELY(!dump::needs_attention()) || t_state.guard != 0) return;
-  int saved_errno = errno;  // a successful malloc leaves errno alone
+  ErrnoKeeper keep_errno;
   dump::attend();
-  errno = saved_errno;
 }
 
 bool adopt_thread(ThreadState& t) {
   if (t.phase != kThreadNew) return t.phase == kThreadLive;
   if (t.guard != 0 || g_init.load(std::memory_order_acquire) != kInitDone) return false;
-  int saved_errno = errno;  // free() leaves errno alone
   {
+    ErrnoKeeper keep_errno;
     ReentrancyGuard guard;
     threads::register_current(t);
   }
-  errno = saved_errno;
   return t.phase == kThreadLive;
 }
 
