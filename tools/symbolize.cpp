@@ -200,13 +200,19 @@ std::vector<std::string> binary_search_path() {
 
 namespace {
 
-// The files symbolize.h lists for one directory of the search path, in that order.
-std::vector<std::string> search_candidates(const std::string& dir, const Mapping& m) {
-  std::vector<std::string> out;
-  std::string path = m.path;
+// A mapping's file name without the " (deleted)" that the maps line of a file replaced
+// after it was mapped ends in.
+std::string without_deleted(std::string path) {
   const std::string deleted = " (deleted)";
   if (path.size() > deleted.size() && path.compare(path.size() - deleted.size(), deleted.size(), deleted) == 0)
     path.resize(path.size() - deleted.size());
+  return path;
+}
+
+// The files symbolize.h lists for one directory of the search path, in that order.
+std::vector<std::string> search_candidates(const std::string& dir, const Mapping& m) {
+  std::vector<std::string> out;
+  std::string path = without_deleted(m.path);
   std::string name = path.substr(path.rfind('/') + 1);
   std::string id;
   for (char c : m.build_id) id += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -247,10 +253,7 @@ Symbolizer::Symbolizer(const Profile& prof, const std::string& binary_override, 
       std::string file = m.path[0] == '/' ? root + m.path : m.path;
       if (i == 0 && !binary_override.empty()) file = binary_override;
       if (m.path == prof.mappings[0].path && !binary_override.empty()) file = binary_override;
-      // The maps line of a file replaced after it was mapped ends in " (deleted)".
-      const std::string deleted = " (deleted)";
-      if (file.size() > deleted.size() && file.compare(file.size() - deleted.size(), deleted.size(), deleted) == 0)
-        file.resize(file.size() - deleted.size());
+      file = without_deleted(file);
       uint64_t bias = 0;
       bool readable = false, other = false;
       if (!load_bias(file, m, &bias, &readable, &other)) {

@@ -71,6 +71,17 @@ static void say(const char* s) {
   }
 }
 
+/* A number in decimal, by say(): no stdio. */
+static void say_int(long v) {
+  char buf[24];
+  int n = (int)sizeof buf;
+  unsigned long u = v < 0 ? 0UL - (unsigned long)v : (unsigned long)v;
+  buf[--n] = '\0';
+  do buf[--n] = (char)('0' + u % 10); while ((u /= 10) > 0);
+  if (v < 0) buf[--n] = '-';
+  say(buf + n);
+}
+
 static void die(const char* s) {
   (void)!write(2, s, strlen(s));
   _exit(4);
@@ -273,17 +284,6 @@ static int thread_count(void) {
   return v;
 }
 
-static void put_int(char* buf, int* len, long v) {
-  char tmp[24];
-  int t = 0;
-  if (v < 0) {
-    buf[(*len)++] = '-';
-    v = -v;
-  }
-  do tmp[t++] = (char)('0' + v % 10); while ((v /= 10) > 0);
-  while (t > 0) buf[(*len)++] = tmp[--t];
-}
-
 static void forkthreads(void) {
   int fds[2];
   if (pipe(fds) != 0) die("pipe\n");
@@ -305,20 +305,13 @@ static void forkthreads(void) {
   int status = 0;
   if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0 || got != sizeof r)
     die("forkthreads child failed\n");
-  char buf[96];
-  int len = 0;
-  memcpy(buf, "threads ", 8);
-  len = 8;
-  put_int(buf, &len, r[0]);
-  memcpy(buf + len, " unshare ", 9);
-  len += 9;
-  put_int(buf, &len, r[1]);
-  memcpy(buf + len, " then ", 6);
-  len += 6;
-  put_int(buf, &len, r[2]);
-  buf[len++] = '\n';
-  buf[len] = '\0';
-  say(buf);
+  say("threads ");
+  say_int(r[0]);
+  say(" unshare ");
+  say_int(r[1]);
+  say(" then ");
+  say_int(r[2]);
+  say("\n");
 }
 
 static void command(char* line) {
@@ -388,17 +381,9 @@ static void command(char* line) {
       }
       exit(0);
     }
-    char buf[64];
-    int len = 0;
-    char tmp[24];
-    int t = 0;
-    for (long v = pid; v > 0; v /= 10) tmp[t++] = (char)('0' + v % 10);
-    memcpy(buf, "child ", 6);
-    len = 6;
-    while (t > 0) buf[len++] = tmp[--t];
-    buf[len++] = '\n';
-    buf[len] = '\0';
-    say(buf);
+    say("child ");
+    say_int(pid);
+    say("\n");
   } else if (strcmp(line, "forkthreads") == 0) {
     forkthreads();
   } else if (strcmp(line, "wait") == 0) {
