@@ -225,6 +225,11 @@ void thread_cache_adopt(ThreadState& gone) {
 
 void thread_cache_flush() { cache_drain_all(t_state); }
 
+void thread_cache_prepare() {
+  ThreadState& t = t_state;
+  if (!t.cache_ready) cache_setup(t);
+}
+
 // What the thread has, or for a thread whose first slow-path malloc has not come yet,
 // what cache_setup() will give it.
 bool thread_cache_enabled() {

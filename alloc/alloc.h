@@ -80,6 +80,12 @@ void thread_cache_end(ThreadState& t);
 // lock that a vanished thread held). Touches nothing but the two threads' bins.
 void thread_cache_adopt(ThreadState& gone);
 
+// Sets the calling (registered) thread's cache up now rather than at its first slow-path
+// malloc, if it is to have one. The library's constructor does so for the main thread:
+// the registration of its thread-end hook is an allocation of glibc's (32 bytes, in
+// stats.allocated), which would otherwise be made inside the program's first malloc.
+void thread_cache_prepare();
+
 // thread.tcache.* (ctl/ctl.cpp), for the calling thread. A thread follows opt.tcache
 // until it sets its own choice.
 enum CacheMode : uint8_t { kCacheFollowOption = 0, kCacheForcedOff = 1, kCacheForcedOn = 2 };

@@ -7,6 +7,8 @@
 // without the atfork handlers of the owner), and on the dump path.
 #pragma once
 
+#include <pthread.h>
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -58,6 +60,22 @@ class LockGuard {
 
  private:
   RawLock& l_;
+};
+
+// Holds off thread cancellation while a lock is held across cancellation points (the
+// open and write calls of a dump, on the thread that asked for it). The library is built
+// without exceptions (it links no C++ runtime), so a cancellation acted on inside would
+// unwind past the LockGuard and leave the lock held for good. A cancellation requested
+// meanwhile is acted on at the thread's next cancellation point after this.
+class CancellationOff {
+ public:
+  CancellationOff() { pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old_); }
+  ~CancellationOff() { pthread_setcancelstate(old_, nullptr); }
+  CancellationOff(const CancellationOff&) = delete;
+  CancellationOff& operator=(const CancellationOff&) = delete;
+
+ private:
+  int old_ = PTHREAD_CANCEL_ENABLE;
 };
 
 // Raw OS memory. The profiler's own tables live here (never on the tracked path).

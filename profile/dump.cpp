@@ -480,6 +480,7 @@ int dump_locked(char kind, const char* path, int64_t age_ms = -1, int64_t format
 
 int dump_now(char kind, const char* path, bool background) {
   ReentrancyGuard g;
+  CancellationOff no_cancel;  // before the lock, so that it is released first
   LockGuard l(g_lock);
   // After the final dump the process is about to _exit: a background dump started now
   // would be cut off half-written.

@@ -332,6 +332,7 @@ __attribute__((constructor(101))) void leakalloc_constructor() {
     }
     if (t.phase == kThreadNew) threads::register_current(t);
     threads::init_exit_hook();
+    thread_cache_prepare();
     unwind::init();
     // Sized here, not on the first malloc: the options are final only now (the first
     // malloc may come before `environ` is set), and nothing samples before this point.

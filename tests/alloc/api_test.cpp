@@ -940,6 +940,55 @@ TEST(Operators, NewCallsTheNewHandlerUntilItGivesUp) {
   std::set_new_handler(nullptr);
 }
 
+// The library links no C++ runtime: a failed operator new finds the program's
+// (alloc/override.cpp). What a new_handler throws must reach the caller of the throwing
+// forms, and be caught in the nothrow forms, whose answer is then nullptr.
+struct HandlerError {
+  int code;
+};
+int g_throwing_handler_calls = 0;
+void throwing_new_handler() {
+  ++g_throwing_handler_calls;
+  throw HandlerError{42};
+}
+void bad_alloc_new_handler() {
+  ++g_throwing_handler_calls;
+  throw std::bad_alloc();
+}
+
+TEST(Operators, WhatTheNewHandlerThrowsReachesTheCallerOrNothrowReturnsNull) {
+  const size_t huge = SIZE_MAX - 64;
+  g_throwing_handler_calls = 0;
+  std::set_new_handler(throwing_new_handler);
+  try {
+    escape(::operator new(huge));
+    ADD_FAILURE() << "operator new returned";
+  } catch (const HandlerError& e) {
+    EXPECT_EQ(e.code, 42);
+  }
+  EXPECT_EQ(g_throwing_handler_calls, 1);
+  std::set_new_handler(bad_alloc_new_handler);
+  EXPECT_THROW(escape(::operator new[](huge, std::align_val_t(64))), std::bad_alloc);
+  EXPECT_EQ(escape(::operator new(huge, std::nothrow)), nullptr);
+  EXPECT_EQ(escape(::operator new[](huge, std::nothrow)), nullptr);
+  EXPECT_EQ(escape(::operator new(huge, std::align_val_t(64), std::nothrow)), nullptr);
+  EXPECT_EQ(escape(::operator new[](huge, std::align_val_t(4096), std::nothrow)), nullptr);
+  EXPECT_EQ(g_throwing_handler_calls, 6);
+  std::set_new_handler(nullptr);
+  // A handler that frees what it can and then gives up: the nothrow form calls it, then
+  // answers nullptr.
+  static void* reserve = nullptr;
+  reserve = malloc(1);
+  std::set_new_handler([] {
+    free(reserve);
+    reserve = nullptr;
+    std::set_new_handler(nullptr);
+  });
+  EXPECT_EQ(escape(::operator new(huge, std::nothrow)), nullptr);
+  EXPECT_EQ(reserve, nullptr) << "the handler was not called";
+  std::set_new_handler(nullptr);
+}
+
 // ---- bad pointers: one line on stderr naming operation and pointer, then SIGABRT -----
 
 using testing::KilledBySignal;
