@@ -94,8 +94,15 @@ void init() {
   if (g_ranges == 0) read_own_text();
   frame_cache::init();
   unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
-  void* buf[64];
-  unw_backtrace(buf, 64);
+  // One step of a cursor does libunwind's one-time setup (its locks, memory pools and
+  // memory validation, the first dl_iterate_phdr). Not unw_backtrace: its first call on a
+  // thread also fills a 256 KiB frame cache for that thread, which a process whose stacks
+  // the recipe cache walks never uses, and which was a tenth of a process's start.
+  // A thread that does fall back to unw_backtrace fills its own then, as every other
+  // thread than this one always has.
+  unw_context_t context;
+  unw_cursor_t cursor;
+  if (unw_getcontext(&context) == 0 && unw_init_local(&cursor, &context) == 0) unw_step(&cursor);
   g_primed.store(true, std::memory_order_release);
 }
 
