@@ -144,6 +144,23 @@ void search_coarse_words() {
   }
 }
 
+// The search reads /proc/self/maps, which took a tenth of the start of a short program
+// (the commands a script runs, each preloading the library), so it waits for the
+// process's kSearchAfterRefills-th refill: one that lives past that many clock ticks
+// (8-32 ms) uses the shortcut from then on, and one that ends sooner never searches.
+constexpr uint32_t kSearchAfterRefills = 8;
+std::atomic<uint32_t> g_refills_until_search{0};  // 0: no search to come
+
+void count_down_to_search() {
+  uint32_t n = g_refills_until_search.load(std::memory_order_relaxed);
+  while (n != 0 && !g_refills_until_search.compare_exchange_weak(n, n - 1, std::memory_order_relaxed)) {
+  }
+  if (n != 1) return;
+  int saved_errno = errno;
+  search_coarse_words();
+  errno = saved_errno;
+}
+
 // Reads the coarse clock into *ts; refreshes `cache` from it while the [vvar] words are
 // in use and agree with it, and moves the shortcut on (confirm a candidate, or turn it
 // off for good).
@@ -163,6 +180,7 @@ void refill(CoarseCache& cache, struct timespec* ts) {
   const CoarseWords* cand = w == &kSearching ? g_candidate.load(std::memory_order_acquire) : nullptr;
   if (cand == nullptr) {
     g_coarse_clock.load(std::memory_order_relaxed)(CLOCK_MONOTONIC_COARSE, ts);
+    if (w == &kSearching) count_down_to_search();
     return;
   }
   Match m = compare_with_clock(cand, ts);
@@ -205,10 +223,8 @@ void use_vdso_clock() {
   if (diff_ns < 0 || diff_ns > 1000000000) return;
   g_coarse_clock.store(f, std::memory_order_relaxed);
   // The shortcut rests on the vDSO's answer, so it is looked for only when the vDSO is
-  // the clock (not under valgrind, for instance, which has none).
-  int saved_errno = errno;
-  search_coarse_words();
-  errno = saved_errno;
+  // the clock (not under valgrind, for instance, which has none); later (refill).
+  g_refills_until_search.store(kSearchAfterRefills, std::memory_order_relaxed);
 }
 
 void* os_alloc(size_t bytes) {
