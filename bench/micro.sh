@@ -2,7 +2,8 @@
 # Runs the micro benchmarks and writes their tables:
 #   bench_micro_alloc (linked against glibc) once per allocator by LD_PRELOAD: glibc,
 #   mimalloc, leakalloc active:false, sample:19 and sample:0;
-#   bench_micro_internal (stack capture per unwinder, per-sample cost, dump cost).
+#   bench_micro_internal (stack capture per unwinder, per-sample cost, dump cost);
+#   bench_spawn: the start of /bin/true under each allocator, preloaded.
 #
 #   bench/micro.sh [--build DIR] [--min-time S] [--reps N] [--out FILE] [--filter REGEX]
 # --out replaces the part of FILE between the micro.sh markers (default bench/RESULTS.md);
@@ -34,7 +35,7 @@ done
 build=$(cd "$build" && pwd) || exit 2
 command -v python3 > /dev/null || { echo "micro.sh: python3 is needed to read the results" >&2; exit 2; }
 bin=$build/bench
-for b in bench_micro_alloc bench_micro_internal; do
+for b in bench_micro_alloc bench_micro_internal bench_spawn; do
   [ -x "$bin/$b" ] || { echo "micro.sh: $bin/$b not built" >&2; exit 2; }
 done
 work=$(mktemp -d /tmp/leakalloc-micro.XXXXXX)
@@ -63,10 +64,23 @@ echo "micro.sh: bench_micro_internal" >&2
 "$bin/bench_micro_internal" "${common[@]}" > "$work/internal.json" 2> "$work/internal.err" ||
   { echo "micro.sh: bench_micro_internal failed:" >&2; tail -5 "$work/internal.err" >&2; }
 
+# Process start: every allocator the machine has, taking turns one start at a time.
+echo "micro.sh: bench_spawn" >&2
+spawn_runs=300
+spawn_cfgs=(glibc - -)
+for pair in mimalloc:$mimalloc_so jemalloc:/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 \
+            tcmalloc:/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4; do
+  if [ -e "${pair#*:}" ]; then spawn_cfgs+=("${pair%%:*}" "${pair#*:}" -)
+  else echo "micro.sh: ${pair#*:} is missing: ${pair%%:*} is left out of the process start table" >&2; fi
+done
+spawn_cfgs+=(la-off "$la_so" active:false la-s19 "$la_so" sample:19 la-s0 "$la_so" sample:0)
+"$bin/bench_spawn" "$spawn_runs" /bin/true "${spawn_cfgs[@]}" > "$work/spawn.txt" 2> "$work/spawn.err" ||
+  { echo "micro.sh: bench_spawn failed:" >&2; tail -5 "$work/spawn.err" >&2; }
+
 section=$work/section.md
-python3 - "$work" "$started" "$cmdline" "$(cut -d' ' -f1-3 /proc/loadavg)" > "$section" <<'EOF'
+python3 - "$work" "$started" "$cmdline" "$(cut -d' ' -f1-3 /proc/loadavg)" "$spawn_runs" > "$section" <<'EOF'
 import json, os, re, sys
-work, started, cmdline, load = sys.argv[1:5]
+work, started, cmdline, load, spawn_runs = sys.argv[1:6]
 configs = ["glibc", "mimalloc", "la-off", "la-s19", "la-s0"]
 
 def load_json(path):
@@ -159,6 +173,27 @@ for n, b in internal.items():
     unit = b.get("time_unit", "ns")
     counters = ", ".join("%s=%s" % (k, ("%.4g" % v) if isinstance(v, float) else v) for k, v in b.items() if k not in skip)
     print("| %s | %.1f %s | %.1f %s | %s |" % (n.replace("/real_time", ""), b["cpu_time"], unit, b["real_time"], unit, counters))
+print()
+print("### Process start (bench_spawn: /bin/true started %s times under each, taking turns)" % spawn_runs)
+print()
+print("What every command of a shell script, a build or a test suite pays when the allocator is")
+print("preloaded into the whole process tree (LD_PRELOAD is inherited).")
+print()
+spawn = []
+try:
+    with open(os.path.join(work, "spawn.txt")) as f:
+        for line in f:
+            name, med, p10, p90 = line.split()
+            spawn.append((name, float(med), float(p10), float(p90)))
+except Exception:
+    pass
+base = {n: m for n, m, _, _ in spawn}
+print("| configuration | median (us) | 10th-90th percentile (us) | x glibc | x mimalloc |")
+print("| --- | ---: | ---: | ---: | ---: |")
+for n, m, lo, hi in spawn:
+    xg = "%.2f" % (m / base["glibc"]) if base.get("glibc") else ""
+    xm = "%.2f" % (m / base["mimalloc"]) if base.get("mimalloc") else ""
+    print("| %s | %.0f | %.0f-%.0f | %s | %s |" % (n, m, lo, hi, xg, xm))
 print("<!-- micro.sh end -->")
 EOF
 cat "$section"
