@@ -335,8 +335,27 @@ void* la_aligned(size_t align, size_t size, EntryFrame frame) {
   if (LA_UNLIKELY(size > kMaxRequest)) return slow::enomem();
   if (size >= kPageAlignedFrom && align < kPageAlign) align = kPageAlign;
   if (align <= kHeaderSize) return malloc_fast(size, frame);
-  // The header sits inside mimalloc's block, not at its start: the block's usable size
-  // from the header is not a size class, so the thread cache must not take it.
+  if (size <= kCacheMaxRequest && align <= kCacheMaxAlign) {
+    // A small block of a modest alignment is a block of its size class: mimalloc is asked
+    // for the whole class size after the header, which may then sit inside mimalloc's
+    // block (mi_free and mi_usable_size find the block from it), and it holds the class
+    // size from the header as every cached block does (alloc/thread_cache.h). So it is
+    // freed into the bin of its class like any block, and the bin's newest block serves
+    // the next aligned request of the class when it happens to be aligned: a loop of
+    // posix_memalign(64, 64) and free no longer calls mimalloc, whose aligned path
+    // over-allocates at every call (78 ns a pair before, against mimalloc's 20).
+    uint32_t c = cache_class(size);
+    CacheBin& b = t_state.cache[c];
+    void* head = b.head;
+    if (head != nullptr && ((reinterpret_cast<uintptr_t>(head) + kHeaderSize) & (align - 1)) == 0) {
+      cache_unlink_head(b, head);
+      return alloc_finish(head, size, 0, frame);
+    }
+    return alloc_finish(mi_malloc_aligned_at(cache_class_size(c), align, kHeaderSize), size, 0, frame);
+  }
+  // Any other aligned block: its header sits inside mimalloc's block, not at its start,
+  // and the block's usable size from the header is not a size class, so the thread cache
+  // must not take it.
   return alloc_finish(mi_malloc_aligned_at(size + kHeaderSize, align, kHeaderSize), size, kUncachedBit, frame);
 }
 
@@ -376,14 +395,18 @@ void* la_realloc(void* p, size_t size, const char* op, EntryFrame frame) {
   // at each step once sampled: quadratic, and at sample:19 every block over 512 KiB
   // is soon sampled.
   if (size > kMaxRequest) return slow::enomem();
-  if (size <= usable && size >= usable / 2) {
+  // An aligned block of the old kind keeps kUncachedBit, or "size in the record" when
+  // sampled. Any other block must hold the class size of its new size from its header,
+  // as cached blocks do (alloc/thread_cache.h): true of every block whose header starts
+  // mimalloc's block (its usable size is one of mimalloc's sizes), not always of a small
+  // aligned one (la_aligned), whose header may sit inside it.
+  bool size_in_record = h->sampled() ? h->sampled_size_field() == kSizeInRecord : h->unsampled_flags() != 0;
+  bool holds_class = size_in_record || size > kCacheMaxRequest ||
+                     cache_class_size(cache_class(size)) <= usable + kHeaderSize;
+  if (size <= usable && size >= usable / 2 && holds_class) {
     ThreadState& t = t_state;
     bool sampled = h->sampled();
     size_t old = requested_size(h);
-    // An aligned block keeps kUncachedBit, or "size in the record" when sampled. Any
-    // other block still holds at least the class size of its new size
-    // (alloc/thread_cache.h).
-    bool size_in_record = sampled ? h->sampled_size_field() == kSizeInRecord : h->unsampled_flags() != 0;
     uint64_t sample = 0;
     if (sampled) {
       sample = prof::sample_again(t, size, frame, h->birth_ns());

@@ -2,7 +2,8 @@
 //
 //   word0  tag     unsampled block: the requested size (< 2^48, kMaxRequest), plus
 //                  kUncachedBit for an aligned block (align > 16) that the thread cache
-//                  must not take (alloc/thread_cache.h).
+//                  must not take: one larger than the cache's classes or aligned to more
+//                  than kCacheMaxAlign (alloc/thread_cache.h).
 //                  sampled block:   kSampledBit | generation << 56 | size << 32 |
 //                  live-record id + 1. The live record (profile/live_set.h) holds the
 //                  stack id, requested size, exact birth and thread; keeping its id here
@@ -30,7 +31,8 @@
 // the fast path together).
 //
 // Aligned requests use mi_malloc_aligned_at(size + 16, align, 16): the user pointer is
-// aligned and the header still sits right before it. So do requests of kPageAlignedFrom
+// aligned and the header still sits right before it (a small one asks for its class
+// size instead of size + 16, so that the thread cache can take it). So do requests of kPageAlignedFrom
 // bytes and up, at a page (alloc/alloc.h), so that a second free of one is named even
 // when the first gave its memory back to the system.
 #pragma once

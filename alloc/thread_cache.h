@@ -18,11 +18,15 @@
 // mimalloc's block for some request, whose usable size is one of mimalloc's sizes and
 // therefore at least the class size of anything that fits in it. cache_supported()
 // (alloc/alloc.cpp) checks that premise against the mimalloc that is loaded
-// (mi_good_size) and leaves the cache off if it does not hold. Aligned blocks (align > 16)
-// are the one exception (the header's address is inside mimalloc's block): an unsampled
-// one's tag carries kUncachedBit, and a sampled one keeps its size in its live record
-// (alloc/header.h), so neither is ever cached. Any other sampled block is cached once its
-// free has handed its live record back (profile/live_set.h).
+// (mi_good_size) and leaves the cache off if it does not hold. A small block of an
+// alignment up to kCacheMaxAlign is asked of mimalloc as its whole class size after the
+// header (mi_malloc_aligned_at(class size, align, 16)), so it holds its class size from
+// its header too, though the header may sit inside mimalloc's block; realloc keeps that
+// true when it resizes a block in place. Other aligned blocks (the header inside
+// mimalloc's block, the block's size not a class) are never cached: an unsampled one's
+// tag carries kUncachedBit, and a sampled one keeps its size in its live record
+// (alloc/header.h). Any other sampled block is cached once its free has handed its live
+// record back (profile/live_set.h).
 //
 // A cached block keeps the freed mark in word1 (alloc/header.h), so a double free of a
 // cached block is still named; word0 links the list.
@@ -52,6 +56,11 @@ constexpr int kCacheBins = 29;                    // classes 1..28; bin 0 is nev
 constexpr size_t kCacheBinBytes = 8192;
 constexpr int32_t kCacheBinMin = 4;
 constexpr int32_t kCacheBinMax = 64;
+// Aligned requests of up to this alignment (and kCacheMaxRequest bytes) get blocks of
+// their size class, which the cache takes and gives like any other (alloc/alloc.cpp,
+// la_aligned). Larger alignments keep the old way: mimalloc over-allocates by the
+// alignment, more than a small class's block should hold while it waits in a bin.
+constexpr size_t kCacheMaxAlign = 256;
 
 struct CacheBin {
   void* head;    // newest cached block (its header); word0 of each links to the next

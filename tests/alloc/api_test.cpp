@@ -439,6 +439,9 @@ TEST(ThreadCache, AnExitingThreadGivesItsCachedBlocksBack) {
   constexpr int kBlocks = 32;  // fewer than a bin of 64-byte blocks holds
   static void* blocks[kBlocks];
   std::set<void*> mine;
+  // Blocks from mimalloc's 64-byte pages: what this thread has cached may be aligned
+  // blocks of the class, which go back to pages of another size.
+  ASSERT_EQ(leakalloc_mallctl("thread.tcache.flush", nullptr, nullptr, nullptr, 0), 0);
   for (void*& b : blocks) {
     b = escape(malloc(48));
     mine.insert(b);
@@ -498,6 +501,53 @@ TEST(ThreadCache, EndingThreadsLeaveNoSegmentOfTheirsInUse) {
 // An aligned block's header sits inside mimalloc's block, so the space after it need not
 // be a whole size class; cached as a plain block it would be handed to a malloc that it
 // cannot hold. Every block malloc returns after such frees must hold what was asked for.
+static size_t tcache_bytes() {
+  uint64_t epoch = 1;
+  size_t len = sizeof epoch;
+  EXPECT_EQ(leakalloc_mallctl("epoch", &epoch, &len, &epoch, len), 0);
+  size_t v = 0;
+  len = sizeof v;
+  EXPECT_EQ(leakalloc_mallctl("stats.tcache_bytes", &v, &len, nullptr, 0), 0);
+  return v;
+}
+
+// A small block of an alignment up to 256 is a block of its size class: its free puts it
+// in the bin of its class, and the next request of that alignment and class takes it
+// back from there, without mimalloc. Larger alignments, and larger blocks, are not
+// cached.
+TEST(ThreadCache, SmallAlignedBlocksAreCachedInTheirClass) {
+  if (!tcache_on()) GTEST_SKIP() << "tcache:false: nothing is cached";
+  struct Case {
+    size_t align, size, cached;  // cached: the class size, or 0
+  } cases[] = {{32, 64, 80}, {64, 64, 80}, {128, 1000, 1024}, {256, 3000, 3072},
+               {512, 64, 0}, {4096, 100, 0}, {64, 4081, 0}};
+  for (const Case& c : cases) {
+    // Room in the bin: it may be full from earlier tests.
+    std::vector<void*> drain;
+    for (int i = 0; i < 65; ++i) drain.push_back(escape(malloc(c.size)));
+    void* p = nullptr;
+    ASSERT_EQ(posix_memalign(&p, c.align, c.size), 0);
+    ASSERT_TRUE(aligned_to(p, c.align));
+    size_t before = tcache_bytes();
+    free(escape(p));
+    EXPECT_EQ(tcache_bytes() - before, c.cached) << "align " << c.align << " size " << c.size;
+    void* q = nullptr;
+    ASSERT_EQ(posix_memalign(&q, c.align, c.size), 0);
+    ASSERT_TRUE(aligned_to(q, c.align));
+    if (c.cached != 0) {
+      EXPECT_EQ(q, p) << "align " << c.align << " size " << c.size;
+      EXPECT_EQ(tcache_bytes(), before);
+    }
+    fill_usable(q, 0x3c);
+    free(escape(q));
+    for (void* d : drain) free(d);
+  }
+}
+
+// Blocks that were aligned, resized in place and freed serve plain mallocs of their
+// class: each must hold what malloc_usable_size says of it then. mimalloc places an
+// aligned block inside a larger one of its own, so the bytes after the header are not
+// always a size class; realloc must not grow such a block in place past its class.
 TEST(ThreadCache, AlignedBlocksNeverServeAPlainMalloc) {
   uint64_t rng = 12345;
   auto next = [&rng] {
@@ -511,18 +561,25 @@ TEST(ThreadCache, AlignedBlocksNeverServeAPlainMalloc) {
     void* a = nullptr;
     ASSERT_EQ(posix_memalign(&a, align, size), 0);
     memset(a, 0xa5, size);
+    if (i % 2 == 0) {  // grown (or shrunk) in place where realloc allows it
+      size_t grown = size / 2 + 1 + next() % (size + 64);
+      if (grown > 4080) grown = 4080;
+      a = escape(realloc(a, grown));
+      ASSERT_NE(a, nullptr);
+      fill_usable(a, 0xa6);
+    }
     free(a);
     size_t n = size - size % 16 + 1 + next() % 16;  // the same size class as `size`, or near
     if (n > 4080) n = 4080;
     unsigned char* p = escape(static_cast<unsigned char*>(malloc(n)));
     ASSERT_NE(p, nullptr);
     ASSERT_GE(malloc_usable_size(p), n) << "align " << align << " size " << size;
-    memset(p, i & 255, n);
+    memset(p, i & 255, malloc_usable_size(p));
     live.push_back({p, n});
     if (live.size() > 64) {
       auto [q, m] = live.front();
       unsigned char want = q[0];
-      for (size_t j = 0; j < m; ++j) ASSERT_EQ(q[j], want);
+      for (size_t j = 0; j < malloc_usable_size(q); ++j) ASSERT_EQ(q[j], want);
       free(q);
       live.erase(live.begin());
     }
