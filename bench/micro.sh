@@ -116,6 +116,7 @@ print("- Values are medians of the repetitions. `cpu` is CPU time per iteration 
 print("  loaded machine), `wall` the real time. For `threads:2` both threads run the loop; times")
 print("  are per iteration of one thread. batch64 = 64 mallocs then 64 frees, per malloc/free pair.")
 print("  realloc_grow = a buffer grown from 64 B to 1 MiB in 64-byte steps, per realloc.")
+print("  aligned_pair = posix_memalign(align, 64) and free.")
 print()
 res = {c: medians(load_json(os.path.join(work, "alloc.%s.json" % c))) for c in configs}
 names = []
