@@ -3,7 +3,9 @@
 //   word0  tag     unsampled block: the requested size (< 2^48, kMaxRequest), plus
 //                  kUncachedBit for an aligned block (align > 16) that the thread cache
 //                  must not take: one larger than the cache's classes or aligned to more
-//                  than kCacheMaxAlign (alloc/thread_cache.h).
+//                  than kCacheMaxAlign; kAlignedCacheBit for any other aligned block,
+//                  which holds its class size from its header and goes to the thread's
+//                  bins of aligned blocks (alloc/thread_cache.h).
 //                  sampled block:   kSampledBit | generation << 56 | size << 32 |
 //                  live-record id + 1. The live record (profile/live_set.h) holds the
 //                  stack id, requested size, exact birth and thread; keeping its id here
@@ -47,6 +49,7 @@ namespace leakalloc {
 constexpr size_t kHeaderSize = 16;
 constexpr uint64_t kSampledBit = uint64_t{1} << 63;
 constexpr uint64_t kUncachedBit = uint64_t{1} << 62;
+constexpr uint64_t kAlignedCacheBit = uint64_t{1} << 61;
 constexpr uint64_t kUnsampledSizeMask = (uint64_t{1} << 48) - 1;
 constexpr uint64_t kSizeInRecord = (uint64_t{1} << 24) - 1;  // sampled size field: "ask the record"
 constexpr uint64_t kGenerationMask = 127;

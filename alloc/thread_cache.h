@@ -22,17 +22,21 @@
 // alignment up to kCacheMaxAlign is asked of mimalloc as its whole class size after the
 // header (mi_malloc_aligned_at(class size, align, 16)), so it holds its class size from
 // its header too, though the header may sit inside mimalloc's block; realloc keeps that
-// true when it resizes a block in place. Other aligned blocks (the header inside
-// mimalloc's block, the block's size not a class) are never cached: an unsampled one's
-// tag carries kUncachedBit, and a sampled one keeps its size in its live record
-// (alloc/header.h). Any other sampled block is cached once its free has handed its live
-// record back (profile/live_set.h).
+// true when it resizes a block in place. Its tag carries kAlignedCacheBit, and it goes to
+// a second set of bins, of aligned blocks (ThreadState::aligned_cache), never to a plain
+// malloc: mimalloc over-allocates such a block by up to the alignment. Other aligned
+// blocks (the header inside mimalloc's block, the block's size not a class) are never
+// cached: an unsampled one's tag carries kUncachedBit, and a sampled one keeps its size
+// in its live record (alloc/header.h). Any other sampled block is cached once its free
+// has handed its live record back (profile/live_set.h).
 //
 // A cached block keeps the freed mark in word1 (alloc/header.h), so a double free of a
 // cached block is still named; word0 links the list.
 //
 // Bounds: each bin holds at most kCacheBinBytes of blocks (at least kCacheBinMin and at
-// most kCacheBinMax blocks), about 200 KiB per thread at most. A free into a full bin
+// most kCacheBinMax blocks), about 200 KiB per thread in each set of bins (plain and
+// aligned blocks), and the aligned set holds only what the thread's aligned requests
+// left there. A free into a full bin
 // goes to mimalloc (jemalloc instead flushes the older half; on a program that tears
 // down whole structures that loop cost more than it saved). A thread's bins are set up
 // at its first slow-path malloc, so a thread that only frees (a queue's consumer) never
@@ -57,9 +61,10 @@ constexpr size_t kCacheBinBytes = 8192;
 constexpr int32_t kCacheBinMin = 4;
 constexpr int32_t kCacheBinMax = 64;
 // Aligned requests of up to this alignment (and kCacheMaxRequest bytes) get blocks of
-// their size class, which the cache takes and gives like any other (alloc/alloc.cpp,
-// la_aligned). Larger alignments keep the old way: mimalloc over-allocates by the
-// alignment, more than a small class's block should hold while it waits in a bin.
+// their size class, which the thread's bins of aligned blocks take and give
+// (alloc/alloc.cpp, la_aligned). Larger alignments keep the old way: mimalloc
+// over-allocates by the alignment, more than a small class's block should hold while it
+// waits in a bin.
 constexpr size_t kCacheMaxAlign = 256;
 
 struct CacheBin {

@@ -82,6 +82,7 @@ struct ThreadState {
   OwnerCounter counter[kCounterCount];
   CoarseCache clock;       // the birth clock's last reading (alloc/base.h birth_word_now)
   CacheBin cache[kCacheBins];  // freed blocks by size class (alloc/thread_cache.h)
+  CacheBin aligned_cache[kCacheBins];  // freed small aligned blocks, by size class
   std::atomic<uint8_t> unwinding;  // inside a stack capture (the fork gate waits for it)
   uintptr_t stack_hi;      // top of this thread's stack (unwind::stack_top), bounds the walkers
   uint32_t rec_cache_n;    // free live-record slots owned by this thread

@@ -439,9 +439,6 @@ TEST(ThreadCache, AnExitingThreadGivesItsCachedBlocksBack) {
   constexpr int kBlocks = 32;  // fewer than a bin of 64-byte blocks holds
   static void* blocks[kBlocks];
   std::set<void*> mine;
-  // Blocks from mimalloc's 64-byte pages: what this thread has cached may be aligned
-  // blocks of the class, which go back to pages of another size.
-  ASSERT_EQ(leakalloc_mallctl("thread.tcache.flush", nullptr, nullptr, nullptr, 0), 0);
   for (void*& b : blocks) {
     b = escape(malloc(48));
     mine.insert(b);
@@ -512,19 +509,24 @@ static size_t tcache_bytes() {
 }
 
 // A small block of an alignment up to 256 is a block of its size class: its free puts it
-// in the bin of its class, and the next request of that alignment and class takes it
-// back from there, without mimalloc. Larger alignments, and larger blocks, are not
-// cached.
+// in the thread's bin of aligned blocks of its class, and the next request of that
+// alignment and class takes it back from there, without mimalloc. Larger alignments, and
+// larger blocks, are not cached. Plain mallocs never get such a block (mimalloc may have
+// made it larger than its class by up to the alignment). A sampled aligned block keeps
+// its size in its live record and is not cached: sampling is off here, so that the
+// answer does not depend on the sampler's draw (or on sample:0).
 TEST(ThreadCache, SmallAlignedBlocksAreCachedInTheirClass) {
   if (!tcache_on()) GTEST_SKIP() << "tcache:false: nothing is cached";
+  bool was_active = true, off = false;
+  size_t len = sizeof was_active;
+  ASSERT_EQ(leakalloc_mallctl("prof.active", &was_active, &len, &off, sizeof off), 0);
+  auto flush = [] { ASSERT_EQ(leakalloc_mallctl("thread.tcache.flush", nullptr, nullptr, nullptr, 0), 0); };
   struct Case {
     size_t align, size, cached;  // cached: the class size, or 0
   } cases[] = {{32, 64, 80}, {64, 64, 80}, {128, 1000, 1024}, {256, 3000, 3072},
                {512, 64, 0}, {4096, 100, 0}, {64, 4081, 0}};
   for (const Case& c : cases) {
-    // Room in the bin: it may be full from earlier tests.
-    std::vector<void*> drain;
-    for (int i = 0; i < 65; ++i) drain.push_back(escape(malloc(c.size)));
+    flush();
     void* p = nullptr;
     ASSERT_EQ(posix_memalign(&p, c.align, c.size), 0);
     ASSERT_TRUE(aligned_to(p, c.align));
@@ -540,14 +542,42 @@ TEST(ThreadCache, SmallAlignedBlocksAreCachedInTheirClass) {
     }
     fill_usable(q, 0x3c);
     free(escape(q));
-    for (void* d : drain) free(d);
+    if (c.cached != 0) {
+      void* plain = escape(malloc(c.size));
+      EXPECT_NE(plain, q) << "a plain malloc got an aligned block";
+      free(plain);
+    }
   }
+  // A bin full of blocks aligned to 32 only: a block aligned to 64 freed into it takes
+  // the place of the newest, and serves the next request for 64.
+  flush();
+  std::vector<void*> only32, other;
+  while (only32.size() < 64) {
+    void* d = nullptr;
+    ASSERT_EQ(posix_memalign(&d, 32, 64), 0);
+    (aligned_to(d, 64) ? other : only32).push_back(d);
+  }
+  for (void* d : only32) free(d);
+  void* p = nullptr;
+  ASSERT_EQ(posix_memalign(&p, 64, 64), 0);
+  size_t full = tcache_bytes();
+  free(escape(p));
+  EXPECT_EQ(tcache_bytes(), full) << "one block out, one in";
+  void* q = nullptr;
+  ASSERT_EQ(posix_memalign(&q, 64, 64), 0);
+  EXPECT_EQ(q, p);
+  EXPECT_EQ(tcache_bytes(), full - 80) << "the block freed last serves the next request";
+  free(q);
+  for (void* d : other) free(d);
+  flush();
+  ASSERT_EQ(leakalloc_mallctl("prof.active", nullptr, nullptr, &was_active, sizeof was_active), 0);
 }
 
-// Blocks that were aligned, resized in place and freed serve plain mallocs of their
-// class: each must hold what malloc_usable_size says of it then. mimalloc places an
-// aligned block inside a larger one of its own, so the bytes after the header are not
-// always a size class; realloc must not grow such a block in place past its class.
+// Blocks that were aligned, resized in place and freed: aligned ones, and plain mallocs
+// that reuse their memory, must hold what malloc_usable_size says of them. mimalloc
+// places an aligned block inside a larger one of its own, so the bytes after the header
+// are not always a size class; realloc must not grow such a block in place past its
+// class, or the next aligned request of that class would get too small a block.
 TEST(ThreadCache, AlignedBlocksNeverServeAPlainMalloc) {
   uint64_t rng = 12345;
   auto next = [&rng] {
@@ -571,7 +601,11 @@ TEST(ThreadCache, AlignedBlocksNeverServeAPlainMalloc) {
     free(a);
     size_t n = size - size % 16 + 1 + next() % 16;  // the same size class as `size`, or near
     if (n > 4080) n = 4080;
-    unsigned char* p = escape(static_cast<unsigned char*>(malloc(n)));
+    // A plain block, or one of the same alignment (which may get the block just freed).
+    unsigned char* p = nullptr;
+    if (i % 3 == 0) ASSERT_EQ(posix_memalign(reinterpret_cast<void**>(&p), align, n), 0);
+    else p = static_cast<unsigned char*>(malloc(n));
+    escape(p);
     ASSERT_NE(p, nullptr);
     ASSERT_GE(malloc_usable_size(p), n) << "align " << align << " size " << size;
     memset(p, i & 255, malloc_usable_size(p));
