@@ -5,7 +5,8 @@
 // cache bin of its size class (alloc/thread_cache.h), one sampler decrement, two
 // owner-only counters, the birth clock (two loads and a compare, alloc/base.h) and two
 // header stores. An unsampled free of such a block is: two header loads, the check, a
-// push onto the bin and two counters. An empty bin (malloc) or a full one (free), and
+// push onto the bin and two counters; so is the free of a small aligned block, onto the
+// bin of its class among the thread's bins of aligned blocks. An empty bin (malloc) or a full one (free), and
 // any larger block, calls mimalloc instead. Whatever else can happen (NULL from
 // mimalloc, a sample, a thread not yet registered or past its exit hook, a sampled or
 // aligned block, a bad pointer) is one unlikely branch to an out-of-line function in
@@ -108,6 +109,17 @@ LA_ALWAYS_INLINE void free_fast(void* p, const char* op) {
       count_free_fast(t, tag);
       return;
     }
+  }
+  // A small aligned block goes to the thread's bins of aligned blocks (alloc/alloc.cpp,
+  // la_aligned); a full one is the slow path's business.
+  if (LA_UNLIKELY((tag & ~kUnsampledSizeMask) == kAlignedCacheBit)) {
+    size_t size = tag & kUnsampledSizeMask;
+    CacheBin& b = cache_bin(t.aligned_cache, size);
+    if (LA_UNLIKELY(b.room <= 0)) return slow::free(p, op);
+    h->word1 = freed_mark(p);
+    cache_push(b, h);
+    count_free_fast(t, size);
+    return;
   }
   if (LA_UNLIKELY((tag > kUnsampledSizeMask) | (t.phase != kThreadLive))) return slow::free(p, op);
   h->word1 = freed_mark(p);
