@@ -682,8 +682,10 @@ def case_remote_dump():
     stop_fixture(p, "remote fork")
 
     # Idle, no dump thread: the request waits for the next allocation, then is served.
+    # Six idle seconds, so that a loaded machine does not end them before the tool's
+    # one-second wait does (the tool and Python start first).
     d = os.path.realpath(fresh_dir("remote_idle"))
-    p = start_fixture(d, preload_env("sample:0"), "--idle-ms", "3000", "--busy-ms", "60000")
+    p = start_fixture(d, preload_env("sample:0"), "--idle-ms", "6000", "--busy-ms", "60000")
     r = remote_dump(p.pid, "--age", "0", "--format", "heap", "--timeout", "1s")
     late = os.path.join(d, "leakalloc.%d.0.m0.heap" % p.pid)
     check(r.returncode == 1 and "has not answered within 1000 ms" in r.stderr and "stays pending" in r.stderr,
