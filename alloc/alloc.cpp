@@ -208,8 +208,9 @@ LA_ALWAYS_INLINE void release(void* p, BlockHeader* h) {
     if (b.room > 0) return cache_push(b, h);
     // A full bin of aligned blocks gives its newest back instead: an aligned request
     // takes only the newest block, and only when it is aligned enough, so a bin full of
-    // blocks of another alignment would otherwise keep every block of this one out.
-    if (aligned) {
+    // blocks of another alignment would otherwise keep every block of this one out. (A
+    // bin with no room and no block is one whose thread has no cache.)
+    if (aligned && b.head != nullptr) {
       mi_free(cache_pop(b));
       return cache_push(b, h);
     }
