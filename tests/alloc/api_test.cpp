@@ -516,7 +516,21 @@ static size_t tcache_bytes() {
 // its size in its live record and is not cached: sampling is off here, so that the
 // answer does not depend on the sampler's draw (or on sample:0).
 TEST(ThreadCache, SmallAlignedBlocksAreCachedInTheirClass) {
-  if (!tcache_on()) GTEST_SKIP() << "tcache:false: nothing is cached";
+  if (!tcache_on()) {
+    // Nothing is cached: a block freed now is not in the bins the thread gets when it
+    // turns its cache on afterwards.
+    for (int i = 0; i < 3; ++i) {
+      void* a = nullptr;
+      ASSERT_EQ(posix_memalign(&a, 64, 64), 0);
+      free(escape(a));
+    }
+    bool on = true;
+    ASSERT_EQ(leakalloc_mallctl("thread.tcache.enabled", nullptr, nullptr, &on, sizeof on), 0);
+    EXPECT_EQ(tcache_bytes(), 0u) << "a thread without a cache kept aligned blocks";
+    on = false;
+    ASSERT_EQ(leakalloc_mallctl("thread.tcache.enabled", nullptr, nullptr, &on, sizeof on), 0);
+    GTEST_SKIP() << "tcache:false: nothing is cached";
+  }
   bool was_active = true, off = false;
   size_t len = sizeof was_active;
   ASSERT_EQ(leakalloc_mallctl("prof.active", &was_active, &len, &off, sizeof off), 0);
