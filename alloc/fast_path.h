@@ -87,6 +87,21 @@ LA_ALWAYS_INLINE void* malloc_fast(size_t size, EntryFrame frame) {
   return user;
 }
 
+// An aligned request that the bin of aligned blocks of its class can serve (alloc/alloc.cpp,
+// la_aligned): the bin's newest block, when it is aligned enough. nullptr otherwise, and
+// for an alignment that is no power of two: the caller then goes the whole way, which
+// checks and reports. Inlined into the exported aligned entry points, so that a hit
+// costs no call and no save of errno.
+LA_ALWAYS_INLINE void* aligned_cached(size_t align, size_t size, EntryFrame frame) {
+  if (size > kCacheMaxRequest || align > kCacheMaxAlign || align <= kHeaderSize || (align & (align - 1)) != 0)
+    return nullptr;
+  CacheBin& b = cache_bin(t_state.aligned_cache, size);
+  void* head = b.head;
+  if (head == nullptr || ((reinterpret_cast<uintptr_t>(head) + kHeaderSize) & (align - 1)) != 0) return nullptr;
+  cache_unlink_head(b, head);
+  return alloc_finish(head, size, kAlignedCacheBit, frame);
+}
+
 LA_ALWAYS_INLINE void free_fast(void* p, const char* op) {
   if (p == nullptr) return;
   uintptr_t a = reinterpret_cast<uintptr_t>(p);

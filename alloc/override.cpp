@@ -34,9 +34,21 @@ LA_EXPORT void* realloc(void* p, size_t size) noexcept { return la_realloc(p, si
 LA_EXPORT void* reallocarray(void* p, size_t n, size_t size) noexcept { return la_reallocarray(p, n, size, LA_FRAME); }
 LA_EXPORT void free(void* p) noexcept { free_fast(p, "free"); }
 LA_EXPORT void cfree(void* p) noexcept { la_free(p, "cfree"); }
-LA_EXPORT int posix_memalign(void** out, size_t align, size_t size) noexcept { return la_posix_memalign(out, align, size, LA_FRAME); }
-LA_EXPORT void* aligned_alloc(size_t align, size_t size) noexcept { return la_aligned_alloc(align, size, LA_FRAME); }
-LA_EXPORT void* memalign(size_t align, size_t size) noexcept { return la_memalign(align, size, LA_FRAME); }
+LA_EXPORT int posix_memalign(void** out, size_t align, size_t size) noexcept {
+  if (void* p = aligned_cached(align, size, LA_FRAME)) {
+    *out = p;
+    return 0;
+  }
+  return la_posix_memalign(out, align, size, LA_FRAME);
+}
+LA_EXPORT void* aligned_alloc(size_t align, size_t size) noexcept {
+  if (void* p = aligned_cached(align, size, LA_FRAME)) return p;
+  return la_aligned_alloc(align, size, LA_FRAME);
+}
+LA_EXPORT void* memalign(size_t align, size_t size) noexcept {
+  if (void* p = aligned_cached(align, size, LA_FRAME)) return p;
+  return la_memalign(align, size, LA_FRAME);
+}
 LA_EXPORT void* valloc(size_t size) noexcept { return la_valloc(size, LA_FRAME); }
 LA_EXPORT void* pvalloc(size_t size) noexcept { return la_pvalloc(size, LA_FRAME); }
 LA_EXPORT size_t malloc_usable_size(void* p) noexcept { return la_usable_size(p); }
@@ -120,8 +132,15 @@ __attribute__((noinline, cold)) void* new_retry(size_t size, size_t align, Entry
   }
 }
 
+// An aligned operator new's block: from the bin of aligned blocks when it can (the
+// alignment of std::align_val_t is a power of two), else the whole way.
+LA_ALWAYS_INLINE void* aligned_new(size_t size, size_t align, EntryFrame frame) {
+  void* p = aligned_cached(align, size, frame);
+  return p != nullptr ? p : la_aligned(align, size, frame);
+}
+
 LA_ALWAYS_INLINE void* new_or_throw(size_t size, size_t align, EntryFrame frame) {
-  void* p = align > 16 ? la_aligned(align, size, frame) : malloc_fast(size, frame);
+  void* p = align > 16 ? aligned_new(size, align, frame) : malloc_fast(size, frame);
   if (__builtin_expect(p != nullptr, 1)) return p;
   return new_retry(size, align, frame);
 }
@@ -149,7 +168,7 @@ __attribute__((noinline, cold)) void* nothrow_retry(size_t size, size_t align, N
 }
 
 LA_ALWAYS_INLINE void* new_nothrow(size_t size, size_t align, NothrowForm form, EntryFrame frame) noexcept {
-  void* p = align > 16 ? la_aligned(align, size, frame) : malloc_fast(size, frame);
+  void* p = align > 16 ? aligned_new(size, align, frame) : malloc_fast(size, frame);
   if (__builtin_expect(p != nullptr, 1)) return p;
   return nothrow_retry(size, align, form);
 }

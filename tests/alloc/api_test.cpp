@@ -583,6 +583,14 @@ TEST(ThreadCache, SmallAlignedBlocksAreCachedInTheirClass) {
   EXPECT_EQ(tcache_bytes(), full - 80) << "the block freed last serves the next request";
   free(q);
   for (void* d : other) free(d);
+  // An alignment that is no power of two is refused, even with a block in the bin that
+  // 48 would divide (the newest block, 64-aligned).
+  void* a = nullptr;
+  ASSERT_EQ(posix_memalign(&a, 64, 64), 0);
+  free(escape(a));
+  void* bad = nullptr;
+  EXPECT_EQ(posix_memalign(&bad, 48, 64), EINVAL);
+  EXPECT_EQ(bad, nullptr);
   flush();
   ASSERT_EQ(leakalloc_mallctl("prof.active", nullptr, nullptr, &was_active, sizeof was_active), 0);
 }
