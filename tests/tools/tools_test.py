@@ -639,8 +639,12 @@ def case_remote_dump():
     fx = "leak_fixture.c"
 
     # No trigger configured (no interval, signal, final): only the remote request dumps.
-    p = start_fixture(d, preload_env("sample:0"), "--age-gap-ms", "2500", "--busy-ms", "60000")
+    # The young leak comes 6 s after the others, just before the fixture is ready.
+    p = start_fixture(d, preload_env("sample:0"), "--age-gap-ms", "6000", "--busy-ms", "60000")
     r = remote_dump(p.pid, "--age", "0", "--format", "heap+pb", "--top", "5")
+    # The tool's age, at once (the reports below take seconds): the young leak, less than
+    # 5 s old by then, is left out of the .heap; the others, 6 s older, are in.
+    r_age = remote_dump(p.pid, "--age", "5s", "--format", "heap", "--top", "0")
     want = [os.path.join(d, "leakalloc.%d.0.m0%s" % (p.pid, x)) for x in (".heap", ".pb.gz")]
     check_dump_files(r, want, "dump")
     check_dump_top(r, "dump")
@@ -648,15 +652,14 @@ def case_remote_dump():
         check_report_against_pprof(report("--top", "20", want[1]), want[1], "remote pb", sites=recent)
         check_report_against_pprof(report("--top", "20", want[0]), want[0], "remote heap",
                                    binary=ARGS.fixture, sites=recent)
-    # The tool's age: the young leak (2.5 s younger) is left out of the .heap.
-    r = remote_dump(p.pid, "--age", "2s", "--format", "heap", "--top", "0")
+    r = r_age
     want = [os.path.join(d, "leakalloc.%d.1.m1.heap" % p.pid)]
-    check_dump_files(r, want, "dump --age 2s")
+    check_dump_files(r, want, "dump --age 5s")
     check(r.stderr == "", "dump --top 0 must print no report:\n" + r.stderr)
     if r.returncode == 0:
         out = report("--top", "20", want[0])
-        check("leak_recent_items" not in out, "--age 2s must leave out the young leak:\n" + out)
-        check_report_against_pprof(out, want[0], "remote heap age 2s", binary=ARGS.fixture)
+        check("leak_recent_items" not in out, "--age 5s must leave out the young leak:\n" + out)
+        check_report_against_pprof(out, want[0], "remote heap age 5s", binary=ARGS.fixture)
     check(p.poll() is None, "the process must still run after two remote dumps")
     stop_fixture(p, "remote busy")
     check(sorted(os.listdir(d)) == sorted(["fixture.ready", "leakalloc.%d.0.m0.heap" % p.pid,
