@@ -344,19 +344,22 @@ TEST(Malloc, SuccessfulCallsLeaveErrnoAlone) {
 
 // ---- calloc -------------------------------------------------------------------------
 
-// stats.allocated counts requested bytes: every free must take back exactly what its
-// malloc added, whichever way the header records the size (inline for unsampled blocks
-// and for sampled ones under 2 GiB; in the live record for a sampled block above that,
-// which at sample:0 is every block).
-static size_t stats_allocated() {
+// A size_t statistic (`stats.<name>`), read after refreshing the epoch.
+static size_t stat_size(const char* name) {
   uint64_t epoch = 1;
   size_t len = sizeof epoch;
   EXPECT_EQ(leakalloc_mallctl("epoch", &epoch, &len, &epoch, len), 0);
   size_t v = 0;
   len = sizeof v;
-  EXPECT_EQ(leakalloc_mallctl("stats.allocated", &v, &len, nullptr, 0), 0);
+  EXPECT_EQ(leakalloc_mallctl(name, &v, &len, nullptr, 0), 0) << name;
   return v;
 }
+
+// stats.allocated counts requested bytes: every free must take back exactly what its
+// malloc added, whichever way the header records the size (inline for unsampled blocks
+// and for sampled ones under 2 GiB; in the live record for a sampled block above that,
+// which at sample:0 is every block).
+static size_t stats_allocated() { return stat_size("stats.allocated"); }
 
 TEST(Malloc, StatsTakeBackExactlyWhatEachBlockAdded) {
   const size_t sizes[] = {1, 100, 4000, size_t{1} << 20, (size_t{3} << 30) + 7};
@@ -495,18 +498,7 @@ TEST(ThreadCache, EndingThreadsLeaveNoSegmentOfTheirsInUse) {
   EXPECT_EQ(abandoned_segments_total(), before) << "ending threads left mimalloc segments in use";
 }
 
-// An aligned block's header sits inside mimalloc's block, so the space after it need not
-// be a whole size class; cached as a plain block it would be handed to a malloc that it
-// cannot hold. Every block malloc returns after such frees must hold what was asked for.
-static size_t tcache_bytes() {
-  uint64_t epoch = 1;
-  size_t len = sizeof epoch;
-  EXPECT_EQ(leakalloc_mallctl("epoch", &epoch, &len, &epoch, len), 0);
-  size_t v = 0;
-  len = sizeof v;
-  EXPECT_EQ(leakalloc_mallctl("stats.tcache_bytes", &v, &len, nullptr, 0), 0);
-  return v;
-}
+static size_t tcache_bytes() { return stat_size("stats.tcache_bytes"); }
 
 // A small block of an alignment up to 256 is a block of its size class: its free puts it
 // in the thread's bin of aligned blocks of its class, and the next request of that
