@@ -101,9 +101,9 @@ void cache_drain(CacheBin& b) {
 }
 
 // Calls fn(bin, class) for each of the thread's bins: those of plain blocks and those of
-// aligned ones.
-template <typename Fn>
-void for_each_bin(ThreadState& t, Fn fn) {
+// aligned ones. `State` is ThreadState or const ThreadState.
+template <typename State, typename Fn>
+void for_each_bin(State& t, Fn fn) {
   for (uint32_t i = 1; i < kCacheBins; ++i) {
     fn(t.cache[i], i);
     fn(t.aligned_cache[i], i);
@@ -276,12 +276,10 @@ bool thread_cache_set_enabled(bool on) {
 uint64_t thread_cache_bytes(const ThreadState& t) {
   if (__atomic_load_n(&t.cache_ready, __ATOMIC_RELAXED) == 0) return 0;
   uint64_t bytes = 0;
-  for (uint32_t i = 1; i < kCacheBins; ++i) {
-    for (const CacheBin* b : {&t.cache[i], &t.aligned_cache[i]}) {
-      int32_t held = cache_bin_limit(i) - __atomic_load_n(&b->room, __ATOMIC_RELAXED);
-      if (held > 0) bytes += static_cast<uint64_t>(held) * cache_class_size(i);
-    }
-  }
+  for_each_bin(t, [&bytes](const CacheBin& b, uint32_t c) {
+    int32_t held = cache_bin_limit(c) - __atomic_load_n(&b.room, __ATOMIC_RELAXED);
+    if (held > 0) bytes += static_cast<uint64_t>(held) * cache_class_size(c);
+  });
   return bytes;
 }
 
@@ -370,15 +368,11 @@ void* la_aligned(size_t align, size_t size, EntryFrame frame) {
     // bins are apart from the plain blocks' bins: mimalloc's over-allocated blocks would
     // otherwise go on to serve plain requests, each larger than its class by up to the
     // alignment.
-    uint32_t c = cache_class(size);
-    CacheBin& b = t_state.aligned_cache[c];
-    void* head = b.head;
-    if (head != nullptr && ((reinterpret_cast<uintptr_t>(head) + kHeaderSize) & (align - 1)) == 0) {
-      cache_unlink_head(b, head);
-      return alloc_finish(head, size, kAlignedCacheBit, frame);
-    }
-    return alloc_finish(mi_malloc_aligned_at(cache_class_size(c), align, kHeaderSize), size, kAlignedCacheBit,
-                        frame);
+    // (The exported aligned entry points try the bin inline first; la_* callers get it
+    // here, and a miss there looks once more at the same head.)
+    if (void* p = aligned_cached(align, size, frame)) return p;
+    return alloc_finish(mi_malloc_aligned_at(cache_class_size(cache_class(size)), align, kHeaderSize), size,
+                        kAlignedCacheBit, frame);
   }
   // Any other aligned block: its header sits inside mimalloc's block, not at its start,
   // and the block's usable size from the header is not a size class, so the thread cache
@@ -428,13 +422,15 @@ void* la_realloc(void* p, size_t size, const char* op, EntryFrame frame) {
   // header (alloc/thread_cache.h): true of every block whose header starts mimalloc's
   // block (its usable size is one of mimalloc's sizes), not always of a small aligned
   // one (la_aligned), whose header may sit inside it, and which must stay small.
-  uint64_t flags = h->sampled() ? 0 : h->unsampled_flags();
-  bool size_in_record = h->sampled() ? h->sampled_size_field() == kSizeInRecord : flags != 0;
-  bool holds_class = size <= kCacheMaxRequest ? cache_class_size(cache_class(size)) <= usable + kHeaderSize
-                                              : flags != kAlignedCacheBit;
-  if (size <= usable && size >= usable / 2 && (flags == kUncachedBit || (h->sampled() && size_in_record) || holds_class)) {
+  bool sampled = h->sampled();
+  uint64_t flags = sampled ? 0 : h->unsampled_flags();
+  bool size_in_record = sampled ? h->sampled_size_field() == kSizeInRecord : flags != 0;
+  bool never_cached = size_in_record && flags != kAlignedCacheBit;
+  bool fits_class = never_cached || (size <= kCacheMaxRequest
+                                         ? cache_class_size(cache_class(size)) <= usable + kHeaderSize
+                                         : flags != kAlignedCacheBit);
+  if (size <= usable && size >= usable / 2 && fits_class) {
     ThreadState& t = t_state;
-    bool sampled = h->sampled();
     size_t old = requested_size(h);
     uint64_t sample = 0;
     if (sampled) {
@@ -451,7 +447,7 @@ void* la_realloc(void* p, size_t size, const char* op, EntryFrame frame) {
       if (sample != 0)
         header_write(p, sampled_tag(sample, size_in_record ? kSizeInRecord : size), h->birth_ns());
       else
-        header_write_birth(p, size | h->unsampled_flags(), h->word1 & ~kCheckMask);
+        header_write_birth(p, size | flags, h->word1 & ~kCheckMask);
       count_free(old);
       count_alloc(size);
       return p;

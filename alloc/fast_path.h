@@ -6,11 +6,11 @@
 // owner-only counters, the birth clock (two loads and a compare, alloc/base.h) and two
 // header stores. An unsampled free of such a block is: two header loads, the check, a
 // push onto the bin and two counters; so is the free of a small aligned block, onto the
-// bin of its class among the thread's bins of aligned blocks. An empty bin (malloc) or a full one (free), and
-// any larger block, calls mimalloc instead. Whatever else can happen (NULL from
-// mimalloc, a sample, a thread not yet registered or past its exit hook, a sampled or
-// aligned block, a bad pointer) is one unlikely branch to an out-of-line function in
-// alloc.cpp.
+// bin of its class among the thread's bins of aligned blocks. An empty bin (malloc) or
+// a full one (free), and any larger block, calls mimalloc instead. Whatever else can
+// happen (NULL from mimalloc, a sample, a thread not yet registered or past its exit
+// hook, a sampled or aligned block, a bad pointer) is one unlikely branch to an
+// out-of-line function in alloc.cpp.
 //
 // The entry point's frame address travels as an argument (`frame`, alloc/alloc.h) to the
 // slow path, which is the only place that needs it (stack capture starts there). It is

@@ -34,9 +34,9 @@
 //
 // Aligned requests use mi_malloc_aligned_at(size + 16, align, 16): the user pointer is
 // aligned and the header still sits right before it (a small one asks for its class
-// size instead of size + 16, so that the thread cache can take it). So do requests of kPageAlignedFrom
-// bytes and up, at a page (alloc/alloc.h), so that a second free of one is named even
-// when the first gave its memory back to the system.
+// size instead of size + 16, so that the thread cache can take it). So do requests of
+// kPageAlignedFrom bytes and up, at a page (alloc/alloc.h), so that a second free of
+// one is named even when the first gave its memory back to the system.
 #pragma once
 
 #include <cstddef>
