@@ -169,6 +169,11 @@ uint64_t add(ThreadState& t, uint32_t stack_id, uint64_t size, uint64_t birth_ns
     if (LA_UNLIKELY(t.phase == kThreadExited) && t.rec_cache_n > 0) drain_cache(t);
     r = slot(id);
     seq = (r->seq.load(std::memory_order_relaxed) + 1) & 255;
+    // A cached id was usually retired on another thread (producers allocate, consumers
+    // free), whose core still holds its record's line: the load above waits for it to
+    // come over. Asking for the next one now lets it travel while this thread runs up to
+    // its next sample.
+    if (LA_LIKELY(t.rec_cache_n > 0)) prefetch_for_write(slot(t.rec_cache[t.rec_cache_n - 1]));
   }
   // Seqlock writer: the slot's retiring store (even seq, possibly on another thread,
   // handed here through the free lists) must be visible before any new field value,
