@@ -20,7 +20,10 @@
 # Configurations: glibc mimalloc jemalloc je-prof je-prof0 tcmalloc-heapprof heaptrack
 #                 la-off la-s19 la-s0 la-s0-age60 la-s0-age60-fp
 # The runs are interleaved (repetition, then workload, then configuration in a rotated
-# order) so that drift in machine load hits every configuration alike. Nothing is
+# order) so that drift in machine load hits every configuration alike. The target
+# verdicts use the ratio of two configurations within each repetition, and say whether a
+# 90% interval for its median lies on one side of the target: that takes 5 repetitions
+# or more (--reps, and --slow-reps for the comparison with je-prof0). Nothing is
 # installed; a competitor that is not on this machine is reported as missing.
 set -u
 set -o pipefail
@@ -53,7 +56,7 @@ while [ $# -gt 0 ]; do
     --configs) configs=$2; shift 2 ;;
     --timeout) timeout_s=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -256,26 +259,74 @@ awk -F'\t' -v cfgs="${active_cf[*]}" -v wls="${active_wl[*]}" -v tmo="$timeout_s
   }' "$results" > "$table" 2> "$work/medians.txt"
 
 # ---- targets (issue 6) -------------------------------------------------------------
+# Each target compares two configurations. Their runs of one repetition and workload
+# are minutes apart at most, so the verdict uses the ratio within each repetition and
+# the median of those ratios. On a noisy machine one median can land on either side of
+# a target, so each verdict also gives a distribution-free interval for that median:
+# the k-th smallest and k-th largest ratio, with the largest k for which the interval
+# holds the true median with probability at least 90% (binomial, p = 1/2). A verdict is
+# "settled" when the whole interval is on one side of the target; otherwise it says so.
+# Too few repetitions for 90% (fewer than 5) give no interval. Peak RSS keeps the
+# largest maxrss of each configuration: a peak, not a typical value.
 targets=$work/targets.md
-awk '
-  { t[$1, $2] = $3; r[$1, $2] = $4; w[$1] = 1; if ($5 == "timeout") { lb[$1, $2] = 1; if ($4 == 0) delete r[$1, $2] } }
-  function have(x, c) { return ((x, c) in t) }
+awk -F'\t' '
+  FNR == NR {
+    # A slow profiler killed at the timeout counts with the time it was killed at: a
+    # lower bound, which can only understate how much faster leakalloc is.
+    if ($6 == "ok" || ($6 == "timeout" && $3 ~ /^(je-prof0|tcmalloc-heapprof|heaptrack)$/)) {
+      T[$2, $3, $1] = $4; if ($1 > maxrep) maxrep = $1
+    }
+    next
+  }
+  { split($0, m, " "); r[m[1], m[2]] = m[4]; w[m[1]] = 1; if (m[5] == "timeout" && m[4] == 0) delete r[m[1], m[2]] }
+  function binom_cdf(k, n,   i, c, s) {  # P(Binomial(n, 1/2) <= k)
+    c = 1; s = 0
+    for (i = 0; i <= k; i++) { s += c; c = c * (n - i) / (i + 1) }
+    return s / 2 ^ n
+  }
+  # Sets N, MED, LO, HI from the per-repetition ratios num/den of workload x; the ratio
+  # is den/num when inv. A timed-out run has no value and pairs with nothing.
+  function paired(x, num, den, inv,   rep, a, i, j, t, k) {
+    N = 0
+    for (rep = 1; rep <= maxrep; rep++)
+      if (((x, num, rep) in T) && ((x, den, rep) in T) && T[x, num, rep] > 0 && T[x, den, rep] > 0)
+        a[++N] = inv ? T[x, den, rep] / T[x, num, rep] : T[x, num, rep] / T[x, den, rep]
+    for (i = 1; i <= N; i++) for (j = i + 1; j <= N; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+    if (N == 0) return 0
+    MED = N % 2 ? a[(N + 1) / 2] : (a[N / 2] + a[N / 2 + 1]) / 2
+    LO = HI = ""
+    for (k = int((N + 1) / 2); k >= 1; k--)
+      if (1 - 2 * binom_cdf(k - 1, N) >= 0.90) { LO = a[k]; HI = a[N + 1 - k]; break }
+    return 1
+  }
+  # The verdict on "ratio <= limit" (or ">= limit" when at_least), as table text.
+  function verdict(x, num, den, inv, limit, at_least, unit,   ok, lo_ok, hi_ok, txt, iv) {
+    if (!paired(x, num, den, inv)) return "n/a"
+    ok = at_least ? MED >= limit : MED <= limit
+    txt = ok ? "met" : "**MISSED**"
+    if (LO == "") iv = sprintf("; %d paired run%s, too few for an interval", N, N == 1 ? "" : "s")
+    else {
+      iv = sprintf("; 90%%: %.2f-%.2f", LO, HI)
+      lo_ok = at_least ? LO >= limit : HI <= limit
+      hi_ok = at_least ? HI < limit : LO > limit
+      if (!lo_ok && !hi_ok) txt = txt ", not settled"
+    }
+    return sprintf("%s (%.2f%s%s)", txt, MED, unit, iv)
+  }
   END {
     printf "| workload | s19 <= 1.10x mimalloc | s19 < glibc | s0,age60 <= 3x mimalloc | s0,age60 >= 10x faster than je lg_prof_sample:0 | s0 RSS <= 2x mimalloc | (s0,age60 with unwind:fp) |\n"
     printf "| --- | --- | --- | --- | --- | --- | --- |\n"
     for (x in w) {
-      # a timed-out run counts as "at least the timeout" (lb), which only helps a competitor
-      a = have(x, "la-s19") && have(x, "mimalloc") ? sprintf("%s (%.2fx)", t[x, "la-s19"] <= 1.10 * t[x, "mimalloc"] ? "met" : "**MISSED**", t[x, "la-s19"] / t[x, "mimalloc"]) : "n/a"
-      b = have(x, "la-s19") && have(x, "glibc") ? sprintf("%s (%.2fx glibc)", t[x, "la-s19"] < t[x, "glibc"] ? "met" : "**MISSED**", t[x, "la-s19"] / t[x, "glibc"]) : "n/a"
-      c = have(x, "la-s0-age60") && have(x, "mimalloc") ? sprintf("%s (%.2fx)", t[x, "la-s0-age60"] <= 3 * t[x, "mimalloc"] ? "met" : "**MISSED**", t[x, "la-s0-age60"] / t[x, "mimalloc"]) : "n/a"
-      d = have(x, "la-s0-age60") && have(x, "je-prof0") ? sprintf("%s (%s%.1fx)", t[x, "je-prof0"] >= 10 * t[x, "la-s0-age60"] ? "met" : "**MISSED**", (((x, "je-prof0") in lb) ? ">" : ""), t[x, "je-prof0"] / t[x, "la-s0-age60"]) : "n/a"
+      a = verdict(x, "la-s19", "mimalloc", 0, 1.10, 0, "x")
+      b = verdict(x, "la-s19", "glibc", 0, 0.99999, 0, "x glibc")
+      c = verdict(x, "la-s0-age60", "mimalloc", 0, 3, 0, "x")
+      d = verdict(x, "la-s0-age60", "je-prof0", 1, 10, 1, "x")
       e = ((x, "la-s0") in r) && ((x, "mimalloc") in r) && r[x, "mimalloc"] > 0 ? sprintf("%s (%.2fx)", r[x, "la-s0"] <= 2 * r[x, "mimalloc"] ? "met" : "**MISSED**", r[x, "la-s0"] / r[x, "mimalloc"]) : "n/a"
-      f = have(x, "la-s0-age60-fp") && have(x, "mimalloc") ? sprintf("%.2fx mimalloc", t[x, "la-s0-age60-fp"] / t[x, "mimalloc"]) : "n/a"
-      if (have(x, "la-s0-age60-fp") && have(x, "je-prof0"))
-        f = f sprintf(", %s%.1fx faster than je-prof0", (((x, "je-prof0") in lb) ? ">" : ""), t[x, "je-prof0"] / t[x, "la-s0-age60-fp"])
+      f = paired(x, "la-s0-age60-fp", "mimalloc", 0) ? sprintf("%.2fx mimalloc", MED) : "n/a"
+      if (paired(x, "la-s0-age60-fp", "je-prof0", 1)) f = f sprintf(", %.1fx faster than je-prof0", MED)
       printf "| %s | %s | %s | %s | %s | %s | %s |\n", x, a, b, c, d, e, f
     }
-  }' "$work/medians.txt" | { read -r h1; read -r h2; echo "$h1"; echo "$h2"; sort; } > "$targets"
+  }' "$results" "$work/medians.txt" | { read -r h1; read -r h2; echo "$h1"; echo "$h2"; sort; } > "$targets"
 
 cpu=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
 rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -290,7 +341,10 @@ section=$work/section.md
   echo "- Command: \`$cmdline\` (scale $scale, $reps repetitions, $slow_reps for the slow profilers, $elapsed s in all)"
   echo "- Wall time is the median over the repetitions (measured around /usr/bin/time); CPU is the"
   echo "  median user+sys time (steadier than wall time on a loaded machine); peak RSS is the largest"
-  echo "  maxrss /usr/bin/time saw (for heaptrack it includes its own processes). Targets use wall time."
+  echo "  maxrss /usr/bin/time saw (for heaptrack it includes its own processes)."
+  echo "- Targets use wall time: the median of the ratios within each repetition (the two runs"
+  echo "  compared ran minutes apart at most), with a distribution-free 90% interval for that"
+  echo "  median. \"not settled\": the interval reaches across the target, so this run cannot tell."
   echo "- Configurations: glibc = no preload; mimalloc/jemalloc = LD_PRELOAD of Debian's"
   echo "  libmimalloc.so.2 / libjemalloc.so.2; je-prof = MALLOC_CONF=prof:true (lg_prof_sample:19);"
   echo "  je-prof0 = prof:true,lg_prof_sample:0; tcmalloc-heapprof = libtcmalloc.so.4 with HEAPPROFILE;"
