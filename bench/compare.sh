@@ -275,6 +275,7 @@ awk -F'\t' '
     # lower bound, which can only understate how much faster leakalloc is.
     if ($6 == "ok" || ($6 == "timeout" && $3 ~ /^(je-prof0|tcmalloc-heapprof|heaptrack)$/)) {
       T[$2, $3, $1] = $4; if ($1 > maxrep) maxrep = $1
+      if ($6 == "timeout") KILLED[$2, $3, $1] = 1
     }
     next
   }
@@ -284,13 +285,16 @@ awk -F'\t' '
     for (i = 0; i <= k; i++) { s += c; c = c * (n - i) / (i + 1) }
     return s / 2 ^ n
   }
-  # Sets N, MED, LO, HI from the per-repetition ratios num/den of workload x; the ratio
-  # is den/num when inv. A timed-out run has no value and pairs with nothing.
+  # Sets N, MED, LO, HI from the per-repetition ratios num/den of workload x (den/num
+  # when inv), and KILLS to the number of pairs with a run killed at the timeout. A run
+  # that failed, or a leakalloc run that timed out, pairs with nothing.
   function paired(x, num, den, inv,   rep, a, i, j, t, k) {
-    N = 0
+    N = 0; KILLS = 0
     for (rep = 1; rep <= maxrep; rep++)
-      if (((x, num, rep) in T) && ((x, den, rep) in T) && T[x, num, rep] > 0 && T[x, den, rep] > 0)
+      if (((x, num, rep) in T) && ((x, den, rep) in T) && T[x, num, rep] > 0 && T[x, den, rep] > 0) {
         a[++N] = inv ? T[x, den, rep] / T[x, num, rep] : T[x, num, rep] / T[x, den, rep]
+        if (((x, num, rep) in KILLED) || ((x, den, rep) in KILLED)) KILLS++
+      }
     for (i = 1; i <= N; i++) for (j = i + 1; j <= N; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
     if (N == 0) return 0
     MED = N % 2 ? a[(N + 1) / 2] : (a[N / 2] + a[N / 2 + 1]) / 2
@@ -300,17 +304,18 @@ awk -F'\t' '
     return 1
   }
   # The verdict on "ratio <= limit" (or ">= limit" when at_least), as table text.
-  function verdict(x, num, den, inv, limit, at_least, unit,   ok, lo_ok, hi_ok, txt, iv) {
+  function verdict(x, num, den, inv, limit, at_least, unit,   ok, all_met, all_missed, txt, iv) {
     if (!paired(x, num, den, inv)) return "n/a"
     ok = at_least ? MED >= limit : MED <= limit
     txt = ok ? "met" : "**MISSED**"
     if (LO == "") iv = sprintf("; %d paired run%s, too few for an interval", N, N == 1 ? "" : "s")
     else {
       iv = sprintf("; 90%%: %.2f-%.2f", LO, HI)
-      lo_ok = at_least ? LO >= limit : HI <= limit
-      hi_ok = at_least ? HI < limit : LO > limit
-      if (!lo_ok && !hi_ok) txt = txt ", not settled"
+      all_met = at_least ? LO >= limit : HI <= limit
+      all_missed = at_least ? HI < limit : LO > limit
+      if (!all_met && !all_missed) txt = txt ", not settled"
     }
+    if (KILLS > 0) iv = iv sprintf("; %d of them with a run killed at the timeout, a lower bound", KILLS)
     return sprintf("%s (%.2f%s%s)", txt, MED, unit, iv)
   }
   END {
