@@ -132,15 +132,19 @@ __attribute__((noinline, cold)) void* new_retry(size_t size, size_t align, Entry
   }
 }
 
-// An aligned operator new's block: from the bin of aligned blocks when it can (the
-// alignment of std::align_val_t is a power of two), else the whole way.
-LA_ALWAYS_INLINE void* aligned_new(size_t size, size_t align, EntryFrame frame) {
-  void* p = aligned_cached(align, size, frame);
-  return p != nullptr ? p : la_aligned(align, size, frame);
+// An operator new's block (`align` 0 for the forms without std::align_val_t): an aligned
+// one from the bin of aligned blocks when it can (the alignment of std::align_val_t is a
+// power of two), else the whole way.
+LA_ALWAYS_INLINE void* new_block(size_t size, size_t align, EntryFrame frame) {
+  if (align > 16) {
+    void* p = aligned_cached(align, size, frame);
+    return p != nullptr ? p : la_aligned(align, size, frame);
+  }
+  return malloc_fast(size, frame);
 }
 
 LA_ALWAYS_INLINE void* new_or_throw(size_t size, size_t align, EntryFrame frame) {
-  void* p = align > 16 ? aligned_new(size, align, frame) : malloc_fast(size, frame);
+  void* p = new_block(size, align, frame);
   if (__builtin_expect(p != nullptr, 1)) return p;
   return new_retry(size, align, frame);
 }
@@ -168,7 +172,7 @@ __attribute__((noinline, cold)) void* nothrow_retry(size_t size, size_t align, N
 }
 
 LA_ALWAYS_INLINE void* new_nothrow(size_t size, size_t align, NothrowForm form, EntryFrame frame) noexcept {
-  void* p = align > 16 ? aligned_new(size, align, frame) : malloc_fast(size, frame);
+  void* p = new_block(size, align, frame);
   if (__builtin_expect(p != nullptr, 1)) return p;
   return nothrow_retry(size, align, form);
 }

@@ -36,9 +36,10 @@
 // Bounds: each bin holds at most kCacheBinBytes of blocks (at least kCacheBinMin and at
 // most kCacheBinMax blocks), about 200 KiB per thread in each set of bins (plain and
 // aligned blocks), and the aligned set holds only what the thread's aligned requests
-// left there. A free into a full bin
-// goes to mimalloc (jemalloc instead flushes the older half; on a program that tears
-// down whole structures that loop cost more than it saved). A thread's bins are set up
+// left there. A free into a full bin goes to mimalloc (jemalloc instead flushes the
+// older half; on a program that tears down whole structures that loop cost more than it
+// saved); a full bin of aligned blocks gives its newest block to mimalloc and takes the
+// freed one instead (alloc/alloc.cpp, release). A thread's bins are set up
 // at its first slow-path malloc, so a thread that only frees (a queue's consumer) never
 // caches. The thread's exit hook gives everything back; nothing else ages a bin (an idle
 // thread keeps its bins, as with jemalloc without tcache GC). In a fork child the forking

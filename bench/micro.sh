@@ -40,7 +40,10 @@ for b in bench_micro_alloc bench_micro_internal bench_spawn; do
 done
 work=$(mktemp -d /tmp/leakalloc-micro.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-mimalloc_so=/usr/lib/x86_64-linux-gnu/libmimalloc.so.2
+libdir=/usr/lib/x86_64-linux-gnu  # Debian's, as in compare.sh
+mimalloc_so=$libdir/libmimalloc.so.2
+jemalloc_so=$libdir/libjemalloc.so.2
+tcmalloc_so=$libdir/libtcmalloc.so.4
 la_so=$build/libleakalloc.so
 started=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
 
@@ -68,8 +71,7 @@ echo "micro.sh: bench_micro_internal" >&2
 echo "micro.sh: bench_spawn" >&2
 spawn_runs=300
 spawn_cfgs=(glibc - -)
-for pair in mimalloc:$mimalloc_so jemalloc:/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 \
-            tcmalloc:/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4; do
+for pair in mimalloc:$mimalloc_so jemalloc:$jemalloc_so tcmalloc:$tcmalloc_so; do
   if [ -e "${pair#*:}" ]; then spawn_cfgs+=("${pair%%:*}" "${pair#*:}" -)
   else echo "micro.sh: ${pair#*:} is missing: ${pair%%:*} is left out of the process start table" >&2; fi
 done
