@@ -17,8 +17,10 @@
 #     --out FILE        where to write the results (default: bench/RESULTS.md); the part
 #                       between the compare.sh markers is replaced, the rest kept
 #
-# Configurations: glibc mimalloc jemalloc je-prof je-prof0 tcmalloc-heapprof heaptrack
-#                 la-off la-s19 la-s0 la-s0-age60 la-s0-age60-fp
+# Configurations: glibc mimalloc hdr-floor jemalloc je-prof je-prof0 tcmalloc-heapprof
+#                 heaptrack la-off la-s19 la-s0 la-s0-age60 la-s0-age60-fp
+# hdr-floor is a control, not a competitor: mimalloc behind only the header DESIGN.md
+# asks for (bench/floor/header_floor.cpp), a lower bound on any allocator built to it.
 # The runs are interleaved (repetition, then workload, then configuration in a rotated
 # order) so that drift in machine load hits every configuration alike. The target
 # verdicts use the ratio of two configurations within each repetition, and say whether a
@@ -41,7 +43,7 @@ timeout_s=60
 out=""
 smoke=0
 workloads="larson,prodcons,churn,containers,sqlite"
-configs="glibc,mimalloc,jemalloc,je-prof,je-prof0,tcmalloc-heapprof,heaptrack,la-off,la-s19,la-s0,la-s0-age60,la-s0-age60-fp"
+configs="glibc,mimalloc,hdr-floor,jemalloc,je-prof,je-prof0,tcmalloc-heapprof,heaptrack,la-off,la-s19,la-s0,la-s0-age60,la-s0-age60-fp"
 cmdline="$0 $*"
 
 while [ $# -gt 0 ]; do
@@ -56,7 +58,7 @@ while [ $# -gt 0 ]; do
     --configs) configs=$2; shift 2 ;;
     --timeout) timeout_s=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -69,6 +71,7 @@ jemalloc_so=$libdir/libjemalloc.so.2
 tcmalloc_so=$libdir/libtcmalloc.so.4
 leakalloc_so=$build/libleakalloc.so
 bench_bin=$build/bench
+floor_so=$bench_bin/libbench_header_floor.so
 
 [ -x /usr/bin/time ] || { echo "compare.sh: /usr/bin/time is missing (Debian package 'time'); it measures peak RSS" >&2; exit 2; }
 
@@ -85,6 +88,7 @@ need_file jemalloc "$jemalloc_so"
 need_file je-prof "$jemalloc_so"
 need_file je-prof0 "$jemalloc_so"
 need_file tcmalloc-heapprof "$tcmalloc_so"
+need_file hdr-floor "$floor_so"
 for c in la-off la-s19 la-s0 la-s0-age60 la-s0-age60-fp; do need_file $c "$leakalloc_so"; done
 command -v heaptrack > /dev/null || missing[heaptrack]="heaptrack not in PATH"
 if [ -e "$jemalloc_so" ]; then
@@ -119,6 +123,7 @@ run_one() {
   case "$c" in
     glibc) ;;
     mimalloc) env_args=(LD_PRELOAD=$mimalloc_so) ;;
+    hdr-floor) env_args=(LD_PRELOAD=$floor_so) ;;
     jemalloc) env_args=(LD_PRELOAD=$jemalloc_so) ;;
     je-prof) env_args=(LD_PRELOAD=$jemalloc_so MALLOC_CONF=prof:true,prof_prefix:$work/jeprof) ;;
     je-prof0) env_args=(LD_PRELOAD=$jemalloc_so MALLOC_CONF=prof:true,lg_prof_sample:0,prof_prefix:$work/jeprof) ;;
@@ -167,7 +172,7 @@ run_one() {
 
 IFS=, read -r -a wl_list <<< "$workloads"
 IFS=, read -r -a cf_list <<< "$configs"
-all_configs=" glibc mimalloc jemalloc je-prof je-prof0 tcmalloc-heapprof heaptrack la-off la-s19 la-s0 la-s0-age60 la-s0-age60-fp "
+all_configs=" glibc mimalloc hdr-floor jemalloc je-prof je-prof0 tcmalloc-heapprof heaptrack la-off la-s19 la-s0 la-s0-age60 la-s0-age60-fp "
 for c in "${cf_list[@]}"; do
   case "$all_configs" in *" $c "*) ;; *) echo "compare.sh: unknown configuration $c (see --help)" >&2; exit 2 ;; esac
 done
@@ -318,6 +323,11 @@ awk -F'\t' '
     if (KILLS > 0) iv = iv sprintf("; %d of them with a run killed at the timeout, a lower bound", KILLS)
     return sprintf("%s (%.2f%s%s)", txt, MED, unit, iv)
   }
+  # A paired ratio num/den of workload x with its interval, as table text.
+  function ratio(x, num, den) {
+    if (!paired(x, num, den, 0)) return "n/a"
+    return sprintf("%.2fx%s", MED, LO == "" ? sprintf(" (%d paired run%s)", N, N == 1 ? "" : "s") : sprintf(" (90%%: %.2f-%.2f)", LO, HI))
+  }
   END {
     printf "| workload | s19 <= 1.10x mimalloc | s19 < glibc | s0,age60 <= 3x mimalloc | s0,age60 >= 10x faster than je lg_prof_sample:0 | s0 RSS <= 2x mimalloc | (s0,age60 with unwind:fp) |\n"
     printf "| --- | --- | --- | --- | --- | --- | --- |\n"
@@ -330,8 +340,23 @@ awk -F'\t' '
       f = paired(x, "la-s0-age60-fp", "mimalloc", 0) ? sprintf("%.2fx mimalloc", MED) : "n/a"
       if (paired(x, "la-s0-age60-fp", "je-prof0", 1)) f = f sprintf(", %.1fx faster than je-prof0", MED)
       printf "| %s | %s | %s | %s | %s | %s | %s |\n", x, a, b, c, d, e, f
+      if (paired(x, "hdr-floor", "mimalloc", 0))
+        printf "| %s | %s | %s | %s |\n", x, verdict(x, "hdr-floor", "mimalloc", 0, 1.10, 0, "x"),
+          ratio(x, "la-s19", "hdr-floor"), ratio(x, "la-off", "hdr-floor") > floor_rows
     }
-  }' "$results" "$work/medians.txt" | { read -r h1; read -r h2; echo "$h1"; echo "$h2"; sort; } > "$targets"
+  }' floor_rows="$work/floor_rows" "$results" "$work/medians.txt" |
+  { read -r h1; read -r h2; echo "$h1"; echo "$h2"; sort; } > "$targets"
+# The design's floor (hdr-floor): how much of leakalloc's time over mimalloc's any
+# allocator built to DESIGN.md would pay, and how much is leakalloc's own.
+floor_table=$work/floor.md
+: > "$floor_table"
+if [ -s "$work/floor_rows" ]; then
+  {
+    echo "| workload | hdr-floor <= 1.10x mimalloc (the sample:19 target, applied to the floor) | la-s19 x hdr-floor | la-off x hdr-floor |"
+    echo "| --- | --- | --- | --- |"
+    sort "$work/floor_rows"
+  } > "$floor_table"
+fi
 
 cpu=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
 rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -351,7 +376,7 @@ section=$work/section.md
   echo "  compared ran minutes apart at most), with a distribution-free 90% interval for that"
   echo "  median. \"not settled\": the interval reaches across the target, so this run cannot tell."
   echo "- Configurations: glibc = no preload; mimalloc/jemalloc = LD_PRELOAD of Debian's"
-  echo "  libmimalloc.so.2 / libjemalloc.so.2; je-prof = MALLOC_CONF=prof:true (lg_prof_sample:19);"
+  echo "  libmimalloc.so.2 / libjemalloc.so.2; hdr-floor = the control below; je-prof = MALLOC_CONF=prof:true (lg_prof_sample:19);"
   echo "  je-prof0 = prof:true,lg_prof_sample:0; tcmalloc-heapprof = libtcmalloc.so.4 with HEAPPROFILE;"
   echo "  heaptrack = \`heaptrack -o FILE prog\`; la-off = leakalloc active:false; la-s19 = sample:19;"
   echo "  la-s0 = sample:0; la-s0-age60 = sample:0,age:60,interval:200ms,format:heap (a dump every 200 ms during the run, and the final one);"
@@ -371,6 +396,17 @@ section=$work/section.md
   echo "### Targets"
   echo
   cat "$targets"
+  if [ -s "$floor_table" ]; then
+    echo
+    echo "### The design's floor (hdr-floor, a control; not a target)"
+    echo
+    echo "hdr-floor is mimalloc behind only what DESIGN.md asks of every block: the 16-byte header"
+    echo "written at malloc, read and checked at free (bench/floor/header_floor.cpp); no cache,"
+    echo "counters, sampler or clock. Any allocator built to DESIGN.md over mimalloc's calls pays"
+    echo "at least its cost, unless it serves calls without calling mimalloc (leakalloc's thread cache)."
+    echo
+    cat "$floor_table"
+  fi
   echo "<!-- compare.sh end -->"
 } > "$section"
 
