@@ -21,6 +21,8 @@
 #                 heaptrack la-off la-s19 la-s0 la-s0-age60 la-s0-age60-fp
 # hdr-floor is a control, not a competitor: mimalloc behind only the header DESIGN.md
 # asks for (bench/floor/header_floor.cpp), a lower bound on any allocator built to it.
+# Two more controls take it apart, and run only when named in --configs: hdr-write
+# (the header written, never read at free) and hdr-offset (the 16 bytes, left empty).
 # The runs are interleaved (repetition, then workload, then configuration in a rotated
 # order) so that drift in machine load hits every configuration alike. The target
 # verdicts use the ratio of two configurations within each repetition, and say whether a
@@ -58,7 +60,7 @@ while [ $# -gt 0 ]; do
     --configs) configs=$2; shift 2 ;;
     --timeout) timeout_s=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) echo "compare.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -72,6 +74,8 @@ tcmalloc_so=$libdir/libtcmalloc.so.4
 leakalloc_so=$build/libleakalloc.so
 bench_bin=$build/bench
 floor_so=$bench_bin/libbench_header_floor.so
+write_so=$bench_bin/libbench_header_write.so
+offset_so=$bench_bin/libbench_header_offset.so
 
 [ -x /usr/bin/time ] || { echo "compare.sh: /usr/bin/time is missing (Debian package 'time'); it measures peak RSS" >&2; exit 2; }
 
@@ -89,6 +93,8 @@ need_file je-prof "$jemalloc_so"
 need_file je-prof0 "$jemalloc_so"
 need_file tcmalloc-heapprof "$tcmalloc_so"
 need_file hdr-floor "$floor_so"
+need_file hdr-write "$write_so"
+need_file hdr-offset "$offset_so"
 for c in la-off la-s19 la-s0 la-s0-age60 la-s0-age60-fp; do need_file $c "$leakalloc_so"; done
 command -v heaptrack > /dev/null || missing[heaptrack]="heaptrack not in PATH"
 if [ -e "$jemalloc_so" ]; then
@@ -124,6 +130,8 @@ run_one() {
     glibc) ;;
     mimalloc) env_args=(LD_PRELOAD=$mimalloc_so) ;;
     hdr-floor) env_args=(LD_PRELOAD=$floor_so) ;;
+    hdr-write) env_args=(LD_PRELOAD=$write_so) ;;
+    hdr-offset) env_args=(LD_PRELOAD=$offset_so) ;;
     jemalloc) env_args=(LD_PRELOAD=$jemalloc_so) ;;
     je-prof) env_args=(LD_PRELOAD=$jemalloc_so MALLOC_CONF=prof:true,prof_prefix:$work/jeprof) ;;
     je-prof0) env_args=(LD_PRELOAD=$jemalloc_so MALLOC_CONF=prof:true,lg_prof_sample:0,prof_prefix:$work/jeprof) ;;
@@ -172,7 +180,7 @@ run_one() {
 
 IFS=, read -r -a wl_list <<< "$workloads"
 IFS=, read -r -a cf_list <<< "$configs"
-all_configs=" glibc mimalloc hdr-floor jemalloc je-prof je-prof0 tcmalloc-heapprof heaptrack la-off la-s19 la-s0 la-s0-age60 la-s0-age60-fp "
+all_configs=" glibc mimalloc hdr-floor hdr-write hdr-offset jemalloc je-prof je-prof0 tcmalloc-heapprof heaptrack la-off la-s19 la-s0 la-s0-age60 la-s0-age60-fp "
 for c in "${cf_list[@]}"; do
   case "$all_configs" in *" $c "*) ;; *) echo "compare.sh: unknown configuration $c (see --help)" >&2; exit 2 ;; esac
 done
@@ -274,6 +282,9 @@ awk -F'\t' -v cfgs="${active_cf[*]}" -v wls="${active_wl[*]}" -v tmo="$timeout_s
 # Too few repetitions for 90% (fewer than 5) give no interval. Peak RSS keeps the
 # largest maxrss of each configuration: a peak, not a typical value.
 targets=$work/targets.md
+# The floor's parts get columns of their own when they ran.
+floor_parts=0
+case " ${active_cf[*]} " in *" hdr-write "*|*" hdr-offset "*) floor_parts=1 ;; esac
 awk -F'\t' '
   FNR == NR {
     # A slow profiler killed at the timeout counts with the time it was killed at: a
@@ -340,11 +351,14 @@ awk -F'\t' '
       f = paired(x, "la-s0-age60-fp", "mimalloc", 0) ? sprintf("%.2fx mimalloc", MED) : "n/a"
       if (paired(x, "la-s0-age60-fp", "je-prof0", 1)) f = f sprintf(", %.1fx faster than je-prof0", MED)
       printf "| %s | %s | %s | %s | %s | %s | %s |\n", x, a, b, c, d, e, f
-      if (paired(x, "hdr-floor", "mimalloc", 0))
-        printf "| %s | %s | %s | %s |\n", x, verdict(x, "hdr-floor", "mimalloc", 0, 1.10, 0, "x"),
-          ratio(x, "la-s19", "hdr-floor"), ratio(x, "la-off", "hdr-floor") > floor_rows
+      if (paired(x, "hdr-floor", "mimalloc", 0)) {
+        g = ""
+        if (parts) g = sprintf(" %s | %s |", ratio(x, "hdr-write", "mimalloc"), ratio(x, "hdr-offset", "mimalloc"))
+        printf "| %s | %s | %s | %s |%s\n", x, verdict(x, "hdr-floor", "mimalloc", 0, 1.10, 0, "x"),
+          ratio(x, "la-s19", "hdr-floor"), ratio(x, "la-off", "hdr-floor"), g > floor_rows
+      }
     }
-  }' floor_rows="$work/floor_rows" "$results" "$work/medians.txt" |
+  }' floor_rows="$work/floor_rows" parts="$floor_parts" "$results" "$work/medians.txt" |
   { read -r h1; read -r h2; echo "$h1"; echo "$h2"; sort; } > "$targets"
 # The design's floor (hdr-floor): how much of leakalloc's time over mimalloc's any
 # allocator built to DESIGN.md would pay, and how much is leakalloc's own.
@@ -352,8 +366,13 @@ floor_table=$work/floor.md
 : > "$floor_table"
 if [ -s "$work/floor_rows" ]; then
   {
-    echo "| workload | hdr-floor <= 1.10x mimalloc (the sample:19 target, applied to the floor) | la-s19 x hdr-floor | la-off x hdr-floor |"
-    echo "| --- | --- | --- | --- |"
+    if [ "$floor_parts" = 1 ]; then
+      echo "| workload | hdr-floor <= 1.10x mimalloc (the sample:19 target, applied to the floor) | la-s19 x hdr-floor | la-off x hdr-floor | hdr-write x mimalloc | hdr-offset x mimalloc |"
+      echo "| --- | --- | --- | --- | --- | --- |"
+    else
+      echo "| workload | hdr-floor <= 1.10x mimalloc (the sample:19 target, applied to the floor) | la-s19 x hdr-floor | la-off x hdr-floor |"
+      echo "| --- | --- | --- | --- |"
+    fi
     sort "$work/floor_rows"
   } > "$floor_table"
 fi

@@ -13,6 +13,13 @@
 // allows, the ratio of this floor to mimalloc says how much of that the design itself
 // costs, and leakalloc's ratio to the floor how much is leakalloc's own.
 //
+// Built three ways (bench/CMakeLists.txt), so that the floor can be taken apart:
+//   HEADER_FLOOR_MODE 2  hdr-floor   the header written at malloc, read and checked at free;
+//   HEADER_FLOOR_MODE 1  hdr-write   the header written at malloc, never read (what a free
+//                                    that does not check would cost);
+//   HEADER_FLOOR_MODE 0  hdr-offset  16 bytes before the user pointer, nothing in them
+//                                    (the layer's call and the header's footprint alone).
+//
 // One override list, as alloc/override.cpp: the C functions glibc documents as the set
 // to replace (so that glibc's own internal calls come here too), and operator new/delete
 // so that a C++ program does not pay a second call through libstdc++'s forwarders
@@ -23,16 +30,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/auxv.h>
 #include <unistd.h>
 
 #include <new>
 
+#ifndef HEADER_FLOOR_MODE
+#define HEADER_FLOOR_MODE 2
+#endif
+
 #define FLOOR_EXPORT extern "C" __attribute__((visibility("default")))
 
-// Outside the anonymous namespace, so that the compiler cannot fold it to a constant:
-// the birth costs the load of a shared word, as leakalloc's does.
+// Outside the anonymous namespace, so that the compiler cannot fold them to constants:
+// the birth and the secret each cost the load of a shared word, as leakalloc's do. The
+// secret is fixed: one set by a constructor would change under the blocks that other
+// libraries' constructors allocated before it ran, and their free would be refused.
 uint64_t g_floor_birth_word = uint64_t{1} << 24;
+uint64_t g_floor_secret = 0x9b1f4c27d3e85a61ull;
 
 namespace {
 
@@ -44,16 +57,8 @@ struct Header {
   uint64_t word1;  // birth << 24 | check, or the freed mark
 };
 
-uint64_t g_secret = 0x9b1f4c27d3e85a61ull;
-
-__attribute__((constructor)) void floor_init() {
-  // AT_RANDOM: 16 bytes from the kernel, as leakalloc's secret; no allocation.
-  const auto* r = reinterpret_cast<const uint64_t*>(getauxval(AT_RANDOM));
-  if (r != nullptr) g_secret ^= r[0];
-}
-
 inline uint64_t check_of(const void* user, uint64_t size) {
-  return ((reinterpret_cast<uintptr_t>(user) ^ g_secret ^ size) * 0x9e3779b97f4a7c15ull) >> 40;
+  return ((reinterpret_cast<uintptr_t>(user) ^ g_floor_secret ^ size) * 0x9e3779b97f4a7c15ull) >> 40;
 }
 
 inline Header* header_of(void* user) { return reinterpret_cast<Header*>(static_cast<char*>(user) - kHeader); }
@@ -64,9 +69,11 @@ inline void* finish(void* base, size_t size) {
     return nullptr;
   }
   void* user = static_cast<char*>(base) + kHeader;
-  Header* h = static_cast<Header*>(base);
-  h->size = size;
-  h->word1 = g_floor_birth_word | check_of(user, size);
+  if (HEADER_FLOOR_MODE >= 1) {
+    Header* h = static_cast<Header*>(base);
+    h->size = size;
+    h->word1 = g_floor_birth_word | check_of(user, size);
+  }
   return user;
 }
 
@@ -77,17 +84,18 @@ inline void* finish(void* base, size_t size) {
   abort();
 }
 
-// The header of a live block, or the process ends.
+// The header of a live block, or the process ends (hdr-floor; the other two trust it).
 inline Header* checked(void* p, const char* op) {
   Header* h = header_of(p);
-  if (__builtin_expect((h->word1 & kCheckMask) != check_of(p, h->size), 0)) refuse(op, p);
+  if (HEADER_FLOOR_MODE >= 2 && __builtin_expect((h->word1 & kCheckMask) != check_of(p, h->size), 0))
+    refuse(op, p);
   return h;
 }
 
 inline void release(void* p) {
   if (p == nullptr) return;
   Header* h = checked(p, "free");
-  h->word1 = reinterpret_cast<uintptr_t>(p) ^ ~g_secret;
+  if (HEADER_FLOOR_MODE >= 2) h->word1 = reinterpret_cast<uintptr_t>(p) ^ ~g_floor_secret;
   mi_free(h);
 }
 
