@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the micro benchmarks and writes their tables:
 #   bench_micro_alloc (linked against glibc) once per allocator by LD_PRELOAD: glibc,
-#   mimalloc, leakalloc active:false, sample:19 and sample:0;
+#   mimalloc, the hdr-floor control (compare.sh), leakalloc active:false, sample:19 and
+#   sample:0;
 #   bench_micro_internal (stack capture per unwinder, per-sample cost, dump cost);
 #   bench_spawn: the start of /bin/true under each allocator, preloaded.
 #
@@ -28,7 +29,7 @@ while [ $# -gt 0 ]; do
     --reps) reps=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --filter) filter=$2; shift 2 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "micro.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -45,6 +46,7 @@ mimalloc_so=$libdir/libmimalloc.so.2
 jemalloc_so=$libdir/libjemalloc.so.2
 tcmalloc_so=$libdir/libtcmalloc.so.4
 la_so=$build/libleakalloc.so
+floor_so=$bin/libbench_header_floor.so
 started=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
 
 common=(--benchmark_min_time="$min_time" --benchmark_repetitions="$reps"
@@ -60,6 +62,7 @@ run_alloc() {  # name, env...
 # with the table, and the repetitions' medians damp short bursts of load.
 run_alloc glibc
 [ -e "$mimalloc_so" ] && run_alloc mimalloc LD_PRELOAD=$mimalloc_so
+[ -e "$floor_so" ] && run_alloc hdr-floor LD_PRELOAD=$floor_so
 run_alloc la-off LD_PRELOAD=$la_so LEAKALLOC_CONF=active:false
 run_alloc la-s19 LD_PRELOAD=$la_so LEAKALLOC_CONF=sample:19
 run_alloc la-s0 LD_PRELOAD=$la_so LEAKALLOC_CONF=sample:0
@@ -83,7 +86,7 @@ section=$work/section.md
 python3 - "$work" "$started" "$cmdline" "$(cut -d' ' -f1-3 /proc/loadavg)" "$spawn_runs" > "$section" <<'EOF'
 import json, os, re, sys
 work, started, cmdline, load, spawn_runs = sys.argv[1:6]
-configs = ["glibc", "mimalloc", "la-off", "la-s19", "la-s0"]
+configs = ["glibc", "mimalloc", "hdr-floor", "la-off", "la-s19", "la-s0"]
 
 def load_json(path):
     try:
@@ -118,7 +121,8 @@ print("- Values are medians of the repetitions. `cpu` is CPU time per iteration 
 print("  loaded machine), `wall` the real time. For `threads:2` both threads run the loop; times")
 print("  are per iteration of one thread. batch64 = 64 mallocs then 64 frees, per malloc/free pair.")
 print("  realloc_grow = a buffer grown from 64 B to 1 MiB in 64-byte steps, per realloc.")
-print("  aligned_pair = posix_memalign(align, 64) and free.")
+print("  aligned_pair = posix_memalign(align, 64) and free. hdr-floor = mimalloc behind only")
+print("  DESIGN.md's header, written at malloc and checked at free (compare.sh's control).")
 print()
 res = {c: medians(load_json(os.path.join(work, "alloc.%s.json" % c))) for c in configs}
 names = []
