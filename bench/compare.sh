@@ -73,9 +73,8 @@ jemalloc_so=$libdir/libjemalloc.so.2
 tcmalloc_so=$libdir/libtcmalloc.so.4
 leakalloc_so=$build/libleakalloc.so
 bench_bin=$build/bench
-floor_so=$bench_bin/libbench_header_floor.so
-write_so=$bench_bin/libbench_header_write.so
-offset_so=$bench_bin/libbench_header_offset.so
+# The header controls: hdr-X is $bench_bin/libbench_header_X.so (bench/CMakeLists.txt).
+header_control_so() { echo "$bench_bin/libbench_header_${1#hdr-}.so"; }
 
 [ -x /usr/bin/time ] || { echo "compare.sh: /usr/bin/time is missing (Debian package 'time'); it measures peak RSS" >&2; exit 2; }
 
@@ -92,9 +91,7 @@ need_file jemalloc "$jemalloc_so"
 need_file je-prof "$jemalloc_so"
 need_file je-prof0 "$jemalloc_so"
 need_file tcmalloc-heapprof "$tcmalloc_so"
-need_file hdr-floor "$floor_so"
-need_file hdr-write "$write_so"
-need_file hdr-offset "$offset_so"
+for c in hdr-floor hdr-write hdr-offset; do need_file $c "$(header_control_so $c)"; done
 for c in la-off la-s19 la-s0 la-s0-age60 la-s0-age60-fp; do need_file $c "$leakalloc_so"; done
 command -v heaptrack > /dev/null || missing[heaptrack]="heaptrack not in PATH"
 if [ -e "$jemalloc_so" ]; then
@@ -129,9 +126,7 @@ run_one() {
   case "$c" in
     glibc) ;;
     mimalloc) env_args=(LD_PRELOAD=$mimalloc_so) ;;
-    hdr-floor) env_args=(LD_PRELOAD=$floor_so) ;;
-    hdr-write) env_args=(LD_PRELOAD=$write_so) ;;
-    hdr-offset) env_args=(LD_PRELOAD=$offset_so) ;;
+    hdr-*) env_args=(LD_PRELOAD=$(header_control_so "$c")) ;;
     jemalloc) env_args=(LD_PRELOAD=$jemalloc_so) ;;
     je-prof) env_args=(LD_PRELOAD=$jemalloc_so MALLOC_CONF=prof:true,prof_prefix:$work/jeprof) ;;
     je-prof0) env_args=(LD_PRELOAD=$jemalloc_so MALLOC_CONF=prof:true,lg_prof_sample:0,prof_prefix:$work/jeprof) ;;
@@ -365,16 +360,10 @@ awk -F'\t' '
 floor_table=$work/floor.md
 : > "$floor_table"
 if [ -s "$work/floor_rows" ]; then
-  {
-    if [ "$floor_parts" = 1 ]; then
-      echo "| workload | hdr-floor <= 1.10x mimalloc (the sample:19 target, applied to the floor) | la-s19 x hdr-floor | la-off x hdr-floor | hdr-write x mimalloc | hdr-offset x mimalloc |"
-      echo "| --- | --- | --- | --- | --- | --- |"
-    else
-      echo "| workload | hdr-floor <= 1.10x mimalloc (the sample:19 target, applied to the floor) | la-s19 x hdr-floor | la-off x hdr-floor |"
-      echo "| --- | --- | --- | --- |"
-    fi
-    sort "$work/floor_rows"
-  } > "$floor_table"
+  cols="| workload | hdr-floor <= 1.10x mimalloc (the sample:19 target, applied to the floor) | la-s19 x hdr-floor | la-off x hdr-floor |"
+  rule="| --- | --- | --- | --- |"
+  if [ "$floor_parts" = 1 ]; then cols="$cols hdr-write x mimalloc | hdr-offset x mimalloc |"; rule="$rule --- | --- |"; fi
+  { echo "$cols"; echo "$rule"; sort "$work/floor_rows"; } > "$floor_table"
 fi
 
 cpu=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)

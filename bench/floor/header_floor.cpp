@@ -1,15 +1,16 @@
 // The header floor: a control configuration for bench/compare.sh ("hdr-floor"), not an
 // allocator anyone should use.
 //
-// It puts in front of mimalloc only what DESIGN.md asks of every block, and nothing
-// else: 16 bytes before the user pointer holding the requested size and a birth word
-// with a check word in its low 24 bits, written at malloc; at free, the header is read,
-// the check recomputed (the same one multiply as alloc/header.h), a mismatch refused,
-// and the freed mark written before mimalloc gets the block. No thread cache, no
-// counters, no sampler, no birth clock (the birth is one load of a word nobody updates,
-// cheaper than any clock), no special case for page-start pointers. So it is a lower
-// bound on the time of any allocator built to DESIGN.md on top of mimalloc's calls:
-// where leakalloc at sample:19 is slower than plain mimalloc by more than a target
+// It puts in front of mimalloc only what DESIGN.md asks of every block, and nothing else:
+// 16 bytes before the user pointer holding the requested size and a birth word with a
+// check word in its low 24 bits, written at malloc; at free, the header is read, the
+// check recomputed, a mismatch refused, and the freed mark written before mimalloc gets
+// the block. The header, its check and the freed mark are leakalloc's own
+// (alloc/header.h, header-only), so the floor pays exactly leakalloc's arithmetic. No
+// thread cache, no counters, no sampler, no birth clock (the birth is one load of a word
+// nobody updates, cheaper than any clock), no special case for page-start pointers. So it
+// is a lower bound on the time of any allocator built to DESIGN.md on top of mimalloc's
+// calls: where leakalloc at sample:19 is slower than plain mimalloc by more than a target
 // allows, the ratio of this floor to mimalloc says how much of that the design itself
 // costs, and leakalloc's ratio to the floor how much is leakalloc's own.
 //
@@ -29,10 +30,11 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
 #include <new>
+
+#include "alloc/header.h"
 
 #ifndef HEADER_FLOOR_MODE
 #define HEADER_FLOOR_MODE 2
@@ -40,40 +42,28 @@
 
 #define FLOOR_EXPORT extern "C" __attribute__((visibility("default")))
 
-// Outside the anonymous namespace, so that the compiler cannot fold them to constants:
-// the birth and the secret each cost the load of a shared word, as leakalloc's do. The
-// secret is fixed: one set by a constructor would change under the blocks that other
-// libraries' constructors allocated before it ran, and their free would be refused.
+// Not constants, so that the compiler cannot fold them: the birth and the secret each
+// cost the load of a shared word, as leakalloc's do. The secret (alloc/header.h declares
+// it; this library is its only definition here) is fixed: one set by a constructor would
+// change under the blocks that other libraries' constructors allocated before it ran,
+// and their free would be refused.
 uint64_t g_floor_birth_word = uint64_t{1} << 24;
-uint64_t g_floor_secret = 0x9b1f4c27d3e85a61ull;
+namespace leakalloc {
+uint64_t g_header_secret = 0x9b1f4c27d3e85a61ull;
+}
 
 namespace {
 
-constexpr size_t kHeader = 16;
-constexpr uint64_t kCheckMask = (uint64_t{1} << 24) - 1;
-
-struct Header {
-  uint64_t size;
-  uint64_t word1;  // birth << 24 | check, or the freed mark
-};
-
-inline uint64_t check_of(const void* user, uint64_t size) {
-  return ((reinterpret_cast<uintptr_t>(user) ^ g_floor_secret ^ size) * 0x9e3779b97f4a7c15ull) >> 40;
-}
-
-inline Header* header_of(void* user) { return reinterpret_cast<Header*>(static_cast<char*>(user) - kHeader); }
+using leakalloc::BlockHeader;
+using leakalloc::kHeaderSize;
 
 inline void* finish(void* base, size_t size) {
   if (__builtin_expect(base == nullptr, 0)) {
     errno = ENOMEM;
     return nullptr;
   }
-  void* user = static_cast<char*>(base) + kHeader;
-  if (HEADER_FLOOR_MODE >= 1) {
-    Header* h = static_cast<Header*>(base);
-    h->size = size;
-    h->word1 = g_floor_birth_word | check_of(user, size);
-  }
+  void* user = static_cast<char*>(base) + kHeaderSize;
+  if (HEADER_FLOOR_MODE >= 1) leakalloc::header_write_birth(user, size, g_floor_birth_word);
   return user;
 }
 
@@ -85,30 +75,29 @@ inline void* finish(void* base, size_t size) {
 }
 
 // The header of a live block, or the process ends (hdr-floor; the other two trust it).
-inline Header* checked(void* p, const char* op) {
-  Header* h = header_of(p);
-  if (HEADER_FLOOR_MODE >= 2 && __builtin_expect((h->word1 & kCheckMask) != check_of(p, h->size), 0))
-    refuse(op, p);
+inline BlockHeader* checked(void* p, const char* op) {
+  BlockHeader* h = leakalloc::header_of(p);
+  if (HEADER_FLOOR_MODE >= 2 && __builtin_expect(!leakalloc::header_valid(p, h), 0)) refuse(op, p);
   return h;
 }
 
 inline void release(void* p) {
   if (p == nullptr) return;
-  Header* h = checked(p, "free");
-  if (HEADER_FLOOR_MODE >= 2) h->word1 = reinterpret_cast<uintptr_t>(p) ^ ~g_floor_secret;
+  BlockHeader* h = checked(p, "free");
+  if (HEADER_FLOOR_MODE >= 2) h->word1 = leakalloc::freed_mark(p);
   mi_free(h);
 }
 
 inline void* alloc(size_t size) {
-  if (__builtin_expect(size > PTRDIFF_MAX - kHeader, 0)) return finish(nullptr, 0);
-  return finish(mi_malloc(size + kHeader), size);
+  if (__builtin_expect(size > PTRDIFF_MAX - kHeaderSize, 0)) return finish(nullptr, 0);
+  return finish(mi_malloc(size + kHeaderSize), size);
 }
 
 inline void* alloc_aligned(size_t align, size_t size) {
-  if (align < kHeader) align = kHeader;
-  if (size > PTRDIFF_MAX - kHeader) return finish(nullptr, 0);
+  if (align < kHeaderSize) align = kHeaderSize;
+  if (size > PTRDIFF_MAX - kHeaderSize) return finish(nullptr, 0);
   // The header right before an aligned user pointer, as DESIGN.md asks.
-  return finish(mi_malloc_aligned_at(size + kHeader, align, kHeader), size);
+  return finish(mi_malloc_aligned_at(size + kHeaderSize, align, kHeaderSize), size);
 }
 
 inline bool valid_alignment(size_t align) { return align != 0 && (align & (align - 1)) == 0; }
@@ -125,15 +114,15 @@ FLOOR_EXPORT void* malloc(size_t size) { return alloc(size); }
 FLOOR_EXPORT void free(void* p) { release(p); }
 FLOOR_EXPORT void* calloc(size_t n, size_t size) {
   size_t total;
-  if (__builtin_mul_overflow(n, size, &total) || total > PTRDIFF_MAX - kHeader) return finish(nullptr, 0);
-  return finish(mi_zalloc(total + kHeader), total);
+  if (__builtin_mul_overflow(n, size, &total) || total > PTRDIFF_MAX - kHeaderSize) return finish(nullptr, 0);
+  return finish(mi_zalloc(total + kHeaderSize), total);
 }
 FLOOR_EXPORT void* realloc(void* p, size_t size) {
   if (p == nullptr) return alloc(size);
-  Header* h = checked(p, "realloc");
-  if (size > PTRDIFF_MAX - kHeader) return finish(nullptr, 0);
+  BlockHeader* h = checked(p, "realloc");
+  if (size > PTRDIFF_MAX - kHeaderSize) return finish(nullptr, 0);
   // mi_realloc moves an aligned block to a plain one: no workload reallocs aligned blocks.
-  return finish(mi_realloc(h, size + kHeader), size);
+  return finish(mi_realloc(h, size + kHeaderSize), size);
 }
 FLOOR_EXPORT void* reallocarray(void* p, size_t n, size_t size) {
   size_t total;
@@ -141,7 +130,7 @@ FLOOR_EXPORT void* reallocarray(void* p, size_t n, size_t size) {
   return realloc(p, total);
 }
 FLOOR_EXPORT size_t malloc_usable_size(void* p) {
-  return p == nullptr ? 0 : mi_usable_size(checked(p, "malloc_usable_size")) - kHeader;
+  return p == nullptr ? 0 : mi_usable_size(checked(p, "malloc_usable_size")) - kHeaderSize;
 }
 FLOOR_EXPORT int posix_memalign(void** out, size_t align, size_t size) {
   if (!valid_alignment(align) || align % sizeof(void*) != 0) return EINVAL;
