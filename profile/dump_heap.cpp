@@ -21,6 +21,7 @@
 #include "leakalloc/leakalloc.h"
 #include "profile/dump_writers.h"
 #include "profile/profiler.h"
+#include "profile/snapshot.h"
 
 namespace leakalloc {
 namespace dump {
@@ -39,10 +40,6 @@ struct ThreadCell {
   Counts c;
 };
 
-// Blocks created while the walk runs may carry stack ids interned after the array was
-// sized; they are outside "every block live for the whole walk" and may be dropped,
-// but a little headroom keeps most of them.
-constexpr uint32_t kStackSlack = 1024;
 constexpr uint32_t kMaxThreadIndex = 65536;
 
 struct Aggregate {
@@ -86,8 +83,7 @@ bool cells_grow(Aggregate& a) {
   return true;
 }
 
-void on_block(void* ctx, const prof::LiveBlock& b) {
-  Aggregate& a = *static_cast<Aggregate*>(ctx);
+void on_block(Aggregate& a, const snap::Block& b) {
   if (b.stack_id == 0 || b.stack_id >= a.nstacks) return;
   Counts& s = a.per_stack[b.stack_id];
   ++s.objs;
@@ -115,15 +111,10 @@ void on_block(void* ctx, const prof::LiveBlock& b) {
   c->c.bytes += b.size;
 }
 
-uint64_t born_before(const DumpParams& p) {
-  if (p.age_ns == 0) return UINT64_MAX;
-  return p.now_ns > p.age_ns ? p.now_ns - p.age_ns : 0;
-}
-
-int aggregate(const DumpParams& p, ScratchArena& arena, bool per_thread, Aggregate* a) {
+int aggregate(const snap::Snapshot& s, ScratchArena& arena, bool per_thread, Aggregate* a) {
   *a = Aggregate{};
   a->arena = &arena;
-  a->nstacks = prof::stack_count() + 1 + kStackSlack;
+  a->nstacks = s.nstacks + 1;
   a->per_stack = arena.alloc_array<Counts>(a->nstacks);
   if (a->per_stack == nullptr) return ENOMEM;
   a->per_thread = per_thread;
@@ -131,7 +122,8 @@ int aggregate(const DumpParams& p, ScratchArena& arena, bool per_thread, Aggrega
     a->per_thread_total = arena.alloc_array<Counts>(kMaxThreadIndex);
     if (a->per_thread_total == nullptr || !cells_grow(*a)) return ENOMEM;
   }
-  prof::live_walk(born_before(p), on_block, a);
+  for (size_t i = 0; i < s.nblocks && !a->oom; ++i)
+    if (s.is_old(s.blocks[i])) on_block(*a, s.blocks[i]);
   return a->oom ? ENOMEM : 0;
 }
 
@@ -145,19 +137,24 @@ struct Totals {
   Counts cum;
 };
 
-Totals line_totals(const Aggregate& a) {
+// A stack without frames cannot be written as a line every reader accepts.
+bool writable(const snap::Snapshot& s, uint32_t id) { return s.stacks[id].stored && s.stacks[id].depth != 0; }
+
+Totals line_totals(const snap::Snapshot& s, const Aggregate& a) {
   Totals t{{0, 0}, {0, 0}};
   for (uint32_t id = 1; id < a.nstacks; ++id) {
-    prof::StackView v;
-    // A stack without frames cannot be written as a line every reader accepts.
-    if (!prof::stack_get(id, &v) || v.depth == 0) continue;
+    if (!writable(s, id)) continue;
     t.in.objs += a.per_stack[id].objs;
     t.in.bytes += a.per_stack[id].bytes;
-    t.cum.objs += v.cum_objs;
-    t.cum.bytes += v.cum_objs != 0 ? v.cum_bytes : 0;
+    t.cum.objs += s.stacks[id].cum_objs;
+    t.cum.bytes += s.stacks[id].cum_bytes;
   }
   return t;
 }
+
+// Frames come from the stack table (a stored stack never changes); counts from the
+// snapshot.
+bool frames_of(uint32_t id, prof::StackView* v) { return prof::stack_get(id, v) && v->depth != 0; }
 
 void write_frames(FdWriter& w, const prof::StackView& v) {
   w.ch('@');
@@ -173,7 +170,8 @@ void write_pair(FdWriter& w, Counts in, Counts cum) {
   w.u64(in.objs).str(": ").u64(in.bytes).str(" [").u64(cum.objs).str(": ").u64(cum.bytes).ch(']');
 }
 
-void write_metadata(FdWriter& w, const DumpParams& p, const Aggregate& a) {
+void write_metadata(FdWriter& w, const snap::Snapshot& s, const Aggregate& a) {
+  const snap::Params& p = s.p;
   // Every reader skips '#' lines, so the metadata costs no compatibility.
   w.str("# leakalloc ").str(LEAKALLOC_VERSION).ch('\n');
   w.str("# dump_kind: ").ch(p.kind).ch('\n');
@@ -183,34 +181,19 @@ void write_metadata(FdWriter& w, const DumpParams& p, const Aggregate& a) {
   w.str("# lg_sample: ").i64(p.lg_sample).str(" period: ").u64(p.period).ch('\n');
   w.str("# sampled_blocks_older_than_age: ").u64(a.total.objs).str(" bytes: ").u64(a.total.bytes)
       .ch('\n');
-  prof::Counters c = prof::counters();
+  const prof::Counters& c = s.counters;
   w.str("# sampled_live_blocks: ").u64(c.sampled_live).str(" sampled_total: ").u64(c.sampled_total)
       .str(" stacks: ").u64(c.stacks).str(" stacks_dropped: ").u64(c.stacks_dropped).ch('\n');
-  prof::AllocTotals t = prof::alloc_totals();
+  const prof::AllocTotals& t = s.totals;
   w.str("# process_live_blocks: ").u64(t.live_blocks).str(" bytes: ").u64(t.allocated_bytes)
       .str(" total_allocs: ").u64(t.total_allocs).str(" total_bytes: ").u64(t.total_bytes).ch('\n');
 }
 
 // jeprof symbolises a PIE only when a maps line names the binary it was given, so the
 // maps go out verbatim.
-int write_maps(FdWriter& w) {
+void write_maps(FdWriter& w, const snap::Snapshot& s) {
   w.str("MAPPED_LIBRARIES:\n");
-  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return errno;
-  char buf[4096];
-  int err = 0;
-  for (;;) {
-    ssize_t r = read(fd, buf, sizeof buf);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      err = errno;
-      break;
-    }
-    if (r == 0) break;
-    w.str(buf, static_cast<size_t>(r));
-  }
-  close(fd);
-  return err;
+  w.str(s.maps, s.maps_len);
 }
 
 int finish(FdWriter& w, int err) {
@@ -221,13 +204,12 @@ int finish(FdWriter& w, int err) {
 
 }  // namespace
 
-int write_heap(int fd, const DumpParams& p, ScratchArena& arena) {
+int write_heap(int fd, const snap::Snapshot& s, ScratchArena& arena) {
+  const snap::Params& p = s.p;
   Aggregate a;
-  int err = aggregate(p, arena, false, &a);
+  int err = aggregate(s, arena, false, &a);
   if (err != 0) return err;
-  // Stacks are read once for the header's totals and again for the lines; cumulative
-  // counters may move in between, which only shifts the history columns.
-  Totals tot = line_totals(a);
+  Totals tot = line_totals(s, a);
   uint32_t n = a.nstacks;
   char* buf = static_cast<char*>(arena.alloc(kOutBuf));
   if (buf == nullptr) return ENOMEM;
@@ -241,22 +223,23 @@ int write_heap(int fd, const DumpParams& p, ScratchArena& arena) {
   }
   for (uint32_t id = 1; id < n && !w.failed(); ++id) {
     prof::StackView v;
-    if (!prof::stack_get(id, &v) || v.depth == 0) continue;
+    if (!writable(s, id) || !frames_of(id, &v)) continue;
     Counts in = a.per_stack[id];
-    if (in.objs == 0 && v.cum_objs == 0) continue;
-    write_pair(w, in, Counts{v.cum_objs, v.cum_bytes});
+    Counts cum{s.stacks[id].cum_objs, s.stacks[id].cum_bytes};
+    if (in.objs == 0 && cum.objs == 0) continue;
+    write_pair(w, in, cum);
     w.ch(' ');
     write_frames(w, v);
   }
-  write_metadata(w, p, a);
-  err = write_maps(w);
-  return finish(w, err);
+  write_metadata(w, s, a);
+  write_maps(w, s);
+  return finish(w, 0);
 }
 
-int write_heap_v2(int fd, const DumpParams& p, ScratchArena& arena) {
-  uint32_t thread_epoch = prof::thread_epoch();  // before the walk (profile/profiler.h)
+int write_heap_v2(int fd, const snap::Snapshot& s, ScratchArena& arena) {
+  const snap::Params& p = s.p;
   Aggregate a;
-  int err = aggregate(p, arena, true, &a);
+  int err = aggregate(s, arena, true, &a);
   if (err != 0) return err;
   // Collect the (stack, thread) cells, ordered by stack then thread, so each stack's
   // thread lines follow its `@` line.
@@ -267,7 +250,7 @@ int write_heap_v2(int fd, const DumpParams& p, ScratchArena& arena) {
     if (a.cells[i].key != 0) sorted[m++] = a.cells[i];
   std::sort(sorted, sorted + m, [](const ThreadCell& x, const ThreadCell& y) { return x.key < y.key; });
 
-  Totals tot = line_totals(a);
+  Totals tot = line_totals(s, a);
   uint32_t n = a.nstacks;
   char* buf = static_cast<char*>(arena.alloc(kOutBuf));
   if (buf == nullptr) return ENOMEM;
@@ -289,12 +272,13 @@ int write_heap_v2(int fd, const DumpParams& p, ScratchArena& arena) {
   for (uint32_t id = 1; id < n && !w.failed(); ++id) {
     while (k < m && (sorted[k].key >> 32) < id) ++k;
     prof::StackView v;
-    if (!prof::stack_get(id, &v) || v.depth == 0) continue;
+    if (!writable(s, id) || !frames_of(id, &v)) continue;
     Counts in = a.per_stack[id];
-    if (in.objs == 0 && v.cum_objs == 0) continue;
+    Counts cum{s.stacks[id].cum_objs, s.stacks[id].cum_bytes};
+    if (in.objs == 0 && cum.objs == 0) continue;
     write_frames(w, v);
     w.str("  t*: ");
-    write_pair(w, in, Counts{v.cum_objs, v.cum_bytes});
+    write_pair(w, in, cum);
     w.ch('\n');
     for (; k < m && (sorted[k].key >> 32) == id; ++k) {
       w.str("  t").u64(sorted[k].key & 0xffffffffu).str(": ");
@@ -302,16 +286,15 @@ int write_heap_v2(int fd, const DumpParams& p, ScratchArena& arena) {
       w.ch('\n');
     }
   }
-  write_metadata(w, p, a);
+  write_metadata(w, s, a);
   // jeprof --thread=N takes the index above; this maps it to the kernel's view.
-  prof::threads_refresh_names();
-  for (uint32_t t = 0; t < a.max_thread; ++t) {
-    prof::ThreadView tv;
-    if (a.per_thread_total[t].objs == 0 || !prof::thread_get(t, &tv, thread_epoch)) continue;
+  for (uint32_t t = 0; t < a.max_thread && t < s.nthreads; ++t) {
+    const snap::Thread& tv = s.threads[t];
+    if (a.per_thread_total[t].objs == 0 || !tv.known) continue;
     w.str("# thread t").u64(t).str(": tid ").i64(tv.tid).str(" name ").str(tv.name).ch('\n');
   }
-  err = write_maps(w);
-  return finish(w, err);
+  write_maps(w, s);
+  return finish(w, 0);
 }
 
 }  // namespace dump

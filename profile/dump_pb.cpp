@@ -46,6 +46,7 @@
 #include "profile/dump_writers.h"
 #include "profile/pb_encode.h"
 #include "profile/profiler.h"
+#include "profile/snapshot.h"
 
 namespace leakalloc {
 namespace dump {
@@ -375,7 +376,7 @@ class GzSink {
 
 class PbWriter {
  public:
-  PbWriter(int fd, const DumpParams& p, ScratchArena& a) : p_(p), arena_(a), sink_(fd, a) {}
+  PbWriter(int fd, const snap::Snapshot& s, ScratchArena& a) : s_(s), p_(s.p), arena_(a), sink_(fd, a) {}
   int run();
 
  private:
@@ -397,9 +398,10 @@ class PbWriter {
   void emit_sample(const StackField& loc, const int64_t values[4], const GroupKey* g);
   int emit_groups();
   void emit_comments();
-  static void on_block(void* ctx, const prof::LiveBlock& b);
+  void on_block(const snap::Block& b);
 
-  const DumpParams& p_;
+  const snap::Snapshot& s_;
+  const snap::Params& p_;
   ScratchArena& arena_;
   GzSink sink_;
   bool oom_ = false;
@@ -415,7 +417,6 @@ class PbWriter {
   };
   ThreadLabel* thread_cache_ = nullptr;
   uint32_t thread_cache_n_ = 0;
-  uint32_t thread_epoch_ = 0;  // prof::thread_epoch() before the walk
   uint64_t k_age_ = 0, k_seconds_ = 0, k_bytes_ = 0, k_thread_ = 0, k_thread_id_ = 0;
 };
 
@@ -442,33 +443,17 @@ void PbWriter::value_type(uint32_t field, const char* type, const char* unit) {
   sink_.field(field, m);
 }
 
-// Parses /proc/self/maps: every executable mapping of a file becomes a Mapping.
+// Parses the snapshot's /proc/self/maps: every executable mapping of a file becomes a
+// Mapping.
 int PbWriter::read_mappings() {
   char exe[4096];
   ssize_t exe_len = readlink("/proc/self/exe", exe, sizeof exe - 1);
   if (exe_len < 0) exe_len = 0;
   exe[exe_len] = '\0';
 
-  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return errno;
-  size_t cap = 256 * 1024, len = 0;
-  char* text = static_cast<char*>(arena_.alloc(cap, 1));
-  for (;;) {
-    if (text == nullptr) { close(fd); return ENOMEM; }
-    if (len == cap) {
-      char* bigger = static_cast<char*>(arena_.alloc(cap * 2, 1));
-      if (bigger != nullptr)
-        for (size_t i = 0; i < len; ++i) bigger[i] = text[i];
-      text = bigger;
-      cap *= 2;
-      continue;
-    }
-    ssize_t r = read(fd, text + len, cap - len);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    len += static_cast<size_t>(r);
-  }
-  close(fd);
+  // The snapshot's copy of the maps: the same text the heap writers put in their files.
+  const char* text = s_.maps;
+  size_t len = s_.maps_len;
 
   size_t exe_first = SIZE_MAX;
   ArenaVec<FileMap> files;
@@ -571,8 +556,8 @@ bool PbWriter::thread_label(uint32_t index, uint64_t* name_str, int32_t* tid) {
     *tid = thread_cache_[index].tid;
     return true;
   }
-  prof::ThreadView tv;
-  if (!prof::thread_get(index, &tv, thread_epoch_)) return false;
+  if (index >= s_.nthreads || !s_.threads[index].known) return false;
+  const snap::Thread& tv = s_.threads[index];
   *name_str = tv.name[0] != '\0' ? str(tv.name) : 0;
   *tid = tv.tid;
   if (index < thread_cache_n_) thread_cache_[index] = ThreadLabel{*name_str, *tid, true};
@@ -690,8 +675,8 @@ void PbWriter::emit_comments() {
   sink_.scalar(kProfComment, str(line, n));
 }
 
-void PbWriter::on_block(void* ctx, const prof::LiveBlock& b) {
-  PbWriter* w = static_cast<PbWriter*>(ctx);
+void PbWriter::on_block(const snap::Block& b) {
+  PbWriter* w = this;
   if (w->oom_) return;
   GroupKey k{};
   k.stack_id = b.stack_id;
@@ -732,29 +717,26 @@ int PbWriter::run() {
   rc = read_mappings();
   if (rc != 0) return rc;
 
-  prof::threads_refresh_names();
-  thread_epoch_ = prof::thread_epoch();
-  thread_cache_n_ = prof::thread_count();
+  thread_cache_n_ = s_.nthreads;
   thread_cache_ = arena_.alloc_array<ThreadLabel>(thread_cache_n_ + 1);
   if (thread_cache_ == nullptr) return ENOMEM;
 
   // Every live sampled block could be its own group (sample:0, all sizes distinct).
-  uint64_t live = prof::counters().sampled_live;
-  if (!groups_.reserve(arena_, live + live / 8 + 1024)) return ENOMEM;
-
-  uint64_t born_before = UINT64_MAX;
-  if (p_.age_ns != 0) born_before = p_.now_ns > p_.age_ns ? p_.now_ns - p_.age_ns : 0;
-  prof::live_walk(born_before, on_block, this);
+  if (!groups_.reserve(arena_, s_.nblocks + 1024)) return ENOMEM;
+  for (size_t i = 0; i < s_.nblocks && !oom_; ++i)
+    if (s_.is_old(s_.blocks[i])) on_block(s_.blocks[i]);
   if (oom_) return ENOMEM;
   rc = emit_groups();
   if (rc != 0) return rc;
 
   StackField* loc = static_cast<StackField*>(arena_.alloc(sizeof(StackField)));
   if (loc == nullptr) return ENOMEM;
-  uint32_t nstacks = prof::stack_count();
-  for (uint32_t id = 1; id <= nstacks && !oom_ && sink_.error() == 0; ++id) {
+  for (uint32_t id = 1; id <= s_.nstacks && !oom_ && sink_.error() == 0; ++id) {
     prof::StackView sv;
-    if (!prof::stack_get(id, &sv) || sv.cum_objs == 0) continue;
+    if (!s_.stacks[id].stored || s_.stacks[id].cum_objs == 0 || !prof::stack_get(id, &sv)) continue;
+    // Counts as the snapshot saw them (the table's go on moving), frames from the table.
+    sv.cum_objs = s_.stacks[id].cum_objs;
+    sv.cum_bytes = s_.stacks[id].cum_bytes;
     encode_stack(id, &sv, loc);
     emit_alloc(*loc, sv);
   }
@@ -767,8 +749,8 @@ int PbWriter::run() {
 
 }  // namespace
 
-int write_pb(int fd, const DumpParams& p, ScratchArena& arena) {
-  PbWriter w(fd, p, arena);
+int write_pb(int fd, const snap::Snapshot& s, ScratchArena& arena) {
+  PbWriter w(fd, s, arena);
   return w.run();
 }
 

@@ -20,6 +20,7 @@
 #include "alloc/base.h"
 #include "pb_funcs.h"
 #include "profile/dump_writers.h"
+#include "profile/snapshot.h"
 #include "profile/profiler.h"
 
 namespace {
@@ -70,18 +71,13 @@ int write_file(const char* path, uint64_t age_ms) {
     perror(path);
     return 1;
   }
-  leakalloc::dump::DumpParams p{};
-  p.now_ns = leakalloc::coarse_now_ns();
-  p.age_ns = age_ms * 1000000ull;
-  p.lg_sample = prof::lg_sample();
-  p.period = prof::sample_period();
-  p.uptime_ns = p.now_ns - leakalloc::process_start_ns();
-  p.wall_time_s = static_cast<uint64_t>(time(nullptr));
-  p.kind = 'm';
+  leakalloc::snap::Params p = leakalloc::snap::params_now(age_ms, 'm');
   int rc;
   {
     ScratchArena arena;
-    rc = leakalloc::dump::write_pb(fd, p, arena);
+    leakalloc::snap::Snapshot s;
+    rc = leakalloc::snap::take(p, arena, &s);
+    if (rc == 0) rc = leakalloc::dump::write_pb(fd, s, arena);
   }
   close(fd);
   printf("dump %s age_ms=%llu sample:%d rc=%d\n", path, static_cast<unsigned long long>(age_ms),
@@ -96,8 +92,8 @@ int dump_to(const char* dir, const char* name, uint64_t age_ms) {
   return write_file(path, age_ms);
 }
 
-// The writer must not allocate through the tracked malloc even when nobody holds a
-// guard: at sample:0 every tracked allocation is sampled, so the sampled total tells.
+// The snapshot and the writer must not allocate through the tracked malloc even when
+// nobody holds a guard: at sample:0 every tracked allocation is sampled, so the sampled total tells.
 // The path is formatted first (snprintf may allocate).
 int dump_unguarded(const char* dir, const char* name) {
   char path[4096];
@@ -105,15 +101,13 @@ int dump_unguarded(const char* dir, const char* name) {
   uint64_t before = prof::counters().sampled_total;
   int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return 1;
-  leakalloc::dump::DumpParams p{};
-  p.now_ns = leakalloc::coarse_now_ns();
-  p.lg_sample = prof::lg_sample();
-  p.period = prof::sample_period();
-  p.kind = 'm';
+  leakalloc::snap::Params p = leakalloc::snap::params_now(0, 'm');
   int rc;
   {
     ScratchArena arena;
-    rc = leakalloc::dump::write_pb(fd, p, arena);
+    leakalloc::snap::Snapshot s;
+    rc = leakalloc::snap::take(p, arena, &s);
+    if (rc == 0) rc = leakalloc::dump::write_pb(fd, s, arena);
   }
   close(fd);
   uint64_t after = prof::counters().sampled_total;

@@ -1,0 +1,60 @@
+// Dump files: names, creation and retention (keep:N).
+//
+// Contract. Everything here runs with the dump lock held (profile/dump.cpp), which
+// guards the sequence numbers, the retention rings and the static name buffers; nothing
+// allocates (names are built in fixed buffers, the directory is read with getdents64).
+// The naming rules are described at the top of profile/dump.cpp.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace leakalloc {
+namespace dump {
+namespace files {
+
+constexpr size_t kPathMax = 4096 + 64;
+
+// A tiny appender over a fixed buffer; `ok` is false once the name does not fit.
+struct PathBuf {
+  char buf[kPathMax] = {};
+  size_t n = 0;
+  bool ok = true;
+  void clear();
+  // Appends at most `max` bytes of s (all of it by default).
+  void add(const char* s, size_t max = SIZE_MAX);
+  void add_u64(uint64_t v);
+};
+
+// The file suffix of a format bit of opt.format (ctl/options.h kFormat*).
+const char* suffix_of(int64_t format_bit);
+
+// <prefix>.<pid>.<seq>.<kind><kseq><suffix>
+void auto_name(PathBuf& name, pid_t pid, uint64_t seq, char kind, uint64_t kseq, const char* suffix);
+
+// Creates the first file of an automatic dump under the next free sequence number;
+// sets *seq and `name`; returns the fd, or -1 with *err set.
+int claim_auto_name(PathBuf& name, pid_t pid, char kind, uint64_t kseq, const char* suffix,
+                    uint64_t* seq, int* err);
+// Creates `path` for writing (never following a symlink nor replacing a file); the fd
+// or -1 with errno set.
+int create(const char* path);
+
+// Records an automatic dump of kind i or u (the formats it wrote) and deletes the files
+// of the dumps keep:N no longer keeps.
+void retain(pid_t pid, char kind, uint64_t seq, uint64_t kseq, int64_t written);
+
+// strerror() may allocate and is not async-signal-safe: the reasons a dump can fail,
+// spelled here; null for an errno without a text.
+const char* errno_text(int e);
+// One "leakalloc: cannot write dump PATH: REASON" line.
+void report_failure(const char* path, int err);
+
+// A fork child starts its sequence numbers again and owns none of the parent's files.
+void fork_child();
+
+}  // namespace files
+}  // namespace dump
+}  // namespace leakalloc
