@@ -9,7 +9,7 @@
 #include "alloc/fast_path.h"
 #include "alloc/header.h"
 #include "alloc/thread_cache.h"
-#include "ctl/options.h"
+#include "config/options.h"
 #include "profile/profiler.h"
 #include "profile/sampler.h"
 #include "profile/threads.h"
@@ -146,7 +146,7 @@ LA_ALWAYS_INLINE bool is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
 // which a foreign pointer may not have mapped, and neither may a large block that was
 // already freed (its memory goes back to the system). mimalloc's segment map vouches for
 // the blocks it covers (`in_heap`); a block outside it (mimalloc places a huge one where
-// mmap puts it) is probed with memory_readable (alloc/base.h), a system call or two per
+// mmap puts it) is probed with memory_readable (base/os.h), a system call or two per
 // free of such a block, small beside the munmap that follows.
 bool page_aligned_header_readable(void* p, bool in_heap) {
   return in_heap || memory_readable(reinterpret_cast<uintptr_t>(header_of(p)), kHeaderSize);

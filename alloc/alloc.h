@@ -15,7 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "alloc/base.h"
+#include "base/base.h"
 
 namespace leakalloc {
 

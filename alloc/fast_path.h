@@ -3,7 +3,7 @@
 //
 // An unsampled malloc of up to kCacheMaxRequest bytes is: a pop from this thread's
 // cache bin of its size class (alloc/thread_cache.h), one sampler decrement, two
-// owner-only counters, the birth clock (two loads and a compare, alloc/base.h) and two
+// owner-only counters, the birth clock (two loads and a compare, base/clock.h) and two
 // header stores. An unsampled free of such a block is: two header loads, the check, a
 // push onto the bin and two counters; so is the free of a small aligned block, onto the
 // bin of its class among the thread's bins of aligned blocks. An empty bin (malloc) or

@@ -42,7 +42,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "alloc/base.h"
+#include "base/base.h"
 
 namespace leakalloc {
 
@@ -53,7 +53,6 @@ constexpr uint64_t kAlignedCacheBit = uint64_t{1} << 61;
 constexpr uint64_t kUnsampledSizeMask = (uint64_t{1} << 48) - 1;
 constexpr uint64_t kSizeInRecord = (uint64_t{1} << 24) - 1;  // sampled size field: "ask the record"
 constexpr uint64_t kGenerationMask = 127;
-constexpr int kBirthShift = 20;  // ns per tick = 2^20
 constexpr uint64_t kCheckMask = (uint64_t{1} << 24) - 1;
 
 struct BlockHeader {
@@ -105,13 +104,6 @@ LA_ALWAYS_INLINE bool header_valid(const void* user, uint64_t tag, uint64_t word
 LA_ALWAYS_INLINE bool header_valid(const void* user, const BlockHeader* h) {
   return header_valid(user, h->tag, h->word1);
 }
-
-LA_ALWAYS_INLINE uint64_t birth_ticks_of(uint64_t now_ns) {
-  return (now_ns >> kBirthShift) & ((uint64_t{1} << 40) - 1);
-}
-
-// The birth bits of word1 (its check bits zero) for a block born at now_ns.
-LA_ALWAYS_INLINE uint64_t birth_word_of(uint64_t now_ns) { return birth_ticks_of(now_ns) << 24; }
 
 // `birth_word` is birth_word_of() of the birth, or the word1 of a header with its check
 // masked off.

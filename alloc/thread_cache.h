@@ -51,7 +51,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "alloc/base.h"
+#include "base/base.h"
 
 namespace leakalloc {
 

@@ -24,8 +24,8 @@
 #include <sys/types.h>
 
 #include "alloc/alloc.h"
-#include "alloc/base.h"
-#include "ctl/options.h"
+#include "base/base.h"
+#include "config/options.h"
 #include "ctl/stats.h"
 #include "leakalloc/leakalloc.h"
 #include "profile/dump.h"

@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "ctl/options.h"
+#include "config/options.h"
 
 namespace leakalloc {
 namespace ctl {

@@ -16,7 +16,7 @@
 
 #include <atomic>
 
-#include "alloc/base.h"
+#include "base/base.h"
 #include "alloc/header.h"
 #include "ctl/ctl.h"
 #include "profile/dump.h"

@@ -14,7 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "ctl/options.h"
+#include "config/options.h"
 
 // Field types are spelled as tokens (`size_t` or `uint64_t`) because ctl/ctl.cpp maps
 // them to the mallctl value type by token pasting: on x86-64 both are `unsigned long`,

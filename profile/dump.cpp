@@ -31,7 +31,7 @@
 //                         (attend) and the thread, which also looks every
 //                         kRemotePollMs, answers it (serve_remote).
 // With age > 0 and final/interval not set by the user, final is on and the interval is
-// `age`: the parser (ctl/conf.cpp) derives those values, so opt.final and opt.interval
+// `age`: the parser (config/conf.cpp) derives those values, so opt.final and opt.interval
 // show what is in force.
 //
 // Files: <prefix>.<pid>.<seq>.<kind><kseq><suffix>; suffix .heap (legacy text, every
@@ -74,8 +74,8 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#include "alloc/base.h"
-#include "ctl/options.h"
+#include "base/base.h"
+#include "config/options.h"
 #include "profile/dump_files.h"
 #include "profile/dump_internal.h"
 #include "profile/dump_writers.h"

@@ -9,8 +9,8 @@
 
 #include <initializer_list>
 
-#include "alloc/base.h"
-#include "ctl/options.h"
+#include "base/base.h"
+#include "config/options.h"
 
 namespace leakalloc {
 namespace dump {

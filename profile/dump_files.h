@@ -28,7 +28,7 @@ struct PathBuf {
   void add_u64(uint64_t v);
 };
 
-// The file suffix of a format bit of opt.format (ctl/options.h kFormat*).
+// The file suffix of a format bit of opt.format (config/options.h kFormat*).
 const char* suffix_of(int64_t format_bit);
 
 // <prefix>.<pid>.<seq>.<kind><kseq><suffix>

@@ -9,7 +9,7 @@
 #include <atomic>
 #include <cstdint>
 
-#include "alloc/base.h"
+#include "base/base.h"
 #include "profile/remote.h"
 
 namespace leakalloc {

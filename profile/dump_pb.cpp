@@ -42,7 +42,7 @@
 #include <zlib.h>
 
 #include "leakalloc/leakalloc.h"
-#include "alloc/base.h"
+#include "base/base.h"
 #include "profile/dump_writers.h"
 #include "profile/pb_encode.h"
 #include "profile/profiler.h"

@@ -12,8 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "alloc/base.h"
-#include "ctl/options.h"
+#include "base/base.h"
+#include "config/options.h"
 #include "profile/dump.h"
 #include "profile/dump_files.h"
 #include "profile/dump_internal.h"
@@ -212,7 +212,7 @@ int start_thread() {
 void start() {
   if (g_started.exchange(true, std::memory_order_acq_rel)) return;
   ReentrancyGuard g;
-  // final and interval already hold the defaults derived from age (ctl/conf.cpp).
+  // final and interval already hold the defaults derived from age (config/conf.cpp).
   g_final = opt(kOpt_final) != 0;
   int64_t interval_ms = opt(kOpt_interval);
   g_interval_ns = interval_ms > 0 ? static_cast<uint64_t>(interval_ms) * 1000000ull : 0;

@@ -9,7 +9,7 @@
 
 #include <cstdint>
 
-#include "alloc/base.h"
+#include "base/base.h"
 #include "profile/snapshot.h"
 
 namespace leakalloc {

@@ -8,7 +8,7 @@
 #include <atomic>
 #include <cstring>
 
-#include "alloc/base.h"
+#include "base/base.h"
 
 namespace leakalloc {
 namespace frame_cache {

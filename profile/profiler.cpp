@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "alloc/header.h"
-#include "ctl/options.h"
+#include "config/options.h"
 #include "profile/dump.h"
 #include "profile/frame_cache.h"
 #include "profile/live_set.h"

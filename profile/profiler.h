@@ -68,7 +68,7 @@ struct LiveBlock {
   uint32_t stack_id;
   uint32_t thread_index;
   uint64_t size;      // requested bytes
-  uint64_t birth_ns;  // coarse monotonic clock (alloc/base.h coarse_now_ns)
+  uint64_t birth_ns;  // coarse monotonic clock (base/clock.h coarse_now_ns)
   uint32_t record;    // the live record's id + 1, as in the block header
 };
 // The record id (+1) of a live sampled leakalloc block, or 0 when `user` is null, not a
@@ -127,7 +127,7 @@ AllocTotals alloc_totals();
 // Stack capture, exposed for the benchmarks and tests: fills `out` with up to `max`
 // return addresses of the caller's stack, leaf first, leakalloc's own frames removed.
 // kind: 0 = libunwind (through the frame-recipe cache, as sampling does), 1 = frame
-// pointers (see ctl/options.h UnwindKind), kCaptureLibunwindUncached = unw_backtrace alone.
+// pointers (see config/options.h UnwindKind), kCaptureLibunwindUncached = unw_backtrace alone.
 constexpr int kCaptureLibunwindUncached = 2;
 size_t capture_stack(uintptr_t* out, size_t max, int kind);
 

@@ -21,7 +21,7 @@
 #include <cstdint>
 
 #include "alloc/alloc.h"
-#include "alloc/base.h"
+#include "base/base.h"
 #include "alloc/thread_cache.h"
 #include "profile/frame_cache.h"
 
@@ -80,7 +80,7 @@ struct ThreadState {
   uint32_t thread_index;   // index in the thread registry
   uint64_t rng;            // sampler PRNG state
   OwnerCounter counter[kCounterCount];
-  CoarseCache clock;       // the birth clock's last reading (alloc/base.h birth_word_now)
+  CoarseCache clock;       // the birth clock's last reading (base/clock.h birth_word_now)
   CacheBin cache[kCacheBins];  // freed blocks by size class (alloc/thread_cache.h)
   CacheBin aligned_cache[kCacheBins];  // freed small aligned blocks, by size class
   std::atomic<uint8_t> unwinding;  // inside a stack capture (the fork gate waits for it)
@@ -130,7 +130,7 @@ void record_free(uint32_t record, uint32_t generation);
 uint64_t record_size(uint32_t record);
 // Ensures the allocator is initialised (secret, options); cheap after the first call.
 void ensure_init();
-// g_on_tick (alloc/base.h): what the dump thread asks for (dump::needs_attention) is
+// g_on_tick (base/clock.h): what the dump thread asks for (dump::needs_attention) is
 // looked at on each thread's first allocation after a tick of the coarse clock, not only
 // at a sample, so a process at sample:19 that allocates a little answers `leakalloc
 // dump` within a tick of its next allocation instead of after 512 KiB of them. Not from

@@ -23,7 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "alloc/base.h"
+#include "base/base.h"
 #include "profile/profiler.h"
 
 namespace leakalloc {

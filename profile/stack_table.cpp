@@ -2,7 +2,7 @@
 
 #include <atomic>
 
-#include "alloc/base.h"
+#include "base/base.h"
 
 extern "C" __attribute__((visibility("default"), noinline)) void leakalloc_stack_table_full(void) {
   // A named address for the overflow stack; never called.

@@ -24,7 +24,7 @@
 
 #include <vector>
 
-#include "ctl/options.h"
+#include "config/options.h"
 #include "frames.h"
 #include "latency_probe.h"
 #include "profile/dump.h"
@@ -182,7 +182,7 @@ BENCHMARK(BM_capture_stack)
     ->ArgNames({"depth", "kind"})
     ->ArgsProduct({{8, 16, 32}, {0, 1, leakalloc::prof::kCaptureLibunwindUncached}});
 BENCHMARK(BM_sampled_pair)->ArgName("kind")->Arg(0)->Arg(1);
-// format: 1 heap (legacy text), 2 heap_v2, 4 pb (gzipped protobuf); see ctl/options.h.
+// format: 1 heap (legacy text), 2 heap_v2, 4 pb (gzipped protobuf); see config/options.h.
 BENCHMARK(BM_dump)
     ->ArgNames({"blocks", "stacks", "format"})
     ->ArgsProduct({{100000}, {1024, 16384}, {1, 2, 4}})

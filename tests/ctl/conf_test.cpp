@@ -25,7 +25,7 @@
 
 #include <gtest/gtest.h>
 
-#include "ctl/options.h"
+#include "config/options.h"
 
 namespace {
 

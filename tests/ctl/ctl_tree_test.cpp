@@ -29,7 +29,7 @@
 
 #include "alloc/header.h"
 #include "ctl/ctl.h"
-#include "ctl/options.h"
+#include "config/options.h"
 #include "ctl/stats.h"
 #include "profile/profiler.h"
 

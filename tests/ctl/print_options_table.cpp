@@ -1,5 +1,5 @@
 // Prints README.md's options table and control-tree table from the data they document
-// (LEAKALLOC_OPTIONS in ctl/options.h, the tree in ctl/ctl.cpp), and checks README.md.
+// (LEAKALLOC_OPTIONS in config/options.h, the tree in ctl/ctl.cpp), and checks README.md.
 //
 //   print_options_table options             the options table (markdown)
 //   print_options_table mallctl             the mallctl leaves table (markdown)
@@ -15,7 +15,7 @@
 #include <string>
 
 #include "ctl/ctl.h"
-#include "ctl/options.h"
+#include "config/options.h"
 
 using namespace leakalloc;
 

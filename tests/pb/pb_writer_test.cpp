@@ -17,7 +17,7 @@
 
 #include <atomic>
 
-#include "alloc/base.h"
+#include "base/base.h"
 #include "pb_funcs.h"
 #include "profile/dump_writers.h"
 #include "profile/snapshot.h"

@@ -26,7 +26,7 @@
 #include <vector>
 #include <thread>
 
-#include "alloc/base.h"
+#include "base/base.h"
 #include "alloc/header.h"
 #include "profile/profiler.h"
 #include "profile/sampler.h"
@@ -1054,9 +1054,9 @@ TEST(ProfThreads, BlocksOfAnExitedThreadKeepItsIndexAndName) {
 }  // namespace
 
 // Every malloc reads the birth clock: after initialisation it must be the vDSO's own
-// clock_gettime (alloc/base.cpp finds it by hand), and it must tell the same time as
+// clock_gettime (base/clock.cpp finds it by hand), and it must tell the same time as
 // glibc's CLOCK_MONOTONIC_COARSE.
-// memory_readable (alloc/base.h) decides whether the header before a page-aligned pointer
+// memory_readable (base/os.h) decides whether the header before a page-aligned pointer
 // that mimalloc's segment map does not cover may be read at free. Each of its three ways
 // on a readable page, a PROT_NONE page and an unmapped one; mincore() cannot tell
 // PROT_NONE from readable, which the header says.
@@ -1115,7 +1115,7 @@ TEST(ProfClock, BirthClockIsTheVdsoFunctionAndAgreesWithGlibc) {
 }
 
 // The malloc fast path dates a block from the kernel's [vvar] words when it has found
-// and confirmed them (alloc/base.h birth_word_now), and so does the sampling path for a
+// and confirmed them (base/clock.h birth_word_now), and so does the sampling path for a
 // sampled block's header and live record (coarse_now_ns_cached; profile.birth_clock_vvar
 // runs this at sample:19, profile.birth_clock_vvar_sample0 at sample:0). Every header's birth must lie
 // between two readings of glibc's CLOCK_MONOTONIC_COARSE taken around the malloc, over

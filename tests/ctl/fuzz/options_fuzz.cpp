@@ -1,7 +1,7 @@
-// libFuzzer target for the configuration parser (ctl/conf.cpp).
+// libFuzzer target for the configuration parser (config/conf.cpp).
 //
 // Built with clang's -fsanitize=fuzzer,address,undefined from the parser's own sources
-// (ctl/options.cpp, ctl/conf.cpp, alloc/base.cpp) and not the allocator override:
+// (config/options.cpp, config/conf.cpp, base/) and not the allocator override:
 // ASan replaces malloc. Oracles, besides the sanitizers:
 //   - every option stays inside its table range, the prefix stays a terminated,
 //     non-empty string, and the bad-pair count is sane;
@@ -14,7 +14,7 @@
 
 #include <string>
 
-#include "ctl/options.h"
+#include "config/options.h"
 
 using namespace leakalloc;
 

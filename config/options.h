@@ -1,6 +1,6 @@
 // The one table of leakalloc's options.
 //
-// Every row feeds: the LEAKALLOC_CONF / LEAKALLOC_CONF_FILE parser (ctl/conf.cpp), the
+// Every row feeds: the LEAKALLOC_CONF / LEAKALLOC_CONF_FILE parser (config/conf.cpp), the
 // read-only `opt.<key>` control leaves (ctl/ctl.cpp), `verbose:true` printing at start,
 // and the options table in README.md (tests/ctl checks that the README lists every key).
 //
@@ -13,7 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "alloc/base.h"
+#include "base/base.h"
 
 namespace leakalloc {
 

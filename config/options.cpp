@@ -1,4 +1,4 @@
-#include "ctl/options.h"
+#include "config/options.h"
 
 namespace leakalloc {
 

@@ -1,17 +1,12 @@
-#include "alloc/base.h"
+#include "base/clock.h"
 
 #include <elf.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <link.h>
-#include <sched.h>
-#include <stdarg.h>
 #include <sys/auxv.h>
-#include <sys/mman.h>
-#include <sys/uio.h>
-#include <unistd.h>
 
-#include "alloc/header.h"
+#include "base/format.h"
+#include "base/maps.h"
 
 namespace leakalloc {
 
@@ -19,19 +14,8 @@ namespace {
 std::atomic<uint64_t> g_start_ns{0};
 }  // namespace
 
-void RawLock::yield() { sched_yield(); }
-
 std::atomic<ClockFn> g_coarse_clock{&clock_gettime};
 std::atomic<void (*)()> g_on_tick{nullptr};
-
-uintptr_t elf_load_bias(const void* ehdr) {
-  const auto* eh = static_cast<const ElfW(Ehdr)*>(ehdr);
-  const auto* ph = reinterpret_cast<const ElfW(Phdr)*>(static_cast<const char*>(ehdr) + eh->e_phoff);
-  uintptr_t first_vaddr = 0;
-  for (int i = 0; i < eh->e_phnum; ++i)
-    if (ph[i].p_type == PT_LOAD && ph[i].p_offset == 0) first_vaddr = ph[i].p_vaddr;
-  return reinterpret_cast<uintptr_t>(ehdr) - first_vaddr;
-}
 
 namespace {
 
@@ -64,7 +48,7 @@ ClockFn find_vdso_clock() {
 
 }  // namespace
 
-// ---- The birth clock's shortcut (alloc/base.h birth_word_now) ----------------------
+// ---- The birth clock's shortcut (base/clock.h birth_word_now) ----------------------
 //
 // g_coarse_words is the state: kSearching (a candidate may be waiting for confirmation),
 // the confirmed words, or kOff. Both sentinels hold a value the coarse clock never
@@ -227,36 +211,6 @@ void use_vdso_clock() {
   g_refills_until_search.store(kSearchAfterRefills, std::memory_order_relaxed);
 }
 
-void* os_alloc(size_t bytes) {
-  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) return nullptr;
-  return p;
-}
-
-void* os_reserve(size_t bytes) {
-  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (p == MAP_FAILED) return nullptr;
-  return p;
-}
-
-void os_free(void* p, size_t bytes) {
-  if (p == nullptr) return;
-  munmap(p, bytes);
-}
-
-size_t os_page_size() {
-  static std::atomic<size_t> cached{0};
-  size_t v = cached.load(std::memory_order_relaxed);
-  if (v == 0) {
-    long r = sysconf(_SC_PAGESIZE);
-    v = r > 0 ? static_cast<size_t>(r) : 4096;
-    cached.store(v, std::memory_order_relaxed);
-  }
-  return v;
-}
-
-
 uint64_t precise_now_ns() {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -272,291 +226,6 @@ uint64_t process_start_ns() {
     v = g_start_ns.load(std::memory_order_relaxed);
   }
   return v;
-}
-
-size_t cstr_len(const char* s) {
-  size_t n = 0;
-  while (s[n] != '\0') ++n;
-  return n;
-}
-
-bool cstr_eq(const char* a, const char* b) {
-  while (*a != '\0' && *a == *b) { ++a; ++b; }
-  return *a == *b;
-}
-
-bool scan_self_maps(bool (*fn)(const MapsLine& line, void* ctx), void* ctx) {
-  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  char buf[4096];
-  char line[256];
-  size_t len = 0;
-  bool done = false;
-  while (!done) {
-    ssize_t r = read(fd, buf, sizeof buf);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    for (ssize_t i = 0; i < r && !done; ++i) {
-      if (buf[i] != '\n') {
-        if (len < sizeof line) line[len++] = buf[i];
-        continue;
-      }
-      done = fn(parse_maps_line(line, len), ctx);
-      len = 0;
-    }
-  }
-  close(fd);
-  return true;
-}
-
-namespace readable {
-
-int by_vm_readv(uintptr_t addr, size_t len) {
-  char copy[256];
-  if (len > sizeof copy) return -1;
-  struct iovec here = {copy, len};
-  struct iovec there = {reinterpret_cast<void*>(addr), len};
-  ssize_t got = process_vm_readv(getpid(), &here, 1, &there, 1, 0);
-  if (got == static_cast<ssize_t>(len)) return 1;
-  return got >= 0 || errno == EFAULT ? 0 : -1;
-}
-
-int by_maps(uintptr_t addr, size_t len) {
-  struct Range {
-    uintptr_t lo, hi;
-    bool readable;
-  } want{addr, addr + len, false};
-  bool read = scan_self_maps([](const MapsLine& m, void* ctx) {
-    Range& w = *static_cast<Range*>(ctx);
-    if (w.lo < m.start || w.lo >= m.limit) return false;
-    w.readable = m.readable && w.hi <= m.limit;
-    return true;
-  }, &want);
-  return !read ? -1 : want.readable ? 1 : 0;
-}
-
-bool by_mincore(uintptr_t addr, size_t len) {
-  uintptr_t page = os_page_size();
-  uintptr_t first = addr & ~(page - 1);
-  size_t span = ((addr + len - 1) & ~(page - 1)) - first + page;
-  unsigned char vec[2];
-  return span <= sizeof vec * page && mincore(reinterpret_cast<void*>(first), span, vec) == 0;
-}
-
-}  // namespace readable
-
-bool memory_readable(uintptr_t addr, size_t len) {
-  if (len == 0 || addr + len < addr || len > 256) return false;
-  int saved_errno = errno;  // free() leaves errno alone
-  int r = readable::by_vm_readv(addr, len);
-  if (r < 0) r = readable::by_maps(addr, len);
-  if (r < 0) r = readable::by_mincore(addr, len) ? 1 : 0;
-  errno = saved_errno;
-  return r == 1;
-}
-
-MapsLine parse_maps_line(const char* line, size_t len) {
-  size_t i = 0;
-  auto hex = [&]() {
-    uint64_t v = 0;
-    for (; i < len; ++i) {
-      char c = line[i];
-      int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-      if (d < 0) break;
-      v = v << 4 | static_cast<uint64_t>(d);
-    }
-    return static_cast<uintptr_t>(v);
-  };
-  auto spaces = [&]() {
-    while (i < len && line[i] == ' ') ++i;
-  };
-  auto skip_field = [&]() {
-    while (i < len && line[i] != ' ') ++i;
-    spaces();
-  };
-  MapsLine m{};
-  m.start = hex();
-  if (i < len && line[i] == '-') ++i;
-  m.limit = hex();
-  spaces();
-  m.readable = i < len && line[i] == 'r';
-  m.exec = i + 2 < len && line[i + 2] == 'x';
-  skip_field();  // perms
-  m.offset = hex();
-  spaces();
-  skip_field();  // dev
-  skip_field();  // inode
-  m.path = line + i;
-  m.path_len = len - i;
-  return m;
-}
-
-void cstr_copy(char* dst, size_t cap, const char* src) {
-  if (cap == 0) return;
-  size_t i = 0;
-  for (; i + 1 < cap && src[i] != '\0'; ++i) dst[i] = src[i];
-  dst[i] = '\0';
-}
-
-size_t u64_to_dec(uint64_t v, char* out) {
-  char tmp[20];
-  size_t n = 0;
-  do { tmp[n++] = static_cast<char>('0' + v % 10); v /= 10; } while (v != 0);
-  for (size_t i = 0; i < n; ++i) out[i] = tmp[n - 1 - i];
-  return n;
-}
-
-FdWriter& FdWriter::str(const char* s) { return str(s, cstr_len(s)); }
-
-FdWriter& FdWriter::str(const char* s, size_t n) {
-  while (n > 0) {
-    if (len_ == cap_ && !flush()) return *this;
-    size_t take = cap_ - len_ < n ? cap_ - len_ : n;
-    for (size_t i = 0; i < take; ++i) buf_[len_ + i] = s[i];
-    len_ += take; s += take; n -= take;
-  }
-  return *this;
-}
-
-FdWriter& FdWriter::ch(char c) { return str(&c, 1); }
-
-FdWriter& FdWriter::u64(uint64_t v) {
-  char tmp[24];
-  return str(tmp, u64_to_dec(v, tmp));
-}
-
-FdWriter& FdWriter::i64(int64_t v) {
-  if (v < 0) { ch('-'); return u64(0 - static_cast<uint64_t>(v)); }
-  return u64(static_cast<uint64_t>(v));
-}
-
-FdWriter& FdWriter::hex(uint64_t v) {
-  char tmp[18];
-  size_t n = 0;
-  do { tmp[n++] = "0123456789abcdef"[v & 15]; v >>= 4; } while (v != 0);
-  str("0x", 2);
-  for (size_t i = 0; i < n; ++i) ch(tmp[n - 1 - i]);
-  return *this;
-}
-
-FdWriter& FdWriter::fixed(double v, int decimals) {
-  if (v < 0) { ch('-'); v = -v; }
-  uint64_t scale = 1;
-  for (int i = 0; i < decimals; ++i) scale *= 10;
-  uint64_t whole = static_cast<uint64_t>(v);
-  uint64_t frac = static_cast<uint64_t>((v - static_cast<double>(whole)) * static_cast<double>(scale) + 0.5);
-  if (frac >= scale) { ++whole; frac -= scale; }
-  u64(whole);
-  if (decimals > 0) {
-    ch('.');
-    char tmp[24];
-    size_t n = u64_to_dec(frac, tmp);
-    for (size_t i = n; i < static_cast<size_t>(decimals); ++i) ch('0');
-    str(tmp, n);
-  }
-  return *this;
-}
-
-bool FdWriter::flush() {
-  size_t off = 0;
-  while (off < len_ && !failed_) {
-    ssize_t w = ::write(fd_, buf_ + off, len_ - off);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      failed_ = true;
-      err_ = errno;
-      break;
-    }
-    if (w == 0) { failed_ = true; err_ = ENOSPC; break; }
-    off += static_cast<size_t>(w);
-  }
-  total_ += off;
-  len_ = 0;
-  return !failed_;
-}
-
-namespace {
-void vformat(FdWriter& w, const char* fmt, va_list ap) {
-  for (const char* p = fmt; *p != '\0'; ++p) {
-    if (*p != '%') { w.ch(*p); continue; }
-    ++p;
-    int longs = 0;
-    bool size_t_arg = false;
-    while (*p == 'l') { ++longs; ++p; }
-    if (*p == 'z') { size_t_arg = true; ++p; }
-    switch (*p) {
-      case 's': { const char* s = va_arg(ap, const char*); w.str(s != nullptr ? s : "(null)"); break; }
-      case 'c': w.ch(static_cast<char>(va_arg(ap, int))); break;
-      case 'd': {
-        int64_t v = longs > 0 ? va_arg(ap, long) : va_arg(ap, int);
-        w.i64(v);
-        break;
-      }
-      case 'u': {
-        uint64_t v = size_t_arg ? va_arg(ap, size_t)
-                   : longs > 0 ? va_arg(ap, unsigned long) : va_arg(ap, unsigned int);
-        w.u64(v);
-        break;
-      }
-      case 'x': {
-        uint64_t v = size_t_arg ? va_arg(ap, size_t)
-                   : longs > 0 ? va_arg(ap, unsigned long) : va_arg(ap, unsigned int);
-        w.hex(v);
-        break;
-      }
-      case 'p': w.hex(reinterpret_cast<uintptr_t>(va_arg(ap, void*))); break;
-      case '%': w.ch('%'); break;
-      case '\0': return;
-      default: w.ch('%'); w.ch(*p); break;
-    }
-  }
-}
-}  // namespace
-
-void log_message(const char* msg) { log_printf("%s", msg); }
-
-void log_printf(const char* fmt, ...) {
-  char buf[1024];
-  FdWriter w(STDERR_FILENO, buf, sizeof buf);
-  w.str("leakalloc: ");
-  va_list ap;
-  va_start(ap, fmt);
-  vformat(w, fmt, ap);
-  va_end(ap);
-  w.ch('\n');
-}
-
-}  // namespace leakalloc
-
-namespace leakalloc {
-
-ScratchArena::~ScratchArena() {
-  while (head_ != nullptr) {
-    Chunk* prev = head_->prev;
-    os_free(head_, head_->size);
-    head_ = prev;
-  }
-}
-
-void* ScratchArena::alloc(size_t bytes, size_t align) {
-  uintptr_t p = (reinterpret_cast<uintptr_t>(cur_) + align - 1) & ~(uintptr_t{align} - 1);
-  if (cur_ == nullptr || p + bytes > reinterpret_cast<uintptr_t>(end_)) {
-    size_t want = bytes + align + sizeof(Chunk);
-    size_t size = size_t{1} << 20;
-    while (size < want) size <<= 1;
-    void* mem = os_alloc(size);
-    if (mem == nullptr) return nullptr;
-    Chunk* c = static_cast<Chunk*>(mem);
-    c->prev = head_;
-    c->size = size;
-    head_ = c;
-    mapped_ += size;
-    cur_ = static_cast<char*>(mem) + sizeof(Chunk);
-    end_ = static_cast<char*>(mem) + size;
-    p = (reinterpret_cast<uintptr_t>(cur_) + align - 1) & ~(uintptr_t{align} - 1);
-  }
-  cur_ = reinterpret_cast<char*>(p + bytes);
-  return reinterpret_cast<void*>(p);
 }
 
 }  // namespace leakalloc

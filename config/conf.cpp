@@ -4,15 +4,15 @@
 // or run any constructor. It therefore allocates nothing (the file is read into a
 // static buffer with open/read, values are parsed in place), takes no lock, and reads
 // `environ` itself rather than calling getenv. Warnings go through log_printf (one
-// write(2) each). The one table it works from is LEAKALLOC_OPTIONS in ctl/options.h.
+// write(2) each). The one table it works from is LEAKALLOC_OPTIONS in config/options.h.
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/auxv.h>
 #include <unistd.h>
 
-#include "alloc/base.h"
-#include "ctl/options.h"
+#include "base/base.h"
+#include "config/options.h"
 
 extern char** environ;
 

@@ -1,0 +1,90 @@
+#include "base/os.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <atomic>
+
+#include "base/maps.h"
+
+namespace leakalloc {
+
+void* os_alloc(size_t bytes) {
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return nullptr;
+  return p;
+}
+
+void* os_reserve(size_t bytes) {
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return nullptr;
+  return p;
+}
+
+void os_free(void* p, size_t bytes) {
+  if (p == nullptr) return;
+  munmap(p, bytes);
+}
+
+size_t os_page_size() {
+  static std::atomic<size_t> cached{0};
+  size_t v = cached.load(std::memory_order_relaxed);
+  if (v == 0) {
+    long r = sysconf(_SC_PAGESIZE);
+    v = r > 0 ? static_cast<size_t>(r) : 4096;
+    cached.store(v, std::memory_order_relaxed);
+  }
+  return v;
+}
+
+namespace readable {
+
+int by_vm_readv(uintptr_t addr, size_t len) {
+  char copy[256];
+  if (len > sizeof copy) return -1;
+  struct iovec here = {copy, len};
+  struct iovec there = {reinterpret_cast<void*>(addr), len};
+  ssize_t got = process_vm_readv(getpid(), &here, 1, &there, 1, 0);
+  if (got == static_cast<ssize_t>(len)) return 1;
+  return got >= 0 || errno == EFAULT ? 0 : -1;
+}
+
+int by_maps(uintptr_t addr, size_t len) {
+  struct Range {
+    uintptr_t lo, hi;
+    bool readable;
+  } want{addr, addr + len, false};
+  bool read = scan_self_maps([](const MapsLine& m, void* ctx) {
+    Range& w = *static_cast<Range*>(ctx);
+    if (w.lo < m.start || w.lo >= m.limit) return false;
+    w.readable = m.readable && w.hi <= m.limit;
+    return true;
+  }, &want);
+  return !read ? -1 : want.readable ? 1 : 0;
+}
+
+bool by_mincore(uintptr_t addr, size_t len) {
+  uintptr_t page = os_page_size();
+  uintptr_t first = addr & ~(page - 1);
+  size_t span = ((addr + len - 1) & ~(page - 1)) - first + page;
+  unsigned char vec[2];
+  return span <= sizeof vec * page && mincore(reinterpret_cast<void*>(first), span, vec) == 0;
+}
+
+}  // namespace readable
+
+bool memory_readable(uintptr_t addr, size_t len) {
+  if (len == 0 || addr + len < addr || len > 256) return false;
+  int saved_errno = errno;  // free() leaves errno alone
+  int r = readable::by_vm_readv(addr, len);
+  if (r < 0) r = readable::by_maps(addr, len);
+  if (r < 0) r = readable::by_mincore(addr, len) ? 1 : 0;
+  errno = saved_errno;
+  return r == 1;
+}
+
+}  // namespace leakalloc

@@ -1,0 +1,9 @@
+#include "base/sync.h"
+
+#include <sched.h>
+
+namespace leakalloc {
+
+void RawLock::yield() { sched_yield(); }
+
+}  // namespace leakalloc
