@@ -16,7 +16,6 @@
 
 namespace leakalloc {
 
-uint64_t g_header_secret = 0;
 LA_TLS ThreadState t_state;
 
 namespace {
@@ -245,6 +244,24 @@ void thread_cache_adopt(ThreadState& gone) {
 }
 
 void thread_cache_flush() { cache_drain_all(t_state); }
+
+uintptr_t entry_points_lo() {
+  const uintptr_t entries[] = {
+      reinterpret_cast<uintptr_t>(&la_malloc),     reinterpret_cast<uintptr_t>(&la_calloc),
+      reinterpret_cast<uintptr_t>(&la_realloc),    reinterpret_cast<uintptr_t>(&la_reallocarray),
+      reinterpret_cast<uintptr_t>(&la_aligned),    reinterpret_cast<uintptr_t>(&la_posix_memalign),
+      reinterpret_cast<uintptr_t>(&la_aligned_alloc), reinterpret_cast<uintptr_t>(&la_memalign),
+      reinterpret_cast<uintptr_t>(&la_valloc),     reinterpret_cast<uintptr_t>(&la_pvalloc)};
+  uintptr_t lo = UINTPTR_MAX;
+  for (uintptr_t a : entries) lo = a < lo ? a : lo;
+  return lo;
+}
+
+uint32_t sampled_record_of(const void* user) {
+  if (user == nullptr || (reinterpret_cast<uintptr_t>(user) & 15) != 0) return 0;
+  const BlockHeader* h = header_of(const_cast<void*>(user));
+  return header_valid(user, h) ? h->record() : 0;
+}
 
 void thread_cache_prepare() {
   ThreadState& t = t_state;

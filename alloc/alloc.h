@@ -16,21 +16,10 @@
 #include <cstdint>
 
 #include "base/base.h"
+#include "profile/entry_frame.h"
 
 namespace leakalloc {
 
-// `frame` is the frame address of the exported entry point that the program called
-// (__builtin_frame_address(0), see LA_FRAME in alloc/override.cpp). The library is built
-// with frame pointers, so the x86-64 frame layout holds there:
-//   frame[0]    the caller's %rbp, saved by the entry point's prologue
-//   frame[1]    the return address into the caller
-//   frame + 16  the caller's stack pointer once the entry point returns
-// A sampled allocation's stack starts there, in the caller: none of our own frames is
-// walked (profile/unwind.h).
-using EntryFrame = uintptr_t;
-LA_ALWAYS_INLINE uintptr_t caller_ra_of(EntryFrame frame) {
-  return reinterpret_cast<const uintptr_t*>(frame)[1];
-}
 void* la_malloc(size_t size, EntryFrame frame);
 void* la_calloc(size_t n, size_t size, EntryFrame frame);
 void* la_realloc(void* p, size_t size, const char* op, EntryFrame frame);
@@ -85,6 +74,13 @@ void thread_cache_adopt(ThreadState& gone);
 // the registration of its thread-end hook is an allocation of glibc's (32 bytes, in
 // stats.allocated), which would otherwise be made inside the program's first malloc.
 void thread_cache_prepare();
+// The lowest address of the la_* entry points: where the allocator's own code starts
+// when its objects are linked into the executable (the unit tests), for the unwinder to
+// tell its frames from the caller's (unwind::init).
+uintptr_t entry_points_lo();
+// The record id (+1) of a live sampled leakalloc block, or 0 when `user` is null, not a
+// valid leakalloc block, or not sampled. Only for pointers known to be live.
+uint32_t sampled_record_of(const void* user);
 
 // thread.tcache.* (ctl/ctl.cpp), for the calling thread. A thread follows opt.tcache
 // until it sets its own choice.

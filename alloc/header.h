@@ -71,8 +71,6 @@ struct BlockHeader {
 };
 static_assert(sizeof(BlockHeader) == kHeaderSize, "header must keep 16-byte alignment");
 
-extern LA_HIDDEN uint64_t g_header_secret;
-
 // One multiply: the top 24 bits of the product depend on every bit of the input,
 // which is all a check against stray pointers and overwritten headers needs (it is not
 // a defence against an attacker who can read the heap). Runs on every malloc and free.

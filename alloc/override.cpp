@@ -15,9 +15,8 @@
 
 #include "alloc/alloc.h"
 #include "alloc/fast_path.h"
+#include "profile/frame_cache.h"
 
-#define LA_EXPORT extern "C" __attribute__((visibility("default")))
-#define LA_CXX_EXPORT __attribute__((visibility("default")))
 
 using namespace leakalloc;
 
@@ -200,3 +199,22 @@ LA_CXX_EXPORT void operator delete(void* p, size_t n, std::align_val_t) noexcept
 LA_CXX_EXPORT void operator delete[](void* p, size_t n, std::align_val_t) noexcept { free_fast(p, "operator delete[]"); }
 LA_CXX_EXPORT void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { free_fast(p, "operator delete"); }
 LA_CXX_EXPORT void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { free_fast(p, "operator delete[]"); }
+
+// ---- dlclose ------------------------------------------------------------------------
+// dlclose may unmap code whose recipes are cached, and a later dlopen may map other code
+// at the same addresses, so every dlclose empties the cache. Interposed like malloc (same
+// lookup order, see the top of this file); glibc's own internal unloads do not come through
+// here, but they only unload what glibc loaded for itself and never reloads elsewhere.
+LA_EXPORT int dlclose(void* handle) {
+  using Fn = int (*)(void*);
+  static std::atomic<Fn> real{nullptr};
+  Fn fn = real.load(std::memory_order_acquire);
+  if (fn == nullptr) {
+    fn = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, "dlclose"));
+    if (fn == nullptr) return -1;  // no libc below us: nothing was ever dlopen'ed
+    real.store(fn, std::memory_order_release);
+  }
+  int rc = fn(handle);
+  leakalloc::frame_cache::flush();
+  return rc;
+}

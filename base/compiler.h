@@ -10,6 +10,11 @@
 // -fvisibility=hidden applies to definitions only: without this the fast paths reach
 // the variable through the GOT, one more load each time.
 #define LA_HIDDEN __attribute__((visibility("hidden")))
+// The one way a name leaves the library. The library is built -fvisibility=hidden and
+// linked with cmake/leakalloc.map, which lists every exported name; the
+// layering.exports test holds `nm -D` of the library to that list.
+#define LA_EXPORT extern "C" __attribute__((visibility("default")))
+#define LA_CXX_EXPORT __attribute__((visibility("default")))
 
 namespace leakalloc {
 

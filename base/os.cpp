@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -11,6 +12,16 @@
 #include "base/maps.h"
 
 namespace leakalloc {
+
+uint64_t g_header_secret = 0;
+
+void init_header_secret(const void* salt) {
+  const unsigned char* rnd = reinterpret_cast<const unsigned char*>(getauxval(AT_RANDOM));
+  uint64_t secret = 0x5bd1e9955bd1e995ull;
+  if (rnd != nullptr)
+    for (int i = 0; i < 8; ++i) secret = (secret << 8) | rnd[i];
+  g_header_secret = secret ^ reinterpret_cast<uintptr_t>(salt);
+}
 
 void* os_alloc(size_t bytes) {
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "base/compiler.h"
+
 namespace leakalloc {
 
 // Raw OS memory. The profiler's own tables live here (never on the tracked path).
@@ -16,6 +18,13 @@ void* os_alloc(size_t bytes);            // zeroed, or nullptr
 void* os_reserve(size_t bytes);          // zeroed, lazily committed, or nullptr
 void os_free(void* p, size_t bytes);
 size_t os_page_size();
+
+// The process's secret, from the kernel's AT_RANDOM bytes and `salt` (an address, so
+// that it differs with ASLR even where AT_RANDOM is missing): it keys the block
+// headers' check (alloc/header.h) and seeds the samplers. Set once, by the first
+// initialisation (prof::ensure_init) before any header is written; 0 until then.
+extern LA_HIDDEN uint64_t g_header_secret;
+void init_header_secret(const void* salt);
 
 // Whether [addr, addr + len) (at most 256 bytes) can be read: a slow check (a system
 // call or two) for a pointer that no table vouches for, before its memory is read. It

@@ -31,7 +31,6 @@
 #include "profile/dump.h"
 #include "profile/profiler.h"
 
-#define LA_EXPORT extern "C" __attribute__((visibility("default")))
 
 namespace leakalloc {
 namespace ctl {

@@ -26,7 +26,6 @@
 #include "alloc/alloc.h"
 #include "ctl/stats.h"
 
-#define LA_EXPORT extern "C" __attribute__((visibility("default")))
 
 namespace leakalloc {
 namespace {

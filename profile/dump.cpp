@@ -6,7 +6,7 @@
 //   dump_heap.cpp    the heap and heap_v2 writers;  dump_pb.cpp  the pb writer
 //
 // Triggers and where they run:
-//   f  final:true         the exit hook (our library destructor; see dump_at_exit)
+//   f  final:true         the exit hook (at_exit, from the library destructor)
 //   i  interval:S         dump thread, every S of CLOCK_MONOTONIC
 //   i  lg_interval:N      dump thread: it polls prof::alloc_totals().total_bytes every
 //                         kPollMs and dumps once when the total has crossed the next
@@ -218,10 +218,11 @@ LeakTotals leak_totals_skipping(uint64_t age_ms, const uint32_t* skip, size_t ns
   return LeakTotals{t.blocks, t.bytes};
 }
 
-// Runs in _dl_fini, after the program's atexit handlers, static destructors and the
-// destructors of every library loaded after us: the latest point at which a final
-// dump still sees the program's view of its heap, with whatever cleanup it does done.
-__attribute__((destructor)) void dump_at_exit() {
+}  // namespace
+
+int request(const char* path) { return dump_now('m', path, false); }
+
+void at_exit(const uint32_t* skip, size_t nskip) {
   if (!g_started.load(std::memory_order_acquire)) return;
   ReentrancyGuard g;
   {
@@ -231,16 +232,7 @@ __attribute__((destructor)) void dump_at_exit() {
   }
   if (opt(kOpt_leak_error) == 0) return;
   int64_t age_ms = opt(kOpt_age);
-  // glibc allocates the standard streams' buffers on first use and frees them only in
-  // __libc_freeres, which valgrind calls after everything else; calling it here, with
-  // other libraries' destructors and stdio's own exit flush still to run, could break
-  // the exit of a correct program. Those three buffers are not the program's leaks, so
-  // they are left out by identity (their headers name their live records).
-  uint32_t stdio_records[3] = {prof::sampled_record_of(stdin->_IO_buf_base),
-                               prof::sampled_record_of(stdout->_IO_buf_base),
-                               prof::sampled_record_of(stderr->_IO_buf_base)};
-  LeakTotals t = leak_totals_skipping(static_cast<uint64_t>(age_ms > 0 ? age_ms : 0),
-                                      stdio_records, 3);
+  LeakTotals t = leak_totals_skipping(static_cast<uint64_t>(age_ms > 0 ? age_ms : 0), skip, nskip);
   if (t.blocks == 0) return;
   log_printf("leak_error: %llu blocks (%llu bytes) alive for at least %llu ms at exit; exit status 1",
              static_cast<unsigned long long>(t.blocks), static_cast<unsigned long long>(t.bytes),
@@ -249,10 +241,6 @@ __attribute__((destructor)) void dump_at_exit() {
   fflush(nullptr);
   _exit(1);
 }
-
-}  // namespace
-
-int request(const char* path) { return dump_now('m', path, false); }
 
 LeakTotals leak_totals(uint64_t age_ms) { return leak_totals_skipping(age_ms, nullptr, 0); }
 

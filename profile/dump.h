@@ -16,6 +16,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 
 #include "profile/remote.h"
@@ -31,6 +32,10 @@ void start();
 // for the first format (others get their usual suffix appended to it); null = the
 // automatic name. Returns 0 or an errno value.
 int request(const char* path);
+// The end of the process (ctl/startup.cpp's destructor): the final dump when final:true,
+// then leak_error: with old blocks left (less the live records listed in `skip`) it says
+// so and _exits 1. No dump is written after this.
+void at_exit(const uint32_t* skip, size_t nskip);
 // Blocks and bytes alive at least `age_ms` (unsampled estimates when sampling).
 struct LeakTotals {
   uint64_t blocks;

@@ -23,7 +23,7 @@
 // Exported: `leakalloc dump PID` finds it in the target's dynamic symbol table. Our own
 // code reads it through a hidden alias, without a GOT load.
 extern "C" {
-__attribute__((visibility("default"))) leakalloc::RemoteControl leakalloc_remote_control = {
+__attribute__((visibility("default"))) leakalloc::RemoteControl leakalloc_remote_control = {  // LA_EXPORT, within extern "C"
     {'l', 'e', 'a', 'k', 'a', 'l', 'l', 'o', 'c', '-', 'r', 'e', 'm', 'o', 't', 'e'},
     leakalloc::kRemoteVersion,
     sizeof(leakalloc::RemoteControl),

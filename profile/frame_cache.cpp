@@ -600,21 +600,3 @@ Stats stats() {
 
 }  // namespace frame_cache
 }  // namespace leakalloc
-
-// dlclose may unmap code whose recipes are cached, and a later dlopen may map other code
-// at the same addresses, so every dlclose empties the cache. Interposed like malloc (same
-// lookup order, see alloc/override.cpp); glibc's own internal unloads do not come through
-// here, but they only unload what glibc loaded for itself and never reloads elsewhere.
-extern "C" __attribute__((visibility("default"))) int dlclose(void* handle) {
-  using Fn = int (*)(void*);
-  static std::atomic<Fn> real{nullptr};
-  Fn fn = real.load(std::memory_order_acquire);
-  if (fn == nullptr) {
-    fn = reinterpret_cast<Fn>(dlsym(RTLD_NEXT, "dlclose"));
-    if (fn == nullptr) return -1;  // no libc below us: nothing was ever dlopen'ed
-    real.store(fn, std::memory_order_release);
-  }
-  int rc = fn(handle);
-  leakalloc::frame_cache::flush();
-  return rc;
-}

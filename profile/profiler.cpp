@@ -1,4 +1,5 @@
-// Initialisation, the sampling slow path and the internal API (profile/profiler.h).
+// Lazy initialisation, the sampling slow path and the internal API (profile/profiler.h).
+// The constructor, destructor and fork handlers are in ctl/startup.cpp.
 //
 // Start-up order. The first malloc of the process (possibly before constructors, with
 // `environ` not yet set) runs ensure_init(): it sets the header secret first (nothing
@@ -14,7 +15,6 @@
 #include <sys/auxv.h>
 #include <unistd.h>
 
-#include "alloc/header.h"
 #include "config/options.h"
 #include "profile/dump.h"
 #include "profile/frame_cache.h"
@@ -80,30 +80,6 @@ LA_ALWAYS_INLINE uint64_t record_sample(ThreadState& t, EntryFrame frame, size_t
   return live::add(t, sid, size, *birth_ns);
 }
 
-void fork_prepare() {
-  unwind::close_fork_gate();
-  dump::fork_prepare();
-  threads::fork_prepare();
-  stacks::fork_prepare();
-  live::fork_prepare();
-}
-
-void fork_parent() {
-  live::fork_parent();
-  stacks::fork_parent();
-  threads::fork_parent();
-  dump::fork_parent();
-  unwind::open_fork_gate(/*child=*/false);
-}
-
-void fork_child() {
-  live::fork_child();
-  stacks::fork_child();
-  threads::fork_child();
-  dump::fork_child();
-  unwind::open_fork_gate(/*child=*/true);
-}
-
 }  // namespace
 
 namespace prof {
@@ -113,11 +89,7 @@ void ensure_init() {
   int expected = kUninit;
   if (g_init.compare_exchange_strong(expected, kInitRunning, std::memory_order_acq_rel)) {
     // The secret first: every header from here on is checked against it.
-    const unsigned char* rnd = reinterpret_cast<const unsigned char*>(getauxval(AT_RANDOM));
-    uint64_t secret = 0x5bd1e9955bd1e995ull;
-    if (rnd != nullptr)
-      for (int i = 0; i < 8; ++i) secret = (secret << 8) | rnd[i];
-    g_header_secret = secret ^ reinterpret_cast<uintptr_t>(&g_init);
+    init_header_secret(&g_init);
     ReentrancyGuard guard;
     use_vdso_clock();
     process_start_ns();
@@ -212,12 +184,6 @@ bool adopt_thread(ThreadState& t) {
 
 void record_free(uint32_t record, uint32_t generation) { live::remove(record, generation); }
 uint64_t record_size(uint32_t record) { return live::size_of(record); }
-
-uint32_t sampled_record_of(const void* user) {
-  if (user == nullptr || (reinterpret_cast<uintptr_t>(user) & 15) != 0) return 0;
-  const BlockHeader* h = header_of(const_cast<void*>(user));
-  return header_valid(user, h) ? h->record() : 0;
-}
 
 uint32_t stack_count() { return stacks::count(); }
 bool stack_get(uint32_t id, StackView* out) { return stacks::get(id, out); }
@@ -317,37 +283,32 @@ ReentrancyGuard::~ReentrancyGuard() {
   if (--t.guard == 0) t.bytes_left.store(t.saved_bytes_left, std::memory_order_relaxed);
 }
 
-namespace {
+namespace prof {
 
-// Runs before the program's own constructors (priority 101) since libleakalloc.so is
-// loaded before the program's objects' initialisers run.
-__attribute__((constructor(101))) void leakalloc_constructor() {
-  prof::ensure_init();
+void start_options() {
   ThreadState& t = t_state;
-  {
-    ReentrancyGuard g;
-    if (!options_loaded_from_environment()) {
-      options_load();  // the first malloc came before `environ` was set
-      apply_options();
-    }
-    if (t.phase == kThreadNew) threads::register_current(t);
-    threads::init_exit_hook();
-    thread_cache_prepare();
-    unwind::init();
-    // Sized here, not on the first malloc: the options are final only now (the first
-    // malloc may come before `environ` is set), and nothing samples before this point.
-    if (!stacks::init(static_cast<uint32_t>(opt(kOpt_max_stacks)),
-                      static_cast<uint32_t>(opt(kOpt_max_depth)))) {
-      log_message("cannot map the stack table; profiling is off");
-      g_active.store(false, std::memory_order_relaxed);
-    }
-    pthread_atfork(fork_prepare, fork_parent, fork_child);
-    if (opt(kOpt_verbose) != 0) options_print();
-  }
-  g_sampling_ready.store(true, std::memory_order_release);
   ReentrancyGuard g;
-  dump::start();
+  if (!options_loaded_from_environment()) {
+    options_load();  // the first malloc came before `environ` was set
+    apply_options();
+  }
+  if (t.phase == kThreadNew) threads::register_current(t);
+  threads::init_exit_hook();
 }
 
-}  // namespace
+void start_tables(uintptr_t entries_lo) {
+  ReentrancyGuard g;
+  unwind::init(entries_lo);
+  // Sized here, not on the first malloc: the options are final only now (the first
+  // malloc may come before `environ` is set), and nothing samples before this point.
+  if (!stacks::init(static_cast<uint32_t>(opt(kOpt_max_stacks)),
+                    static_cast<uint32_t>(opt(kOpt_max_depth)))) {
+    log_message("cannot map the stack table; profiling is off");
+    g_active.store(false, std::memory_order_relaxed);
+  }
+}
+
+void start_sampling() { g_sampling_ready.store(true, std::memory_order_release); }
+
+}  // namespace prof
 }  // namespace leakalloc

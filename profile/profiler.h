@@ -8,7 +8,7 @@
 // - Callers that may allocate (libc, formatting through stdio, ...) must hold a
 //   ReentrancyGuard so those allocations are served untracked.
 // - Lock ranks: every lock leakalloc owns, in the only order they may nest; the fork
-//   handler (profiler.cpp fork_prepare) takes them in this order, after closing the
+//   handler (ctl/startup.cpp fork_prepare) takes them in this order, after closing the
 //   fork gate that waits for in-flight stack captures:
 //     1. dump lock            (profile/dump.cpp: one dump at a time)
 //     2. thread registry      (profile/threads.cpp)
@@ -71,9 +71,6 @@ struct LiveBlock {
   uint64_t birth_ns;  // coarse monotonic clock (base/clock.h coarse_now_ns)
   uint32_t record;    // the live record's id + 1, as in the block header
 };
-// The record id (+1) of a live sampled leakalloc block, or 0 when `user` is null, not a
-// valid leakalloc block, or not sampled. Only for pointers known to be live.
-uint32_t sampled_record_of(const void* user);
 using LiveBlockFn = void (*)(void* ctx, const LiveBlock& block);
 // Calls fn for every live sampled block born at or before `born_before_ns`
 // (pass UINT64_MAX for all). Blocks allocated or freed during the walk may or may not
@@ -99,6 +96,16 @@ void seed_thread_sampler(uint64_t seed);
 // Unsampling (FORMATS.md): expected number of allocations a sampled block of `size`
 // bytes stands for, at `period` bytes per sample. 1 at period 1 (sample:0).
 double unsample_scale(uint64_t size, uint64_t period);
+
+// ---- start-up (called once, in this order, by ctl/startup.cpp) ----------------------
+// Reloads the options if the first malloc came before `environ` was set, registers the
+// calling (main) thread and its exit hook.
+void start_options();
+// Primes the unwinder (entries_lo: alloc/alloc.h entry_points_lo) and maps the stack
+// table, now that the options are final.
+void start_tables(uintptr_t entries_lo);
+// From here on allocations are sampled.
+void start_sampling();
 
 // ---- counters ------------------------------------------------------------------------
 struct Counters {

@@ -21,6 +21,7 @@
 #include <cstdint>
 
 #include "alloc/alloc.h"
+#include "profile/entry_frame.h"
 #include "base/base.h"
 #include "alloc/thread_cache.h"
 #include "profile/frame_cache.h"

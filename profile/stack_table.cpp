@@ -4,7 +4,7 @@
 
 #include "base/base.h"
 
-extern "C" __attribute__((visibility("default"), noinline)) void leakalloc_stack_table_full(void) {
+LA_EXPORT __attribute__((noinline)) void leakalloc_stack_table_full(void) {
   // A named address for the overflow stack; never called.
   __asm__ volatile("");
 }

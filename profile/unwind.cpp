@@ -9,7 +9,6 @@
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
 
-#include "alloc/alloc.h"
 #include "profile/profiler.h"
 #include "profile/threads.h"
 
@@ -27,7 +26,7 @@ std::atomic<bool> g_primed{false};
 std::atomic<bool> g_fork_gate{false};
 std::atomic<uint32_t> g_exited_unwinding{0};
 
-void read_own_text() {
+void read_own_text(uintptr_t entries_lo) {
   const ElfW(Ehdr)* eh = &__ehdr_start;
   const char* base_addr = reinterpret_cast<const char*>(eh);
   const ElfW(Phdr)* ph = reinterpret_cast<const ElfW(Phdr)*>(base_addr + eh->e_phoff);
@@ -40,16 +39,7 @@ void read_own_text() {
   // lowest of them; what follows ours (static libraries) is never a leading frame.
   uintptr_t own_lo = 0;
   const ElfW(Phdr)* main_phdr = reinterpret_cast<const ElfW(Phdr)*>(getauxval(AT_PHDR));
-  if (main_phdr == ph) {
-    const uintptr_t entries[] = {
-        reinterpret_cast<uintptr_t>(&la_malloc),     reinterpret_cast<uintptr_t>(&la_calloc),
-        reinterpret_cast<uintptr_t>(&la_realloc),    reinterpret_cast<uintptr_t>(&la_reallocarray),
-        reinterpret_cast<uintptr_t>(&la_aligned),    reinterpret_cast<uintptr_t>(&la_posix_memalign),
-        reinterpret_cast<uintptr_t>(&la_aligned_alloc), reinterpret_cast<uintptr_t>(&la_memalign),
-        reinterpret_cast<uintptr_t>(&la_valloc),     reinterpret_cast<uintptr_t>(&la_pvalloc)};
-    own_lo = UINTPTR_MAX;
-    for (uintptr_t a : entries) own_lo = a < own_lo ? a : own_lo;
-  }
+  if (main_phdr == ph) own_lo = entries_lo;
   for (int i = 0; i < eh->e_phnum && g_ranges < kMaxRanges; ++i) {
     if (ph[i].p_type != PT_LOAD || (ph[i].p_flags & PF_X) == 0) continue;
     uintptr_t lo = bias + ph[i].p_vaddr, hi = bias + ph[i].p_vaddr + ph[i].p_memsz;
@@ -89,9 +79,9 @@ size_t strip_own(uintptr_t* out, size_t n, uintptr_t caller_ra) {
 
 }  // namespace
 
-void init() {
+void init(uintptr_t entries_lo) {
   if (g_primed.load(std::memory_order_acquire)) return;
-  if (g_ranges == 0) read_own_text();
+  if (g_ranges == 0) read_own_text(entries_lo);
   frame_cache::init();
   unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
   // One step of a cursor does libunwind's one-time setup (its locks, memory pools and
@@ -109,7 +99,8 @@ void init() {
 bool primed() { return g_primed.load(std::memory_order_acquire); }
 
 size_t keep_caller_frames(uintptr_t* out, size_t n, uintptr_t caller_ra, size_t max) {
-  if (g_ranges == 0) read_own_text();
+  // Before init() (nothing samples before the constructor has run it): as a library.
+  if (g_ranges == 0) read_own_text(0);
   size_t kept = strip_own(out, n, caller_ra);
   return kept < max ? kept : max;
 }

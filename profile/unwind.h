@@ -23,7 +23,9 @@ namespace unwind {
 
 // Reads our text range and primes libunwind (its caches, its first dl_iterate_phdr),
 // so that the first sampled allocation does not pay for it. From the constructor.
-void init();
+// `entries_lo`: the lowest address of the allocator's entry points (alloc/alloc.h
+// entry_points_lo), where our code starts when it is linked into the executable.
+void init(uintptr_t entries_lo);
 bool primed();
 // Both capture functions write up to `max` frames (leaf first) of the current stack into
 // `out`, starting at the caller of the entry point whose frame is `frame`. `out` must hold

@@ -29,12 +29,6 @@ KNOWN = {
     # type defined in profile/ (issue 25, step 2).
     ("profile/sampler.h", "alloc/alloc.h"),
     ("profile/sampler.h", "alloc/thread_cache.h"),
-    # The unwinder lists the la_* entry points to recognise the allocator's frames and
-    # takes EntryFrame from alloc/alloc.h; alloc is to register its frames instead.
-    ("profile/unwind.cpp", "alloc/alloc.h"),
-    # prof::sampled_record_of() reads a block header (for leak_error's stdio buffers);
-    # it belongs to alloc, called from the exit hook at the top (issue 25, step 3).
-    ("profile/profiler.cpp", "alloc/header.h"),
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')

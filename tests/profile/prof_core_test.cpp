@@ -328,13 +328,13 @@ TEST(ProfExact, ARecordTakenBackInPlaceShowsOnlyTheNewBlock) {
   require_sample(0);
   my_thread_index();
   void* p = bt_root(1, 3, 4111);
-  uint32_t record = prof::sampled_record_of(p);
+  uint32_t record = leakalloc::sampled_record_of(p);
   ASSERT_NE(record, 0u);
   for (uint32_t i = 0; i < 300; ++i) {
     free(p);
     p = bt_root(2 + i % 2, 3, 4112 + i % 2);
   }
-  EXPECT_EQ(prof::sampled_record_of(p), record) << "the freed block's record was not reused";
+  EXPECT_EQ(leakalloc::sampled_record_of(p), record) << "the freed block's record was not reused";
   auto live = live_by_n(3);
   EXPECT_EQ(live.count(1), 0u);
   EXPECT_EQ(live.count(2), 0u);
