@@ -19,7 +19,7 @@
 #
 # Configurations: glibc mimalloc hdr-floor jemalloc je-prof je-prof0 tcmalloc-heapprof
 #                 heaptrack la-off la-s19 la-s0 la-s0-age60 la-s0-age60-fp
-# hdr-floor is a control, not a competitor: mimalloc behind only the header DESIGN.md
+# hdr-floor is a control, not a competitor: mimalloc behind only the header docs/DESIGN.md
 # asks for (bench/floor/header_floor.cpp), a lower bound on any allocator built to it.
 # Two more controls take it apart, and run only when named in --configs: hdr-write
 # (the header written, never read at free) and hdr-offset (the 16 bytes, left empty).
@@ -356,7 +356,7 @@ awk -F'\t' '
   }' floor_rows="$work/floor_rows" parts="$floor_parts" "$results" "$work/medians.txt" |
   { read -r h1; read -r h2; echo "$h1"; echo "$h2"; sort; } > "$targets"
 # The design's floor (hdr-floor): how much of leakalloc's time over mimalloc's any
-# allocator built to DESIGN.md would pay, and how much is leakalloc's own.
+# allocator built to docs/DESIGN.md would pay, and how much is leakalloc's own.
 floor_table=$work/floor.md
 : > "$floor_table"
 if [ -s "$work/floor_rows" ]; then
@@ -408,9 +408,9 @@ section=$work/section.md
     echo
     echo "### The design's floor (hdr-floor, a control; not a target)"
     echo
-    echo "hdr-floor is mimalloc behind only what DESIGN.md asks of every block: the 16-byte header"
+    echo "hdr-floor is mimalloc behind only what docs/DESIGN.md asks of every block: the 16-byte header"
     echo "written at malloc, read and checked at free (bench/floor/header_floor.cpp); no cache,"
-    echo "counters, sampler or clock. Any allocator built to DESIGN.md over mimalloc's calls pays"
+    echo "counters, sampler or clock. Any allocator built to docs/DESIGN.md over mimalloc's calls pays"
     echo "at least its cost, unless it serves calls without calling mimalloc (leakalloc's thread cache)."
     echo
     cat "$floor_table"

@@ -122,7 +122,7 @@ print("  loaded machine), `wall` the real time. For `threads:2` both threads run
 print("  are per iteration of one thread. batch64 = 64 mallocs then 64 frees, per malloc/free pair.")
 print("  realloc_grow = a buffer grown from 64 B to 1 MiB in 64-byte steps, per realloc.")
 print("  aligned_pair = posix_memalign(align, 64) and free. hdr-floor = mimalloc behind only")
-print("  DESIGN.md's header, written at malloc and checked at free (compare.sh's control).")
+print("  docs/DESIGN.md's header, written at malloc and checked at free (compare.sh's control).")
 print()
 res = {c: medians(load_json(os.path.join(work, "alloc.%s.json" % c))) for c in configs}
 names = []

@@ -1,6 +1,6 @@
 // The two text writers: gperftools' legacy heap profile (`heap`, read by jeprof,
 // google-pprof and go tool pprof) and jemalloc's own `heap_v2` (jeprof only, with
-// per-thread lines for `jeprof --thread=N`). FORMATS.md lists what each reader accepts.
+// per-thread lines for `jeprof --thread=N`). docs/FORMATS.md lists what each reader accepts.
 //
 // Both write raw sampled counts and let the reader unsample: `@ heapprofile` (legacy)
 // or `heap_v2/0` (jemalloc) when every allocation is sampled, so the numbers are exact
@@ -256,7 +256,7 @@ int write_heap_v2(int fd, const snap::Snapshot& s, ScratchArena& arena) {
   if (buf == nullptr) return ENOMEM;
   FdWriter w(fd, buf, kOutBuf);
   // heap_v2/0 is exact in jeprof (it skips the adjustment); /1 would inflate small
-  // objects a little (FORMATS.md).
+  // objects a little (docs/FORMATS.md).
   w.str("heap_v2/").u64(p.period <= 1 ? 0 : p.period).ch('\n');
   w.str("  t*: ");
   write_pair(w, tot.in, tot.cum);

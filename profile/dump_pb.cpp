@@ -1,5 +1,5 @@
 // The pprof protobuf writer: a gzipped perftools.profiles.Profile, the only format that
-// carries ages and thread names to go tool pprof (as sample labels). See FORMATS.md
+// carries ages and thread names to go tool pprof (as sample labels). See docs/FORMATS.md
 // "pprof protobuf" for what Go's reader accepts.
 //
 // Contents.

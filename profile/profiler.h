@@ -93,7 +93,7 @@ void reset(int lg);
 // replay the same sampling decisions. Not for production use.
 void seed_thread_sampler(uint64_t seed);
 
-// Unsampling (FORMATS.md): expected number of allocations a sampled block of `size`
+// Unsampling (docs/FORMATS.md): expected number of allocations a sampled block of `size`
 // bytes stands for, at `period` bytes per sample. 1 at period 1 (sample:0).
 double unsample_scale(uint64_t size, uint64_t period);
 

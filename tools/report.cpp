@@ -2,7 +2,7 @@
 // symbolise and print.
 //
 // Numbers printed are the dump's own values summed per stack (for sampled .heap dumps,
-// unsampled with the formula in FORMATS.md, per line, before summing), so that they
+// unsampled with the formula in docs/FORMATS.md, per line, before summing), so that they
 // agree with `go tool pprof -top` on the same file.
 #include <algorithm>
 #include <cmath>

@@ -1,7 +1,7 @@
 // The header floor: a control configuration for bench/compare.sh ("hdr-floor"), not an
 // allocator anyone should use.
 //
-// It puts in front of mimalloc only what DESIGN.md asks of every block, and nothing else:
+// It puts in front of mimalloc only what docs/DESIGN.md asks of every block, and nothing else:
 // 16 bytes before the user pointer holding the requested size and a birth word with a
 // check word in its low 24 bits, written at malloc; at free, the header is read, the
 // check recomputed, a mismatch refused, and the freed mark written before mimalloc gets
@@ -9,7 +9,7 @@
 // (alloc/header.h, header-only), so the floor pays exactly leakalloc's arithmetic. No
 // thread cache, no counters, no sampler, no birth clock (the birth is one load of a word
 // nobody updates, cheaper than any clock), no special case for page-start pointers. So it
-// is a lower bound on the time of any allocator built to DESIGN.md on top of mimalloc's
+// is a lower bound on the time of any allocator built to docs/DESIGN.md on top of mimalloc's
 // calls: where leakalloc at sample:19 is slower than plain mimalloc by more than a target
 // allows, the ratio of this floor to mimalloc says how much of that the design itself
 // costs, and leakalloc's ratio to the floor how much is leakalloc's own.
@@ -96,7 +96,7 @@ inline void* alloc(size_t size) {
 inline void* alloc_aligned(size_t align, size_t size) {
   if (align < kHeaderSize) align = kHeaderSize;
   if (size > PTRDIFF_MAX - kHeaderSize) return finish(nullptr, 0);
-  // The header right before an aligned user pointer, as DESIGN.md asks.
+  // The header right before an aligned user pointer, as docs/DESIGN.md asks.
   return finish(mi_malloc_aligned_at(size + kHeaderSize, align, kHeaderSize), size);
 }
 
