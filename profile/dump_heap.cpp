@@ -9,8 +9,8 @@
 // start or the last prof.reset (history, not filtered by age).
 //
 // Memory: the per-stack aggregate is an array indexed by stack id (ids are dense,
-// 1..stack_count()) and the per-(stack, thread) aggregate of heap_v2 an open-addressing
-// table, both in the caller's ScratchArena. Output goes through FdWriter over a stack
+// 1..stack_count()) and the per-(stack, thread) aggregate of heap_v2 the dump path's
+// hash table (base/arena.h), both in the caller's ScratchArena. Output goes through FdWriter over a stack
 // buffer. Nothing here calls malloc.
 #include <errno.h>
 #include <fcntl.h>
@@ -33,11 +33,13 @@ struct Counts {
   uint64_t bytes;
 };
 
-// One (stack, thread) pair of heap_v2. key = stack_id << 32 | thread_index; 0 = empty
-// (stack ids start at 1, so a used key is never 0).
+// One (stack, thread) pair of heap_v2, key = stack_id << 32 | thread_index, in the dump
+// path's hash table (base/arena.h InternTable).
 struct ThreadCell {
   uint64_t key;
-  Counts c;
+  Counts c;  // not part of the key: the sums
+  uint64_t hash() const { return mix64(key); }
+  bool operator==(const ThreadCell& o) const { return key == o.key; }
 };
 
 constexpr uint32_t kMaxThreadIndex = 65536;
@@ -48,40 +50,11 @@ struct Aggregate {
   Counts* per_stack;  // blocks kept by the age filter, raw sampled counts
   Counts total;       // sum of per_stack
   bool per_thread;
-  ThreadCell* cells;
-  uint64_t cap;       // power of two
-  uint64_t used;
+  InternTable<ThreadCell> cells;
   Counts* per_thread_total;  // indexed by thread index
   uint32_t max_thread;       // highest thread index seen + 1
   bool oom;
 };
-
-uint64_t cell_hash(uint64_t key) {
-  key ^= key >> 31;
-  key *= 0x9e3779b97f4a7c15ull;
-  return key ^ (key >> 29);
-}
-
-ThreadCell* cell_find(ThreadCell* cells, uint64_t cap, uint64_t key) {
-  uint64_t mask = cap - 1;
-  for (uint64_t i = cell_hash(key) & mask;; i = (i + 1) & mask) {
-    if (cells[i].key == key || cells[i].key == 0) return &cells[i];
-  }
-}
-
-bool cells_grow(Aggregate& a) {
-  uint64_t ncap = a.cap == 0 ? 4096 : a.cap * 2;
-  ThreadCell* n = a.arena->alloc_array<ThreadCell>(ncap);
-  if (n == nullptr) return false;
-  for (uint64_t i = 0; i < a.cap; ++i) {
-    if (a.cells[i].key == 0) continue;
-    *cell_find(n, ncap, a.cells[i].key) = a.cells[i];
-  }
-  // The old table stays in the arena until the dump ends: the arena frees all at once.
-  a.cells = n;
-  a.cap = ncap;
-  return true;
-}
 
 void on_block(Aggregate& a, const snap::Block& b) {
   if (b.stack_id == 0 || b.stack_id >= a.nstacks) return;
@@ -97,18 +70,16 @@ void on_block(Aggregate& a, const snap::Block& b) {
     t.bytes += b.size;
     if (b.thread_index + 1 > a.max_thread) a.max_thread = b.thread_index + 1;
   }
-  if ((a.used + 1) * 2 > a.cap && !cells_grow(a)) {
+  bool added;
+  ThreadCell key{(static_cast<uint64_t>(b.stack_id) << 32) | b.thread_index, {0, 0}};
+  int64_t i = a.cells.intern(*a.arena, key, &added);
+  if (i < 0) {
     a.oom = true;
     return;
   }
-  uint64_t key = (static_cast<uint64_t>(b.stack_id) << 32) | b.thread_index;
-  ThreadCell* c = cell_find(a.cells, a.cap, key);
-  if (c->key == 0) {
-    c->key = key;
-    ++a.used;
-  }
-  ++c->c.objs;
-  c->c.bytes += b.size;
+  ThreadCell& c = a.cells[static_cast<size_t>(i)];
+  ++c.c.objs;
+  c.c.bytes += b.size;
 }
 
 int aggregate(const snap::Snapshot& s, ScratchArena& arena, bool per_thread, Aggregate* a) {
@@ -120,7 +91,7 @@ int aggregate(const snap::Snapshot& s, ScratchArena& arena, bool per_thread, Agg
   a->per_thread = per_thread;
   if (per_thread) {
     a->per_thread_total = arena.alloc_array<Counts>(kMaxThreadIndex);
-    if (a->per_thread_total == nullptr || !cells_grow(*a)) return ENOMEM;
+    if (a->per_thread_total == nullptr) return ENOMEM;
   }
   for (size_t i = 0; i < s.nblocks && !a->oom; ++i)
     if (s.is_old(s.blocks[i])) on_block(*a, s.blocks[i]);
@@ -243,11 +214,10 @@ int write_heap_v2(int fd, const snap::Snapshot& s, ScratchArena& arena) {
   if (err != 0) return err;
   // Collect the (stack, thread) cells, ordered by stack then thread, so each stack's
   // thread lines follow its `@` line.
-  ThreadCell* sorted = arena.alloc_array<ThreadCell>(a.used + 1);
+  ThreadCell* sorted = arena.alloc_array<ThreadCell>(a.cells.size() + 1);
   if (sorted == nullptr) return ENOMEM;
-  uint64_t m = 0;
-  for (uint64_t i = 0; i < a.cap; ++i)
-    if (a.cells[i].key != 0) sorted[m++] = a.cells[i];
+  uint64_t m = a.cells.size();
+  for (uint64_t i = 0; i < m; ++i) sorted[i] = a.cells[i];
   std::sort(sorted, sorted + m, [](const ThreadCell& x, const ThreadCell& y) { return x.key < y.key; });
 
   Totals tot = line_totals(s, a);
