@@ -61,13 +61,12 @@
 // handler takes, so no fork happens mid-dump. The dump thread is created with every
 // signal blocked, holds a ReentrancyGuard for its whole life and never exits.
 //
-// Fork: the child has no dump thread. fork_child() recreates it right away when a
-// trigger needs it. That runs in the pthread_atfork child handler, which POSIX does not
-// bless for pthread_create; glibc (2.36, Debian 12) re-initialises the loader locks and
-// its stack cache in the child before it runs the handlers, and our own locks are reset
-// by the earlier handlers, so it is safe in practice, and no malloc-path hook is
-// needed. The cost is one thread creation per fork() in processes that use interval,
-// lg_interval, gdump or signal dumps (posix_spawn and vfork run no handlers).
+// Fork: the child has no dump thread. The child handler only marks it wanted
+// (dump_thread.cpp triggers_fork_child) when a trigger needs one, and the child starts
+// it at one of its first allocations (attend()), outside the atfork handler, where
+// pthread_create is not blessed. A child that execs, or calls unshare(CLONE_NEWUSER)
+// (which a multithreaded process may not), before allocating never has one. The child
+// numbers its dumps from 0 again (its pid differs) and owns none of the parent's files.
 #include "profile/dump.h"
 
 #include <errno.h>
