@@ -1,5 +1,7 @@
 #include "base/maps.h"
 
+#include "base/arena.h"
+
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -75,6 +77,101 @@ MapsLine parse_maps_line(const char* line, size_t len) {
   m.path = line + i;
   m.path_len = len - i;
   return m;
+}
+
+// The whole text of /proc/self/maps into the arena (read(2) in a loop: the file is
+// generated as it is read, and a process with many mappings has a long one).
+void read_self_maps(ScratchArena& arena, const char** text, size_t* len) {
+  *text = "";
+  *len = 0;
+  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  size_t cap = 64 * 1024, n = 0;
+  char* buf = static_cast<char*>(arena.alloc(cap, 1));
+  while (buf != nullptr) {
+    if (n == cap) {
+      char* bigger = static_cast<char*>(arena.alloc(cap * 2, 1));
+      if (bigger == nullptr) break;
+      for (size_t i = 0; i < n; ++i) bigger[i] = buf[i];
+      buf = bigger;
+      cap *= 2;
+    }
+    ssize_t r = read(fd, buf + n, cap - n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    n += static_cast<size_t>(r);
+  }
+  close(fd);
+  if (buf != nullptr) {
+    *text = buf;
+    *len = n;
+  }
+}
+
+namespace {
+
+// Reads our own memory through /proc/self/mem: a library unmapped by a concurrent
+// dlclose between reading the maps and reading its header yields EIO, not SIGSEGV.
+bool read_mem(int mem_fd, uintptr_t addr, void* out, size_t n) {
+  for (;;) {
+    ssize_t r = pread(mem_fd, out, n, static_cast<off_t>(addr));
+    if (r < 0 && errno == EINTR) continue;
+    return r == static_cast<ssize_t>(n);
+  }
+}
+
+}  // namespace
+
+// The GNU build ID of the ELF object whose header is mapped at `hdr`, as lower-case
+// hex into `out` (2 * 64 + 1 bytes); returns its length, 0 if there is none. pprof
+// compares it with the binary it symbolises from and refuses a rebuilt one instead of
+// printing wrong names.
+size_t read_build_id(int mem_fd, uintptr_t hdr, char* out) {
+  ElfW(Ehdr) eh;
+  if (!read_mem(mem_fd, hdr, &eh, sizeof eh)) return 0;
+  if (eh.e_ident[EI_MAG0] != ELFMAG0 || eh.e_ident[EI_MAG1] != ELFMAG1 || eh.e_ident[EI_MAG2] != ELFMAG2 ||
+      eh.e_ident[EI_MAG3] != ELFMAG3 || eh.e_phentsize != sizeof(ElfW(Phdr)) || eh.e_phnum > 64)
+    return 0;
+  ElfW(Phdr) ph[64];
+  if (!read_mem(mem_fd, hdr + eh.e_phoff, ph, eh.e_phnum * sizeof(ElfW(Phdr)))) return 0;
+  uintptr_t bias = 0;
+  bool have_bias = false;
+  for (int i = 0; i < eh.e_phnum; ++i) {
+    if (ph[i].p_type == PT_LOAD && ph[i].p_offset == 0) {
+      bias = hdr - ph[i].p_vaddr;
+      have_bias = true;
+      break;
+    }
+  }
+  if (!have_bias) return 0;
+  for (int i = 0; i < eh.e_phnum; ++i) {
+    if (ph[i].p_type != PT_NOTE) continue;
+    uint8_t notes[1024];
+    size_t n = ph[i].p_filesz < sizeof notes ? ph[i].p_filesz : sizeof notes;
+    if (!read_mem(mem_fd, bias + ph[i].p_vaddr, notes, n)) continue;
+    size_t off = 0;
+    while (off + sizeof(ElfW(Nhdr)) <= n) {
+      ElfW(Nhdr) nh;
+      const uint8_t* src = notes + off;
+      uint8_t* dst = reinterpret_cast<uint8_t*>(&nh);
+      for (size_t k = 0; k < sizeof nh; ++k) dst[k] = src[k];
+      size_t name_off = off + sizeof nh;
+      size_t desc_off = name_off + ((nh.n_namesz + 3u) & ~size_t{3});
+      size_t next = desc_off + ((nh.n_descsz + 3u) & ~size_t{3});
+      if (next > n) break;
+      if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 && notes[name_off] == 'G' &&
+          notes[name_off + 1] == 'N' && notes[name_off + 2] == 'U' && notes[name_off + 3] == '\0' &&
+          nh.n_descsz > 0 && nh.n_descsz <= 64) {
+        for (size_t k = 0; k < nh.n_descsz; ++k) {
+          out[2 * k] = "0123456789abcdef"[notes[desc_off + k] >> 4];
+          out[2 * k + 1] = "0123456789abcdef"[notes[desc_off + k] & 15];
+        }
+        return 2 * nh.n_descsz;
+      }
+      off = next;
+    }
+  }
+  return 0;
 }
 
 }  // namespace leakalloc

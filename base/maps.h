@@ -30,4 +30,15 @@ MapsLine parse_maps_line(const char* line, size_t len);  // `line` without its n
 // short (its path is then incomplete; its addresses and permissions are not).
 bool scan_self_maps(bool (*fn)(const MapsLine& line, void* ctx), void* ctx);
 
+class ScratchArena;
+// The whole text of /proc/self/maps, read once into `arena` (*text is "" and *len 0 when
+// it cannot be read: no /proc in a chroot or a bare container). What a dump's snapshot
+// keeps, so that every file of the dump shows the same mappings.
+void read_self_maps(ScratchArena& arena, const char** text, size_t* len);
+// The GNU build ID of the ELF object whose header is mapped at `hdr`, as lower-case hex
+// into `out` (2 * 64 + 1 bytes); returns its length, 0 if there is none. Reads through
+// `mem_fd` (/proc/self/mem): an object unmapped meanwhile (dlclose) gives EIO, not
+// SIGSEGV.
+size_t read_build_id(int mem_fd, uintptr_t hdr, char* out);
+
 }  // namespace leakalloc

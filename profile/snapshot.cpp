@@ -2,9 +2,7 @@
 #include "profile/snapshot.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <time.h>
-#include <unistd.h>
 
 namespace leakalloc {
 namespace snap {
@@ -45,35 +43,6 @@ void on_block(void* ctx, const prof::LiveBlock& lb) {
   b.birth_ns = lb.birth_ns;
   b.record = lb.record;
   b.reach = kReachUnknown;
-}
-
-// The whole text of /proc/self/maps into the arena (read(2) in a loop: the file is
-// generated as it is read, and a process with many mappings has a long one).
-void read_maps(ScratchArena& arena, const char** text, size_t* len) {
-  *text = "";
-  *len = 0;
-  int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  size_t cap = 64 * 1024, n = 0;
-  char* buf = static_cast<char*>(arena.alloc(cap, 1));
-  while (buf != nullptr) {
-    if (n == cap) {
-      char* bigger = static_cast<char*>(arena.alloc(cap * 2, 1));
-      if (bigger == nullptr) break;
-      for (size_t i = 0; i < n; ++i) bigger[i] = buf[i];
-      buf = bigger;
-      cap *= 2;
-    }
-    ssize_t r = read(fd, buf + n, cap - n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    n += static_cast<size_t>(r);
-  }
-  close(fd);
-  if (buf != nullptr) {
-    *text = buf;
-    *len = n;
-  }
 }
 
 // Orders blocks by stack id (a counting sort: ids are dense) so that writers aggregate
@@ -178,7 +147,7 @@ int take(const Params& p, ScratchArena& arena, Snapshot* s) {
     out.tid = tv.tid;
     cstr_copy(out.name, sizeof out.name, tv.name);
   }
-  read_maps(arena, &s->maps, &s->maps_len);
+  read_self_maps(arena, &s->maps, &s->maps_len);
   return 0;
 }
 
