@@ -454,8 +454,8 @@ void* la_realloc(void* p, size_t size, const char* op, EntryFrame frame) {
       sample = prof::sample_again(t, size, frame, h->birth_ns());
     } else if (size > old) {
       // The growth is charged to the sampler, and may sample the block here.
-      int64_t left = t.bytes_left.load(std::memory_order_relaxed) - static_cast<int64_t>(size - old);
-      if (LA_LIKELY(left > 0)) t.bytes_left.store(left, std::memory_order_relaxed);
+      int64_t left = countdown_after(t, size - old);
+      if (LA_LIKELY(left > 0)) countdown_keep(t, left);
       else sample = prof::sample_growth(t, size - old, size, frame, h->birth_ns());
     }
     // A sampled block that could not be recorded again moves instead (below).

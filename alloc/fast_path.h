@@ -55,10 +55,10 @@ LA_ALWAYS_INLINE void count_free_fast(ThreadState& t, size_t size) {
 
 LA_ALWAYS_INLINE void* alloc_finish(void* base, size_t size, uint64_t flags, EntryFrame frame) {
   ThreadState& t = t_state;
-  int64_t left = t.bytes_left.load(std::memory_order_relaxed) - static_cast<int64_t>(size);
+  int64_t left = countdown_after(t, size);
   if (LA_UNLIKELY(base == nullptr || left <= 0 || t.phase == kThreadExited))
     return slow::alloc(base, size, flags, frame);
-  t.bytes_left.store(left, std::memory_order_relaxed);
+  countdown_keep(t, left);
   count_alloc_fast(t, size);
   void* user = static_cast<char*>(base) + kHeaderSize;
   header_write_birth(user, size | flags, birth_word_now(t.clock));
@@ -75,12 +75,12 @@ LA_ALWAYS_INLINE void* malloc_fast(size_t size, EntryFrame frame) {
   ThreadState& t = t_state;
   CacheBin& b = cache_bin(t.cache, size);
   void* base = b.head;
-  int64_t left = t.bytes_left.load(std::memory_order_relaxed) - static_cast<int64_t>(size);
+  int64_t left = countdown_after(t, size);
   // A thread that is not registered, or past its exit hook, has empty bins.
   if (LA_UNLIKELY(base == nullptr || left <= 0 || !birth_ticks_current(t.clock)))
     return slow::malloc_small(size, frame);
   cache_unlink_head(b, base);
-  t.bytes_left.store(left, std::memory_order_relaxed);
+  countdown_keep(t, left);
   count_alloc_fast(t, size);
   void* user = static_cast<char*>(base) + kHeaderSize;
   header_write_birth(user, size, t.clock.birth);

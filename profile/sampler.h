@@ -139,13 +139,24 @@ void ensure_init();
 void on_tick();
 }  // namespace prof
 
+// The sampler's countdown, charged: what is left after `bytes` more. > 0: no sample,
+// and the caller keeps it (countdown_keep) once it is sure to take its fast path; <= 0:
+// the slow path draws the next gap. The one place the countdown arithmetic is written
+// (malloc's fast paths, realloc's growth in place, sample_alloc below).
+LA_ALWAYS_INLINE int64_t countdown_after(const ThreadState& t, size_t bytes) {
+  return t.bytes_left.load(std::memory_order_relaxed) - static_cast<int64_t>(bytes);
+}
+LA_ALWAYS_INLINE void countdown_keep(ThreadState& t, int64_t left) {
+  t.bytes_left.store(left, std::memory_order_relaxed);
+}
+
 // Fast path of every allocation. Returns 0, or for a sampled block its live record
 // as generation << 32 | record id + 1 (see alloc/header.h sampled_tag) and its birth.
 LA_ALWAYS_INLINE uint64_t sample_alloc(size_t size, EntryFrame frame, uint64_t* birth_ns) {
   ThreadState& t = t_state;
-  int64_t left = t.bytes_left.load(std::memory_order_relaxed) - static_cast<int64_t>(size);
+  int64_t left = countdown_after(t, size);
   if (LA_LIKELY(left > 0)) {
-    t.bytes_left.store(left, std::memory_order_relaxed);
+    countdown_keep(t, left);
     return 0;
   }
   return prof::sample_slow(t, size, frame, birth_ns);
