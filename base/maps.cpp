@@ -68,7 +68,9 @@ MapsLine parse_maps_line(const char* line, size_t len) {
   m.limit = hex();
   spaces();
   m.readable = i < len && line[i] == 'r';
+  m.writable = i + 1 < len && line[i + 1] == 'w';
   m.exec = i + 2 < len && line[i + 2] == 'x';
+  m.shared = i + 3 < len && line[i + 3] == 's';
   skip_field();  // perms
   m.offset = hex();
   spaces();

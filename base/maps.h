@@ -19,7 +19,7 @@ uintptr_t elf_load_bias(const void* ehdr);
 // empty for anonymous mappings.
 struct MapsLine {
   uintptr_t start, limit, offset;
-  bool readable, exec;
+  bool readable, writable, exec, shared;
   const char* path;
   size_t path_len;
 };

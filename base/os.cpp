@@ -23,9 +23,47 @@ void init_header_secret(const void* salt) {
   g_header_secret = secret ^ reinterpret_cast<uintptr_t>(salt);
 }
 
+namespace {
+// The registry of os_alloc/os_reserve mappings (os_regions): a fixed array claimed with
+// a compare-and-swap on `start`, so that it needs no lock and no memory of its own. A
+// slot is free when its start is 0.
+struct OsRegion {
+  std::atomic<uintptr_t> start;
+  std::atomic<size_t> bytes;
+};
+OsRegion g_os_regions[kOsRegionsMax];
+
+void os_register(void* p, size_t bytes) {
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  for (OsRegion& r : g_os_regions) {
+    uintptr_t expected = 0;
+    if (r.start.load(std::memory_order_relaxed) != 0) continue;
+    // The size after the claim: a reader that sees the start sees 0 or this size.
+    r.bytes.store(0, std::memory_order_relaxed);
+    if (r.start.compare_exchange_strong(expected, a, std::memory_order_acq_rel)) {
+      r.bytes.store(bytes, std::memory_order_release);
+      return;
+    }
+  }
+  // Full: this mapping goes unlisted (a reachability check then reads it as a root,
+  // which can only make it report fewer lost blocks).
+}
+
+void os_unregister(void* p) {
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  for (OsRegion& r : g_os_regions) {
+    if (r.start.load(std::memory_order_relaxed) != a) continue;
+    r.bytes.store(0, std::memory_order_relaxed);
+    r.start.store(0, std::memory_order_release);
+    return;
+  }
+}
+}  // namespace
+
 void* os_alloc(size_t bytes) {
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) return nullptr;
+  os_register(p, bytes);
   return p;
 }
 
@@ -33,12 +71,27 @@ void* os_reserve(size_t bytes) {
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) return nullptr;
+  os_register(p, bytes);
   return p;
 }
 
 void os_free(void* p, size_t bytes) {
   if (p == nullptr) return;
+  os_unregister(p);
   munmap(p, bytes);
+}
+
+size_t os_regions(uintptr_t* starts, size_t* sizes, size_t room) {
+  size_t n = 0;
+  for (OsRegion& r : g_os_regions) {
+    uintptr_t a = r.start.load(std::memory_order_acquire);
+    size_t b = r.bytes.load(std::memory_order_acquire);
+    if (a == 0 || b == 0 || n == room) continue;
+    starts[n] = a;
+    sizes[n] = b;
+    ++n;
+  }
+  return n;
 }
 
 size_t os_page_size() {

@@ -18,6 +18,12 @@ void* os_alloc(size_t bytes);            // zeroed, or nullptr
 void* os_reserve(size_t bytes);          // zeroed, lazily committed, or nullptr
 void os_free(void* p, size_t bytes);
 size_t os_page_size();
+// Every mapping os_alloc and os_reserve made and os_free has not yet unmapped (up to
+// kOsRegionsMax at once; more go unlisted), for the reachability check
+// (profile/reach.h), which must not take leakalloc's own tables for the program's
+// roots. Fills up to `room` pairs; returns how many. Lock-free.
+constexpr size_t kOsRegionsMax = 1024;
+size_t os_regions(uintptr_t* starts, size_t* sizes, size_t room);
 
 // The process's secret, from the kernel's AT_RANDOM bytes and `salt` (an address, so
 // that it differs with ASLR even where AT_RANDOM is missing): it keys the block

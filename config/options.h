@@ -66,6 +66,8 @@ constexpr int64_t kDurationMaxMs = int64_t{100} * 365 * 24 * 3600 * 1000;  // 10
     "stack walker: libunwind (default, exact) or fp (frame pointers, faster)")               \
   X(leak_error,  OptType::kBool,     0,          0,   1,                false,                \
     "at exit, if blocks older than age remain, print a summary and exit with status 1")      \
+  X(reach,       OptType::kBool,     0,          0,   1,                false,                \
+    "every dump also runs a reachability check and writes the lost blocks beside it (.lost)") \
   X(tcache,      OptType::kBool,     1,          0,   1,                false,                \
     "keep freed blocks of up to 4 KiB in a per-thread cache; false gives each to mimalloc") \
   X(verbose,     OptType::kBool,     0,          0,   1,                false,                \

@@ -196,6 +196,24 @@ int h_leak(const Node& n, Value* old_out, const Value*) {
   return 0;
 }
 
+// leak.check: (const char*) file name, or none for the automatic name; runs a check and
+// writes the lost dump. The errno of the check or of the first file that failed.
+int h_leak_check(const Node&, Value*, const Value* new_in) {
+  const char* path = new_in != nullptr ? new_in->s : nullptr;
+  if (path != nullptr && path[0] == '\0') return EINVAL;
+  ReentrancyGuard g;
+  return dump::check(path);
+}
+
+// leak.lost_count / lost_bytes: from the last check, not computed now (a check stops
+// the process's threads; a health check that polls must not).
+int h_leak_lost(const Node& n, Value* old_out, const Value*) {
+  if (old_out == nullptr) return 0;
+  dump::LeakTotals t = dump::lost_totals();
+  old_out->u64 = n.arg == 0 ? t.blocks : t.bytes;
+  return 0;
+}
+
 // jemalloc's thread.tcache.flush: (void), the calling thread's cache.
 int h_tcache_flush(const Node&, Value*, const Value*) {
   thread_cache_flush();
@@ -261,6 +279,11 @@ constexpr Node kProf[] = {
 constexpr Node kLeak[] = {
     leaf("count", ValueType::kU64, R, h_leak, 0, "blocks alive at least prof.age now (estimate when sampling)"),
     leaf("bytes", ValueType::kU64, R, h_leak, 1, "their bytes (estimate when sampling)"),
+    leaf("check", ValueType::kString, W, h_leak_check, 0,
+         "run a reachability check now and write the lost dump (kind l; a file name, or none)"),
+    leaf("lost_count", ValueType::kU64, R, h_leak_lost, 0,
+         "lost blocks older than the age, from the last reachability check (estimate when sampling)"),
+    leaf("lost_bytes", ValueType::kU64, R, h_leak_lost, 1, "their bytes, from the last check"),
 };
 
 constexpr Node kThreadTcache[] = {

@@ -36,12 +36,21 @@ int request(const char* path);
 // then leak_error: with old blocks left (less the live records listed in `skip`) it says
 // so and _exits 1. No dump is written after this.
 void at_exit(const uint32_t* skip, size_t nskip);
+// Runs a reachability check now (profile/reach.h) and writes only the lost dump (kind
+// 'l'; `path` as for request(), null = automatic, ".lost" before the suffix). Queues
+// behind a running dump or check (the dump lock). Returns 0 or an errno value.
+int check(const char* path);
+// The dump thread's kernel tid (0 before it runs): the check does not stop it.
+int thread_tid();
 // Blocks and bytes alive at least `age_ms` (unsampled estimates when sampling).
 struct LeakTotals {
   uint64_t blocks;
   uint64_t bytes;
 };
 LeakTotals leak_totals(uint64_t age_ms);
+// The lost blocks older than the age of the dump or check that ran the last reachability
+// check (unsampled estimates when sampling); zeros before the first.
+LeakTotals lost_totals();
 
 // What allocations do for the dump thread: a sampled one, and any thread's first one
 // after each tick of the coarse clock (prof::on_tick), call attend() when

@@ -24,6 +24,8 @@ constexpr int kThreadShift = 48;
 constexpr uint64_t kSizeMask = (uint64_t{1} << kThreadShift) - 1;
 static_assert(threads::kMaxThreads <= (1u << (64 - kThreadShift)), "thread index must fit");
 
+// The 7 bits of a record's generation that a block header keeps (alloc/header.h).
+constexpr uint32_t kHeaderGenerationMask = 127;
 constexpr uint32_t kChunkShift = 16;
 constexpr uint32_t kChunkRecords = 1u << kChunkShift;
 constexpr uint32_t kMaxChunks = 1u << 14;  // 2^30 records: far beyond any real live set
@@ -298,6 +300,7 @@ void walk_records(uint64_t born_before_ns, prof::LiveBlockFn fn, void* ctx, bool
       b.thread_index = static_cast<uint32_t>(size_thread >> kThreadShift);
       b.birth_ns = r.birth_ns.load(std::memory_order_relaxed);
       b.record = (c << kChunkShift) + i + 1;
+      b.generation = (s1 >> 1) & kHeaderGenerationMask;
       std::atomic_thread_fence(std::memory_order_acquire);
       if (r.seq.load(std::memory_order_relaxed) != s1) continue;
       if (b.birth_ns > born_before_ns) continue;
@@ -315,6 +318,27 @@ void walk(uint64_t born_before_ns, prof::LiveBlockFn fn, void* ctx) {
 
 void walk_registry_held(uint64_t born_before_ns, prof::LiveBlockFn fn, void* ctx) {
   walk_records(born_before_ns, fn, ctx, /*registry_held=*/true);
+}
+
+uint32_t record_limit() { return g_next_fresh.load(std::memory_order_acquire); }
+
+bool lookup(uint32_t header_value, uint32_t generation, prof::LiveBlock* out) {
+  uint32_t id = header_value - 1;
+  if (header_value == 0 || id >= record_limit()) return false;
+  Record* chunk = g_chunks[id >> kChunkShift].load(std::memory_order_acquire);
+  if (chunk == nullptr) return false;
+  Record& r = chunk[id & (kChunkRecords - 1)];
+  uint32_t s1 = r.seq.load(std::memory_order_acquire);
+  if ((s1 & 1u) == 0 || ((s1 >> 1) & kHeaderGenerationMask) != generation) return false;
+  out->stack_id = r.stack_id.load(std::memory_order_relaxed);
+  uint64_t size_thread = r.size_thread.load(std::memory_order_relaxed);
+  out->size = size_thread & kSizeMask;
+  out->thread_index = static_cast<uint32_t>(size_thread >> kThreadShift);
+  out->birth_ns = r.birth_ns.load(std::memory_order_relaxed);
+  out->record = header_value;
+  out->generation = generation;
+  std::atomic_thread_fence(std::memory_order_acquire);
+  return r.seq.load(std::memory_order_relaxed) == s1;
 }
 
 uint64_t bytes_in_use() {

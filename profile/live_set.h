@@ -57,6 +57,12 @@ void drain_cache(ThreadState& t);
 void walk(uint64_t born_before_ns, prof::LiveBlockFn fn, void* ctx);
 // The same, for a caller that holds the registry lock.
 void walk_registry_held(uint64_t born_before_ns, prof::LiveBlockFn fn, void* ctx);
+// One more than the highest record id ever handed out (ids are dense from 0).
+uint32_t record_limit();
+// The record `header_value` (id + 1) if it is live as publication `generation` (the
+// block header's): the reachability check's test that a header naming a record is the
+// block that record describes (profile/reach.h). Lock-free.
+bool lookup(uint32_t header_value, uint32_t generation, prof::LiveBlock* out);
 // Memory of the record chunks mapped so far (records are used densely from the start of
 // the slab, so mapped chunks are touched chunks).
 uint64_t bytes_in_use();

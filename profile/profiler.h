@@ -70,6 +70,7 @@ struct LiveBlock {
   uint64_t size;      // requested bytes
   uint64_t birth_ns;  // coarse monotonic clock (base/clock.h coarse_now_ns)
   uint32_t record;    // the live record's id + 1, as in the block header
+  uint32_t generation;  // the record's publication (7 bits), as in the block header
 };
 using LiveBlockFn = void (*)(void* ctx, const LiveBlock& block);
 // Calls fn for every live sampled block born at or before `born_before_ns`

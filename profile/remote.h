@@ -33,6 +33,11 @@ constexpr char kRemoteMagic[16] = {'l', 'e', 'a', 'k', 'a', 'l', 'l', 'o',
 constexpr uint32_t kRemoteVersion = 1;
 constexpr uint64_t kRemoteAgeDefault = UINT64_MAX;  // age_ms: the process's prof.age
 constexpr uint32_t kRemoteFormatHeap = 1, kRemoteFormatHeapV2 = 2, kRemoteFormatPb = 4;
+// In `formats`: run a reachability check and write only the lost dump (kind 'l',
+// profile/reach.h). A library older than this bit ignores it and writes an ordinary dump,
+// whose file names then have no ".lost": the tool tells the user so. The layout is the
+// same, so kRemoteVersion stays.
+constexpr uint32_t kRemoteLost = 8;
 constexpr int kRemotePollMs = 1000;  // a running dump thread looks at `request` this often
 constexpr uint32_t kRemoteFilesMax = 3 * (4096 + 64) + 16;
 
