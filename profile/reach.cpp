@@ -423,6 +423,10 @@ int check_locked() {
   g_shared_len = len;
   g_summary.err = 0;
   g_summary.child_ns = sh->child_ns;
+  g_summary.maps_ns = sh->maps_ns;
+  g_summary.scan_ns = sh->scan_ns;
+  g_summary.mark_ns = sh->mark_ns;
+  g_summary.heap_bytes = sh->heap_bytes;
   g_summary.blocks = sh->blocks;
   g_summary.bytes = sh->bytes;
   g_summary.lost_blocks = sh->lost_blocks;

@@ -120,6 +120,9 @@ struct Summary {
   uint64_t pause_ns;         // first stop signal sent to last thread released
   uint64_t fork_ns;          // the clone() call alone
   uint64_t child_ns;         // the child's work, start to results written
+  uint64_t maps_ns, scan_ns, mark_ns;  // the child's steps ended at (from its start):
+                             // maps read and heap found, blocks found, marked
+  uint64_t heap_bytes;       // mimalloc memory the child read for headers
   uint64_t blocks;           // live blocks the child found, sampled or not
   uint64_t bytes;            // their requested bytes
   uint64_t lost_blocks;      // of those, unreachable (sampled or not, any age)

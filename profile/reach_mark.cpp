@@ -136,6 +136,35 @@ struct Marker {
     }
   }
 
+  // ---- skipping pages never touched ----
+  // /proc/self/pagemap says, per page, whether it is present or swapped out; a page that
+  // is neither was never written (or was given back with MADV_DONTNEED) and reads as
+  // zeros, where no header or pointer can be. Reading it would only cost a page fault
+  // each (a zero-page mapping in this process): 8 ms per 32 MiB of untouched heap here.
+  int pagemap_fd = -1;
+  template <typename Fn>
+  void for_each_touched(uintptr_t lo, uintptr_t hi, Fn fn) {
+    if (pagemap_fd < 0 || hi - lo < 16 * kPage) return fn(lo, hi);
+    uint64_t entries[512];
+    uintptr_t first = lo & ~(kPage - 1);
+    uintptr_t run_lo = 0;
+    bool in_run = false;
+    for (uintptr_t page = first; page < hi;) {
+      size_t n = std::min<uintptr_t>(512, (hi - page + kPage - 1) / kPage);
+      long got = syscall(SYS_pread64, pagemap_fd, entries, n * 8, static_cast<long>(page / kPage * 8));
+      if (got != static_cast<long>(n * 8)) {  // cannot tell: read the rest
+        if (!in_run) run_lo = page;
+        return fn(std::max(lo, run_lo), hi);
+      }
+      for (size_t i = 0; i < n; ++i, page += kPage) {
+        bool touched = (entries[i] >> 62) != 0;  // bit 63 present, bit 62 swapped
+        if (touched && !in_run) { run_lo = page; in_run = true; }
+        if (!touched && in_run) { fn(std::max(lo, run_lo), std::min(hi, page)); in_run = false; }
+      }
+    }
+    if (in_run) fn(std::max(lo, run_lo), hi);
+  }
+
   // ---- reading memory that may fault ----
   template <typename Fn>
   LA_NOINLINE static void words(uintptr_t lo, uintptr_t hi, Fn& fn) {
@@ -167,7 +196,9 @@ struct Marker {
   void drain_marks() {
     while (nwork > 0) {
       const Block& b = blocks[work[--nwork]];
-      read_words(b.user, b.user + b.size(), [this](uintptr_t v) { mark_value(v); });
+      for_each_touched(b.user, b.user + b.size(), [this](uintptr_t lo, uintptr_t hi) {
+        read_words(lo, hi, [this](uintptr_t v) { mark_value(v); });
+      });
     }
   }
 
@@ -277,17 +308,20 @@ bool Marker::scan_heap() {
   uintptr_t open_end[64];
   uint32_t open_idx[64];
   for (size_t r = 0; r < nruns; ++r) {
-    uintptr_t lo = (runs[r].start + 15) & ~uintptr_t{15};
     int depth = 0;
-    while (lo + kHeaderSize <= runs[r].limit) {
-      if (sigsetjmp(g_fault_jmp, 1) != 0) {
-        ++faults;
-        lo = (g_fault_addr & ~(kPage - 1)) + kPage;
-        continue;
+    for_each_touched(runs[r].start, runs[r].limit, [&](uintptr_t from, uintptr_t limit) {
+      // volatile: set again after a siglongjmp.
+      volatile uintptr_t lo = (from + 15) & ~uintptr_t{15};
+      while (lo + kHeaderSize <= limit) {
+        if (sigsetjmp(g_fault_jmp, 1) != 0) {
+          ++faults;
+          lo = (g_fault_addr & ~(kPage - 1)) + kPage;
+          continue;
+        }
+        scan_slots(*this, lo, limit, open_end, open_idx, depth);
+        break;
       }
-      scan_slots(*this, lo, runs[r].limit, open_end, open_idx, depth);
-      break;
-    }
+    });
   }
   if (nblocks > 0) {
     heap_lo = blocks[0].user;
@@ -356,8 +390,10 @@ void Marker::collect_exclusions() {
 void Marker::mark_roots() {
   auto mark_range = [this](uintptr_t lo, uintptr_t hi) {
     if (lo >= hi) return;
-    root_bytes += hi - lo;
-    read_words(lo, hi, [this](uintptr_t v) { mark_value(v); });
+    for_each_touched(lo, hi, [this](uintptr_t a, uintptr_t b) {
+      root_bytes += b - a;
+      read_words(a, b, [this](uintptr_t v) { mark_value(v); });
+    });
     drain_marks();
   };
   for (size_t i = 0; i < nmaps; ++i) {
@@ -406,7 +442,7 @@ void Marker::classify_lost() {
     work[nwork++] = static_cast<uint32_t>(i);
     while (nwork > 0) {
       const Block& b = blocks[work[--nwork]];
-      read_words(b.user, b.user + b.size(), [this, i](uintptr_t v) {
+      auto visit = [this, i](uintptr_t v) {
         blocks_holding(v, [this, i](uint32_t j) {
           Block& t = blocks[j];
           if (j == i || (t.bits & kMarked) != 0) return;
@@ -417,6 +453,9 @@ void Marker::classify_lost() {
             t.bits &= ~kLeader;
           }
         });
+      };
+      for_each_touched(b.user, b.user + b.size(), [this, &visit](uintptr_t lo, uintptr_t hi) {
+        read_words(lo, hi, visit);
       });
     }
   }
@@ -483,8 +522,10 @@ void child_main(const Plan& plan) {
   Marker k;
   k.plan = &plan;
   k.out = out;
+  k.pagemap_fd = static_cast<int>(syscall(SYS_open, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
   if (!k.read_maps()) finish(out, kChildNoMaps, start);
   k.find_heap_runs();
+  out->maps_ns = precise_now_ns() - start;
   if (k.runs == nullptr || !k.scan_heap() || !k.build_page_index()) finish(out, kChildNoMemory, start);
   // The scan must have found every live sampled block; a stopped thread may be between
   // publishing a record and writing its block's header (or the other way round at free).
@@ -496,10 +537,12 @@ void child_main(const Plan& plan) {
   out->sampled_missing = live > found ? live - found : 0;
   uint64_t slack = 2 * (plan.nslots + 1) + 8;
   if (out->sampled_missing > slack) finish(out, kChildMissing, start);
+  out->scan_ns = precise_now_ns() - start;
   k.collect_exclusions();
   if (k.excluded == nullptr) finish(out, kChildNoMemory, start);
   k.mark_roots();
   k.classify_lost();
+  out->mark_ns = precise_now_ns() - start;
   k.write_results();
   finish(out, kChildOk, start);
 }

@@ -40,6 +40,7 @@ struct Shared {
   std::atomic<uint32_t> done;  // futex word: 1 once the results are complete
   int32_t status;
   uint64_t child_ns;
+  uint64_t maps_ns, scan_ns, mark_ns;  // when each step ended, from the child's start
   uint64_t blocks, bytes, lost_blocks, lost_bytes;
   uint64_t sampled_found, sampled_live, sampled_missing;
   uint64_t root_bytes, heap_bytes, faults;

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <list>
 #include <map>
@@ -197,8 +198,21 @@ void case_tls() {
   t.join();
 }
 
-// A pointer only on a blocked thread's stack, and one only in a register.
+// A pointer only on a blocked thread's stack, and one only in a register; and one only
+// in a dead frame below a blocked thread's stack pointer, which is not a root.
+// Deep (kDeadDepth frames of over 512 bytes): what the thread runs later does not
+// overwrite all of them.
+constexpr int kDeadDepth = 40;
+__attribute__((noinline)) void dead_frame_leak(int depth) {
+  void* volatile here = malloc(301);
+  volatile char pad[512];
+  pad[0] = 1;
+  if (depth > 0) dead_frame_leak(depth - 1);
+  __asm__ volatile("" : : "r"(&here), "r"(pad) : "memory");
+}
+
 __attribute__((noinline)) void blocked_with_stack_pointer(int fd) {
+  dead_frame_leak(kDeadDepth - 1);  // its frames are dead, below this thread's stack pointer, once it returns
   void* volatile only_here = malloc(211);
   g_ready.fetch_add(1);
   char c;
@@ -207,23 +221,26 @@ __attribute__((noinline)) void blocked_with_stack_pointer(int fd) {
   free(only_here);
 }
 
+constexpr uintptr_t kKey = 0x5a5a5a5a5a5a5a5aull;
+
 __attribute__((noinline)) void spin_with_register_pointer() {
-  void* p = malloc(99);
-  memset(p, 0, 99);
-  uintptr_t r = reinterpret_cast<uintptr_t>(p);
-  p = nullptr;
+  // Memory holds the pointer only xor-ed with kKey; the asm turns it into the pointer in
+  // r12 and spins, so while it spins only the saved registers hold it.
+  volatile uintptr_t enc = reinterpret_cast<uintptr_t>(malloc(99)) ^ kKey;
   g_ready.fetch_add(1);
-  // The pointer lives in r12 only while this loop spins: neither the stack nor memory
-  // holds it, so only the saved registers keep the block reachable.
   __asm__ volatile(
+      "mov %[enc], %%r12\n\t"
+      "xor %[key], %%r12\n\t"
       "1:\n\t"
-      "cmpb $0, %[stop]\n\t"
       "pause\n\t"
+      "cmpb $0, %[stop]\n\t"
       "je 1b\n\t"
-      : "+r"(r)
-      : [stop] "m"(*reinterpret_cast<volatile char*>(&g_stop))
-      : "memory");
-  free(reinterpret_cast<void*>(r));
+      "xor %[key], %%r12\n\t"
+      "mov %%r12, %[enc]\n\t"
+      : [enc] "+m"(enc)
+      : [key] "r"(kKey), [stop] "m"(*reinterpret_cast<volatile char*>(&g_stop))
+      : "r12", "memory");
+  free(reinterpret_cast<void*>(enc ^ kKey));
 }
 
 void case_threads_hold() {
@@ -235,7 +252,7 @@ void case_threads_hold() {
   while (g_ready < 2) sched_yield();
   struct timespec ts = {0, 20000000};
   nanosleep(&ts, nullptr);  // let both settle: read() blocked, the loop spinning
-  check("stack-and-register", 0, 0);
+  check("stack-register-deadframe", kDeadDepth, kDeadDepth * 301);
   g_stop = true;
   if (write(fds[1], "x", 1) != 1) exit(2);
   a.join();
@@ -326,6 +343,100 @@ void case_repeat(int n) {
     printf("memory grew by %ld KiB\n", rss1 - rss0);
     g_failed = true;
   }
+  // The pauses, from the lost dumps' headers (check i wrote leakalloc.PID.i.l<i>...).
+  std::vector<long> pause;
+  for (int i = 0; i < n; ++i) {
+    char name[128];
+    snprintf(name, sizeof name, "leakalloc.%d.%d.l%d.lost.heap", (int)getpid(), i, i);
+    FILE* f = fopen(name, "r");
+    char line[512];
+    long us = -1;
+    while (f != nullptr && fgets(line, sizeof line, f) != nullptr) {
+      const char* p = strstr(line, "pause_us: ");
+      if (strncmp(line, "# reach_check:", 14) == 0 && p != nullptr) us = atol(p + 10);
+    }
+    if (f != nullptr) fclose(f);
+    pause.push_back(us);
+  }
+  std::vector<long> first(pause.begin() + 1, pause.begin() + 11), last(pause.end() - 10, pause.end());
+  std::sort(first.begin(), first.end());
+  long med = first[5], worst = *std::max_element(last.begin(), last.end());
+  printf("pause: median of checks 2-11 %ld us, worst of the last 10 %ld us\n", med, worst);
+  if (med < 0 || worst > 3 * med + 5000) {
+    printf("the pause grew\n");
+    g_failed = true;
+  }
+}
+
+// Chains and cycles of raw blocks of `size` bytes: word 0 links to the next.
+__attribute__((noinline)) void leak_chain_sized(int n, size_t size) {
+  void** head = nullptr;
+  for (int i = 0; i < n; ++i) {
+    void** x = static_cast<void**>(calloc(1, size));
+    x[0] = head;
+    head = x;
+  }
+  __asm__ volatile("" : : "r"(head) : "memory");
+}
+
+__attribute__((noinline)) void leak_cycle_sized(int n, size_t size) {
+  void** first = static_cast<void**>(calloc(1, size));
+  void** cur = first;
+  for (int i = 1; i < n; ++i) {
+    void** x = static_cast<void**>(calloc(1, size));
+    cur[0] = x;
+    cur = x;
+  }
+  cur[0] = first;
+}
+
+void* volatile g_held[5];
+
+// For the label test (tests/reach/check_labels.py): 5 held blocks of 72 bytes, a lost
+// chain of 10 blocks of 56 (1 direct, 9 indirect), a lost cycle of 4 of 88 (1 direct, 3
+// indirect); then prof.dump (run with reach:true).
+void case_labels() {
+  for (void* volatile& p : g_held) p = malloc(72);
+  leak_chain_sized(10, 56);
+  scrub_stack();
+  leak_cycle_sized(4, 88);
+  scrub_stack();
+  int rc = leakalloc_mallctl("prof.dump", nullptr, nullptr, nullptr, 0);
+  printf("prof.dump: %d\n", rc);
+  if (rc != 0) g_failed = true;
+}
+
+// At a sampled rate: a held list of 5000 blocks of 1000 bytes, whose sampled nodes are
+// reachable only through unsampled ones, and a lost chain of 3000. The estimate of the
+// lost bytes must be near 3 MB, and the held list must not count.
+struct List {
+  List* next;
+  char pad[1000 - sizeof(List*)];
+};
+List* volatile g_list_head;
+
+__attribute__((noinline)) void build_held_list(int n) {
+  List* head = nullptr;
+  for (int i = 0; i < n; ++i) {
+    List* x = static_cast<List*>(malloc(sizeof(List)));
+    x->next = head;
+    head = x;
+  }
+  g_list_head = head;
+}
+
+void case_sampled() {
+  build_held_list(5000);
+  scrub_stack();
+  leak_chain_sized(3000, 1000);
+  scrub_stack();
+  g_print_only = true;
+  check("sampled", 3000, 3000 * 1000);
+  uint64_t b = read_u64("leak.lost_bytes");
+  if (b < 2400000 || b > 3600000) {
+    printf("lost bytes %llu not within 20%% of 3000000\n", (unsigned long long)b);
+    g_failed = true;
+  }
 }
 
 }  // namespace
@@ -347,6 +458,8 @@ int main(int argc, char** argv) {
   else if (strcmp(c, "dlopen") == 0) case_dlopen(arg);
   else if (strcmp(c, "busy") == 0) case_busy(atoi(arg) > 0 ? atoi(arg) : 5);
   else if (strcmp(c, "fork") == 0) case_fork(argv[0]);
+  else if (strcmp(c, "labels") == 0) case_labels();
+  else if (strcmp(c, "sampled") == 0) case_sampled();
   else if (strcmp(c, "repeat") == 0) case_repeat(atoi(arg) > 0 ? atoi(arg) : 100);
   else {
     fprintf(stderr, "unknown case %s\n", c);
