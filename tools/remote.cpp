@@ -29,7 +29,7 @@ using leakalloc::RemoteControl;
 
 [[noreturn]] void usage_error(const std::string& what) {
   throw ToolError("dump: " + what +
-                  "\nusage: leakalloc dump [--age 60s] [--format heap+pb] [--timeout 30s] [--top N] PID");
+                  "\nusage: leakalloc dump [--lost] [--age 60s] [--format heap+pb] [--timeout 30s] [--top N] PID");
 }
 
 struct SymbolSearch {
@@ -235,11 +235,16 @@ int cmd_dump(const std::vector<std::string>& args) {
   uint64_t timeout_ms = 30000;
   size_t top = 3;
   std::string pid_text;
+  bool lost = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     if (a.empty() || a[0] != '-') {
       if (!pid_text.empty()) usage_error("one PID only");
       pid_text = a;
+      continue;
+    }
+    if (a == "--lost") {  // a reachability check, and only the lost dump (profile/reach.h)
+      lost = true;
       continue;
     }
     size_t eq = a.find('=');
@@ -280,6 +285,7 @@ int cmd_dump(const std::vector<std::string>& args) {
                     " bytes): use the leakalloc command of the library the process runs");
 
   // The parameters first, then the number: the process reads them after the number.
+  if (lost) formats |= leakalloc::kRemoteLost;
   mem.write(offsetof(RemoteControl, age_ms), &age_ms, sizeof age_ms);
   mem.write(offsetof(RemoteControl, formats), &formats, sizeof formats);
   uint32_t request;
@@ -327,6 +333,9 @@ int cmd_dump(const std::vector<std::string>& args) {
   }
   for (const std::string& p : paths) std::printf("%s\n", p.c_str());
   std::fflush(stdout);
+  if (lost && status == 0 && !paths.empty() && paths[0].find(".lost.") == std::string::npos)
+    throw ToolError("pid " + pid_text + " runs a leakalloc without the reachability check: it wrote an ordinary "
+                    "dump instead of the lost one");
   if (status != 0)
     throw ToolError("pid " + pid_text + " could not write " + (paths.empty() ? "its dump" : "every file of its dump") +
                     ": " + std::strerror(status) + " (its stderr names the file)");

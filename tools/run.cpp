@@ -232,7 +232,7 @@ size_t count_other_dumps(const std::string& dir, const std::string& base, pid_t 
 
 [[noreturn]] void usage_error(const std::string& what) {
   throw ToolError("run: " + what +
-                  "\nusage: leakalloc run [--age 60s] [--sample N] [--interval 30s] [--out DIR] "
+                  "\nusage: leakalloc run [--reach] [--age 60s] [--sample N] [--interval 30s] [--out DIR] "
                   "[--format heap+pb] [--top N] [--quiet] -- PROG [ARGS...]");
 }
 
@@ -243,6 +243,7 @@ int cmd_run(const std::vector<std::string>& args) {
   uint64_t age_ms = 0;
   size_t top = 3;
   bool quiet = false;
+  bool reach = false;
   size_t i = 0;
   for (; i < args.size(); ++i) {
     const std::string& a = args[i];
@@ -266,6 +267,8 @@ int cmd_run(const std::vector<std::string>& args) {
     uint64_t ms;
     if (name == "--quiet" && !has_value) {
       quiet = true;
+    } else if (name == "--reach" && !has_value) {
+      reach = true;  // every dump runs a reachability check and writes a .lost dump beside it
     } else if (name == "--age") {
       take();
       if (!parse_duration_ms(value, &ms)) usage_error("--age: bad duration \"" + value + "\" (e.g. 500ms, 60s, 5m, 2h)");
@@ -328,6 +331,7 @@ int cmd_run(const std::vector<std::string>& args) {
   if (!interval.empty()) add("interval:" + interval);
   add("format:" + format);
   add("final:true");
+  if (reach) add("reach:true");
   add("prefix:" + out_dir + "/" + base);
   std::string preload = lib;
   if (const char* p = std::getenv("LD_PRELOAD"); p && *p) preload += std::string(":") + p;

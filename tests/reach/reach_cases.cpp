@@ -439,6 +439,22 @@ void case_sampled() {
   }
 }
 
+// For the tool tests: 3 lost blocks of 1000 bytes and one held; then the program keeps
+// allocating for `ms` milliseconds (a `leakalloc dump --lost PID` is noticed at an
+// allocation) and exits.
+void case_serve(int ms) {
+  g_held[0] = malloc(500);
+  leak_blocks(3, 1000);
+  scrub_stack();
+  printf("ready\n");
+  fflush(stdout);
+  for (int i = 0; i < ms / 10; ++i) {
+    struct timespec ts = {0, 10000000};
+    nanosleep(&ts, nullptr);
+    free(malloc(10));
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -459,6 +475,7 @@ int main(int argc, char** argv) {
   else if (strcmp(c, "busy") == 0) case_busy(atoi(arg) > 0 ? atoi(arg) : 5);
   else if (strcmp(c, "fork") == 0) case_fork(argv[0]);
   else if (strcmp(c, "labels") == 0) case_labels();
+  else if (strcmp(c, "serve") == 0) case_serve(atoi(arg) > 0 ? atoi(arg) : 1000);
   else if (strcmp(c, "sampled") == 0) case_sampled();
   else if (strcmp(c, "repeat") == 0) case_repeat(atoi(arg) > 0 ? atoi(arg) : 100);
   else {
