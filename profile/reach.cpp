@@ -121,9 +121,10 @@ struct LinuxDirent64 {
   char d_name[1];
 };
 
+// Slots keep a thread that was given up as -tid.
 bool has_slot(pid_t tid, uint32_t n) {
   for (uint32_t i = 0; i < n; ++i)
-    if (g_slots[i].tid == tid) return true;
+    if (g_slots[i].tid == tid || g_slots[i].tid == -tid) return true;
   return false;
 }
 

@@ -262,8 +262,10 @@ void Marker::find_heap_runs() {
 
 // The slots of [lo, limit) of one heap run, from `lo` on (a fault leaves through
 // on_fault's siglongjmp; the caller goes on after the page that faulted).
-LA_NOINLINE void scan_slots(Marker& k, uintptr_t lo, uintptr_t limit, uintptr_t* open_end, uint32_t* open_idx,
-                            int& depth) {
+// `run_limit`: the end of the heap run, which every block ends before; `limit`: the end of
+// the touched pages being read.
+LA_NOINLINE void scan_slots(Marker& k, uintptr_t lo, uintptr_t limit, uintptr_t run_limit, uintptr_t* open_end,
+                            uint32_t* open_idx, int& depth) {
   uint64_t now = k.plan->now_ticks;
   for (uintptr_t s = lo; s + kHeaderSize <= limit; s += 16) {
     const BlockHeader* h = reinterpret_cast<const BlockHeader*>(s);
@@ -285,7 +287,7 @@ LA_NOINLINE void scan_slots(Marker& k, uintptr_t lo, uintptr_t limit, uintptr_t*
       if (flags != 0 && flags != kUncachedBit && flags != kAlignedCacheBit) continue;
       size = tag & kUnsampledSizeMask;
     }
-    if (size > limit - user) continue;
+    if (size > run_limit - user) continue;
     while (depth > 0 && open_end[depth - 1] < user) --depth;
     Block& b = k.blocks[k.nblocks];
     b.user = user;
@@ -318,7 +320,7 @@ bool Marker::scan_heap() {
           lo = (g_fault_addr & ~(kPage - 1)) + kPage;
           continue;
         }
-        scan_slots(*this, lo, limit, open_end, open_idx, depth);
+        scan_slots(*this, lo, limit, runs[r].limit, open_end, open_idx, depth);
         break;
       }
     });
@@ -527,15 +529,16 @@ void child_main(const Plan& plan) {
   k.find_heap_runs();
   out->maps_ns = precise_now_ns() - start;
   if (k.runs == nullptr || !k.scan_heap() || !k.build_page_index()) finish(out, kChildNoMemory, start);
-  // The scan must have found every live sampled block; a stopped thread may be between
-  // publishing a record and writing its block's header (or the other way round at free).
+  // The scan must have found every live sampled block. A thread stopped inside malloc
+  // may be between publishing a record and writing its block's header (realloc: two),
+  // and a thread that did not answer keeps running; the checking thread is in none.
   uint64_t live = 0;
   live::walk_registry_held(UINT64_MAX, count_live, &live);
   uint64_t found = 0;
   for (size_t i = 0; i < k.nblocks; ++i) found += k.blocks[i].record != 0;
   out->sampled_live = live;
   out->sampled_missing = live > found ? live - found : 0;
-  uint64_t slack = 2 * (plan.nslots + 1) + 8;
+  uint64_t slack = 2 * uint64_t{plan.nslots};
   if (out->sampled_missing > slack) finish(out, kChildMissing, start);
   out->scan_ns = precise_now_ns() - start;
   k.collect_exclusions();
