@@ -79,6 +79,7 @@
 #include "profile/dump_internal.h"
 #include "profile/dump_writers.h"
 #include "profile/profiler.h"
+#include "profile/reach.h"
 #include "profile/snapshot.h"
 
 namespace leakalloc {
@@ -116,42 +117,57 @@ const Format kFormats[] = {
 
 }  // namespace
 
-int dump_locked(char kind, const char* path, int64_t age_ms, int64_t formats) {
-  if (age_ms < 0) age_ms = opt(kOpt_age);
-  // One snapshot for every file and the summary: they all describe the same moment.
-  ScratchArena snap_arena;
-  snap::Snapshot s;
-  int snap_err = snap::take(snap::params_now(static_cast<uint64_t>(age_ms), kind), snap_arena, &s);
+namespace {
 
-  uint64_t seq = 0;  // set with the first automatic name
-  uint64_t kseq = g_kseq[kind_index(kind)]++;
-  if (formats == 0) formats = opt(kOpt_format);
-  if ((formats & (kFormatHeap | kFormatHeapV2 | kFormatPb)) == 0) formats = kFormatHeap;
-  pid_t pid = getpid();
+// The lost dump's name for the caller's `path`: ".lost" before its extension (after the
+// last dot of its last component), or at its end when it has none.
+void lost_name(files::PathBuf& name, const char* path) {
+  name.clear();
+  size_t len = cstr_len(path), dot = len;
+  for (size_t i = len; i > 0; --i) {
+    if (path[i - 1] == '/') break;
+    if (path[i - 1] == '.') { dot = i - 1; break; }
+  }
+  for (size_t i = 0; i < dot; ++i) {
+    char c[2] = {path[i], '\0'};
+    name.add(c);
+  }
+  name.add(".lost");
+  name.add(path + dot);
+}
 
+// Writes the files of one snapshot in every format of `formats`; appends their names
+// to g_files at *sumlen. *seq is the dump's sequence number, taken by the first
+// automatic name when *seq_set is false. A lost dump (s.lost_only) puts ".lost" before
+// each suffix.
+int write_formats(const snap::Snapshot& s, int snap_err, const char* path, int64_t formats, pid_t pid,
+                  uint64_t* seq, bool* seq_set, uint64_t kseq, size_t* sumlen, int64_t* written) {
   static files::PathBuf name;
   static_assert(sizeof g_files >= 3 * files::kPathMax + 16, "room for three names");
-  size_t sumlen = 0;
-  auto sum_add = [&](const char* s) {
-    for (; *s != '\0' && sumlen + 1 < sizeof g_files; ++s) g_files[sumlen++] = *s;
+  auto sum_add = [&](const char* t) {
+    for (; *t != '\0' && *sumlen + 1 < sizeof g_files; ++t) g_files[(*sumlen)++] = *t;
   };
+  char kind = s.p.kind;
   int first_err = 0;
-  int64_t written = 0;
   bool first = true;
   for (const Format& f : kFormats) {
     if ((formats & f.bit) == 0) continue;
-    const char* suffix = files::suffix_of(f.bit);
+    char suffix[32] = "";
+    if (s.lost_only) cstr_copy(suffix, sizeof suffix, ".lost");
+    cstr_copy(suffix + cstr_len(suffix), sizeof suffix - cstr_len(suffix), files::suffix_of(f.bit));
     int err = 0;
     int fd = -1;
-    if (path == nullptr && first) {
-      fd = files::claim_auto_name(name, pid, kind, kseq, suffix, &seq, &err);
+    if (path == nullptr && !*seq_set) {
+      fd = files::claim_auto_name(name, pid, kind, kseq, suffix, seq, &err);
+      *seq_set = true;
     } else {
       name.clear();
       if (path != nullptr) {
-        name.add(path);
-        if (!first) name.add(suffix);
+        if (s.lost_only && kind != 'l') lost_name(name, path);
+        else name.add(path);
+        if (!first) name.add(files::suffix_of(f.bit));
       } else {
-        files::auto_name(name, pid, seq, kind, kseq, suffix);
+        files::auto_name(name, pid, *seq, kind, kseq, suffix);
       }
       if (!name.ok) {
         err = ENAMETOOLONG;
@@ -173,9 +189,66 @@ int dump_locked(char kind, const char* path, int64_t age_ms, int64_t formats) {
       if (first_err == 0) first_err = err;
       continue;
     }
-    written |= f.bit;
-    sum_add(sumlen == 0 ? "" : " ");
+    if (!s.lost_only) *written |= f.bit;
+    sum_add(*sumlen == 0 ? "" : " ");
     sum_add(name.buf);
+  }
+  return first_err;
+}
+
+// The lost dump's snapshot: `s` with only its lost blocks (still sorted by stack).
+int lost_snapshot(const snap::Snapshot& s, ScratchArena& arena, snap::Snapshot* out) {
+  *out = s;
+  out->lost_only = true;
+  out->nblocks = 0;
+  out->blocks = s.nblocks != 0 ? arena.alloc_array<snap::Block>(s.nblocks) : nullptr;
+  if (s.nblocks != 0 && out->blocks == nullptr) return ENOMEM;
+  for (size_t i = 0; i < s.nblocks; ++i)
+    if (s.blocks[i].reach == snap::kLostDirect || s.blocks[i].reach == snap::kLostIndirect)
+      out->blocks[out->nblocks++] = s.blocks[i];
+  return 0;
+}
+
+std::atomic<uint64_t> g_lost_count{0}, g_lost_bytes{0};
+
+}  // namespace
+
+int dump_locked(char kind, const char* path, int64_t age_ms, int64_t formats, bool check) {
+  if (age_ms < 0) age_ms = opt(kOpt_age);
+  // The check first: the snapshot then carries its verdicts (a block allocated after it
+  // has none). kind 'l' (leak.check, dump --lost) writes only the lost dump.
+  if (kind == 'l') check = true;
+  int check_err = check ? reach::check_locked() : 0;
+  if (kind == 'l' && check_err != 0) return check_err;
+  bool reach_ok = check && check_err == 0;
+  // One snapshot for every file and the summary: they all describe the same moment.
+  ScratchArena snap_arena;
+  snap::Snapshot s;
+  int snap_err = snap::take(snap::params_now(static_cast<uint64_t>(age_ms), kind), snap_arena, &s);
+  snap::Snapshot lost;
+  if (reach_ok) {
+    reach::fill(s);
+    if (snap_err == 0) snap_err = lost_snapshot(s, snap_arena, &lost);
+    snap::Census lc = snap::census(lost);
+    g_lost_count.store(lc.old.blocks, std::memory_order_relaxed);
+    g_lost_bytes.store(lc.old.bytes, std::memory_order_relaxed);
+  }
+
+  uint64_t seq = 0;  // set with the first automatic name
+  bool seq_set = false;
+  uint64_t kseq = g_kseq[kind_index(kind)]++;
+  if (formats == 0) formats = opt(kOpt_format);
+  if ((formats & (kFormatHeap | kFormatHeapV2 | kFormatPb)) == 0) formats = kFormatHeap;
+  pid_t pid = getpid();
+  size_t sumlen = 0;
+  int64_t written = 0;
+  int first_err = 0;
+  if (kind != 'l') first_err = write_formats(s, snap_err, path, formats, pid, &seq, &seq_set, kseq, &sumlen, &written);
+  if (reach_ok) {
+    int err = write_formats(lost, snap_err, path, formats, pid, &seq, &seq_set, kseq, &sumlen, &written);
+    if (first_err == 0) first_err = err;
+  } else if (first_err == 0) {
+    first_err = check_err;
   }
   g_files[sumlen] = '\0';
   if (path == nullptr && (kind == 'i' || kind == 'u')) files::retain(pid, kind, seq, kseq, written);
@@ -191,6 +264,18 @@ int dump_locked(char kind, const char* path, int64_t age_ms, int64_t formats) {
                static_cast<unsigned long long>(c.old.bytes),
                static_cast<unsigned long long>(s.p.age_ns / 1000000),
                sumlen != 0 ? "wrote " : "wrote nothing", g_files);
+    if (reach_ok) {
+      const reach::Summary& r = reach::last();
+      log_printf("dump %s%llu: %llu lost blocks (%llu bytes) alive >= %llu ms; check paused %llu threads for %llu us, "
+                 "marked in %llu ms%s%s",
+                 kbuf, static_cast<unsigned long long>(kseq),
+                 static_cast<unsigned long long>(g_lost_count.load(std::memory_order_relaxed)),
+                 static_cast<unsigned long long>(g_lost_bytes.load(std::memory_order_relaxed)),
+                 static_cast<unsigned long long>(s.p.age_ns / 1000000), static_cast<unsigned long long>(r.threads),
+                 static_cast<unsigned long long>(r.pause_ns / 1000),
+                 static_cast<unsigned long long>(r.child_ns / 1000000), reach::note()[0] != '\0' ? "; " : "",
+                 reach::note());
+    }
   }
   return first_err;
 }
@@ -202,7 +287,7 @@ int dump_now(char kind, const char* path, bool background) {
   // After the final dump the process is about to _exit: a background dump started now
   // would be cut off half-written.
   if (background && g_stopped) return 0;
-  return dump_locked(kind, path);
+  return dump_locked(kind, path, -1, 0, opt(kOpt_reach) != 0);
 }
 
 namespace {
@@ -226,7 +311,7 @@ void at_exit(const uint32_t* skip, size_t nskip) {
   ReentrancyGuard g;
   {
     LockGuard l(g_lock);
-    if (g_final) dump_locked('f', nullptr);
+    if (g_final) dump_locked('f', nullptr, -1, 0, opt(kOpt_reach) != 0);
     g_stopped = true;
   }
   if (opt(kOpt_leak_error) == 0) return;
@@ -239,6 +324,18 @@ void at_exit(const uint32_t* skip, size_t nskip) {
   // _exit skips stdio's flush at the end of exit(): do it here.
   fflush(nullptr);
   _exit(1);
+}
+
+int check(const char* path) {
+  ReentrancyGuard g;
+  CancellationOff no_cancel;
+  LockGuard l(g_lock);
+  if (g_stopped) return ESRCH;
+  return dump_locked('l', path);
+}
+
+LeakTotals lost_totals() {
+  return LeakTotals{g_lost_count.load(std::memory_order_relaxed), g_lost_bytes.load(std::memory_order_relaxed)};
 }
 
 LeakTotals leak_totals(uint64_t age_ms) { return leak_totals_skipping(age_ms, nullptr, 0); }

@@ -21,6 +21,7 @@
 #include "leakalloc/leakalloc.h"
 #include "profile/dump_writers.h"
 #include "profile/profiler.h"
+#include "profile/reach.h"
 #include "profile/snapshot.h"
 
 namespace leakalloc {
@@ -150,6 +151,18 @@ void write_metadata(FdWriter& w, const snap::Snapshot& s, const Aggregate& a) {
   w.str("# uptime_ms: ").u64(p.uptime_ns / 1000000).ch('\n');
   w.str("# age_threshold_ms: ").u64(p.age_ns / 1000000).ch('\n');
   w.str("# lg_sample: ").i64(p.lg_sample).str(" period: ").u64(p.period).ch('\n');
+  if (s.reach_checked) {
+    const reach::Summary& r = reach::last();
+    if (s.lost_only) w.str("# lost_dump: the blocks the reachability check found unreachable\n");
+    w.str("# reach_check: ").u64(r.check_seq).str(" threads_stopped: ").u64(r.threads)
+        .str(" threads_unanswered: ").u64(r.unanswered).str(" pause_us: ").u64(r.pause_ns / 1000)
+        .str(" fork_us: ").u64(r.fork_ns / 1000).str(" child_ms: ").u64(r.child_ns / 1000000)
+        .str(" heap_read_bytes: ").u64(r.heap_bytes).str(" maps_ms: ").u64(r.maps_ns / 1000000)
+        .str(" scan_ms: ").u64(r.scan_ns / 1000000).str(" mark_ms: ").u64(r.mark_ns / 1000000)
+        .str(" root_bytes: ").u64(r.root_bytes).str(" blocks: ").u64(r.blocks)
+        .str(" lost_blocks: ").u64(r.lost_blocks).str(" lost_bytes: ").u64(r.lost_bytes).ch('\n');
+    if (reach::note()[0] != '\0') w.str("# reach_note: ").str(reach::note()).ch('\n');
+  }
   w.str("# sampled_blocks_older_than_age: ").u64(a.total.objs).str(" bytes: ").u64(a.total.bytes)
       .ch('\n');
   const prof::Counters& c = s.counters;

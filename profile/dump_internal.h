@@ -26,7 +26,9 @@ extern char g_files[kRemoteFilesMax];
 
 // Writes one dump. Caller holds the dump lock and a ReentrancyGuard. `path` = null for
 // the automatic names; `age_ms` < 0 for prof.age; `formats` = 0 for opt.format.
-int dump_locked(char kind, const char* path, int64_t age_ms = -1, int64_t formats = 0);
+// `check`: run a reachability check first and write the lost dump beside the dump
+// (reach:true); kind 'l' always checks and writes only the lost dump.
+int dump_locked(char kind, const char* path, int64_t age_ms = -1, int64_t formats = 0, bool check = false);
 // Takes the guard and the lock, then dump_locked(); a background dump after the final
 // one writes nothing.
 int dump_now(char kind, const char* path, bool background);

@@ -102,12 +102,14 @@ struct GroupKey {
   uint32_t thread_index;
   uint64_t size;
   uint64_t age_s;
+  uint64_t reach;   // snap::Reach of the blocks (0: no check ran with this dump)
   uint64_t blocks;  // not part of the key: the count being summed
   uint64_t hash() const {
-    return mix64(size ^ mix64((uint64_t{stack_id} << 32 | thread_index) ^ mix64(age_s)));
+    return mix64(size ^ mix64((uint64_t{stack_id} << 32 | thread_index) ^ mix64(age_s ^ reach << 60)));
   }
   bool operator==(const GroupKey& o) const {
-    return stack_id == o.stack_id && thread_index == o.thread_index && size == o.size && age_s == o.age_s;
+    return stack_id == o.stack_id && thread_index == o.thread_index && size == o.size && age_s == o.age_s &&
+           reach == o.reach;
   }
 };
 
@@ -272,6 +274,7 @@ class PbWriter {
   ThreadLabel* thread_cache_ = nullptr;
   uint32_t thread_cache_n_ = 0;
   uint64_t k_age_ = 0, k_seconds_ = 0, k_bytes_ = 0, k_thread_ = 0, k_thread_id_ = 0;
+  uint64_t k_reach_ = 0, k_reach_value_[4] = {0, 0, 0, 0};
 };
 
 uint64_t PbWriter::str(const char* s, size_t n) {
@@ -447,6 +450,13 @@ void PbWriter::emit_sample(const StackField& loc, const int64_t values[4], const
       s.message(kSampleLabel, l);
     };
     num_label(k_age_, g->age_s, k_seconds_);
+    if (g->reach != 0) {  // reach=reachable|direct|indirect (profile/reach.h)
+      uint8_t lb[32];
+      pb::Buf l(lb, sizeof lb);
+      l.u64(kLabelKey, k_reach_);
+      l.u64(kLabelStr, k_reach_value_[g->reach & 3]);
+      s.message(kSampleLabel, l);
+    }
     num_label(k_bytes_, g->size, k_bytes_);
     uint64_t name_str;
     int32_t tid;
@@ -526,6 +536,7 @@ void PbWriter::emit_comments() {
   add(" ms, kind ");
   char kind[2] = {p_.kind, '\0'};
   add(kind);
+  if (s_.lost_only) add(", lost blocks only (reachability check)");
   sink_.scalar(kProfComment, str(line, n));
 }
 
@@ -538,6 +549,7 @@ void PbWriter::on_block(const snap::Block& b) {
   k.size = b.size;
   // The coarse clock can put a block allocated during the walk after now_ns.
   k.age_s = w->p_.now_ns > b.birth_ns ? (w->p_.now_ns - b.birth_ns) / 1000000000ull : 0;
+  k.reach = b.reach;
   bool added;
   int64_t i = w->groups_.intern(w->arena_, k, &added);
   if (i < 0) { w->oom_ = true; return; }
@@ -567,6 +579,12 @@ int PbWriter::run() {
   k_bytes_ = str("bytes");
   k_thread_ = str("thread");
   k_thread_id_ = str("thread_id");
+  if (s_.reach_checked) {
+    k_reach_ = str("reach");
+    k_reach_value_[snap::kReachable] = str("reachable");
+    k_reach_value_[snap::kLostDirect] = str("direct");
+    k_reach_value_[snap::kLostIndirect] = str("indirect");
+  }
 
   rc = read_mappings();
   if (rc != 0) return rc;

@@ -40,6 +40,8 @@ bool g_final = false;
 
 namespace {
 
+std::atomic<int> g_dump_tid{0};
+
 constexpr int kPollMs = 50;
 constexpr uint64_t kGdumpMinStep = uint64_t{1} << 20;
 
@@ -119,13 +121,15 @@ void serve_remote() {
     publish_remote(r, ESRCH, "");
     return;
   }
-  int err = dump_locked('m', nullptr, age_ms, formats);
+  bool lost = (f & kRemoteLost) != 0;
+  int err = dump_locked(lost ? 'l' : 'm', nullptr, age_ms, formats, opt(kOpt_reach) != 0);
   publish_remote(r, err, g_files);
 }
 
 void* dump_thread_main(void*) {
   ReentrancyGuard g;  // for life: this thread's own allocations are never sampled
   pthread_setname_np(pthread_self(), "leakalloc-dump");
+  g_dump_tid.store(static_cast<int>(syscall(SYS_gettid)), std::memory_order_release);
   uint64_t next_interval = g_interval_ns != 0 ? precise_now_ns() + g_interval_ns : 0;
   uint64_t lg_step = g_lg_interval >= 0 ? uint64_t{1} << g_lg_interval : 0;
   uint64_t next_lg = 0;
@@ -288,6 +292,8 @@ void triggers_fork_child() {
   // The child's dump thread starts at one of its first allocations (attend()).
   g_start_deferred.store(g_thread_wanted && !g_stopped, std::memory_order_relaxed);
 }
+
+int thread_tid() { return g_dump_tid.load(std::memory_order_acquire); }
 
 }  // namespace dump
 }  // namespace leakalloc

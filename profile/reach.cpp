@@ -1,6 +1,6 @@
 // The checking thread's part of the reachability check: stop the other threads, clone
 // the child, release the threads, wait for the child's results (profile/reach.h has the
-// design; profile/reach_mark.cpp is the child).
+// design; alloc/reach_mark.cpp is the child).
 //
 // Runs on the thread that asked (leak.check, a dump with reach:true, the dump thread for
 // `leakalloc dump --lost`), with the dump lock and a ReentrancyGuard held. Between the
@@ -22,8 +22,7 @@
 #include <ucontext.h>
 #include <unistd.h>
 
-#include "alloc/base.h"
-#include "alloc/header.h"
+#include "base/base.h"
 #include "profile/dump.h"
 #include "profile/live_set.h"
 #include "profile/reach_plan.h"
@@ -52,6 +51,7 @@ pid_t g_pid = 0;
 bool g_handler_installed = false;
 uint32_t g_check = 0;
 
+ChildFn g_child = nullptr;    // alloc/reach_mark.cpp
 Shared* g_shared = nullptr;  // the last check's results
 size_t g_shared_len = 0;
 Summary g_summary{};
@@ -312,10 +312,10 @@ __attribute__((noinline)) long stop_and_clone(Plan& plan, uint32_t check, size_t
     plan.checker_tp = reinterpret_cast<uintptr_t>(__builtin_thread_pointer());
     plan.state_offset = reinterpret_cast<intptr_t>(&t_state) - static_cast<intptr_t>(plan.checker_tp);
     plan.state_size = sizeof(ThreadState);
-    plan.now_ticks = birth_ticks_of(coarse_now_ns()) + 2;
+    plan.now_ns = coarse_now_ns();
     t1 = precise_now_ns();
     pid = syscall(SYS_clone, 0UL, 0UL, nullptr, nullptr, 0UL);
-    if (pid == 0) child_main(plan);
+    if (pid == 0) g_child(plan);
     t2 = precise_now_ns();
     if (pid < 0) pid = -errno;
   }
@@ -341,8 +341,11 @@ const char* errno_name(int e) {
 
 }  // namespace
 
+void set_child(ChildFn fn) { g_child = fn; }
+
 int check_locked() {
   g_pid = getpid();
+  if (g_child == nullptr) return g_summary.err = ENOSYS;
   if (g_slots == nullptr) {
     g_slots = static_cast<ThreadSlot*>(os_reserve(sizeof(ThreadSlot) * kMaxSlots));
     if (g_slots == nullptr) {
@@ -457,6 +460,14 @@ State state_of(uint32_t record, uint32_t generation) {
 }
 
 const Summary& last() { return g_summary; }
+
+void fill(snap::Snapshot& s) {
+  for (size_t i = 0; i < s.nblocks; ++i) {
+    State st = state_of(s.blocks[i].record, s.blocks[i].generation);
+    s.blocks[i].reach = static_cast<uint8_t>(st);
+  }
+  s.reach_checked = true;
+}
 const char* note() { return g_note; }
 
 }  // namespace reach

@@ -45,7 +45,7 @@
 // stdio's list lock, and a stopped thread may hold that, one of leakalloc's locks, a
 // libunwind or loader lock, or be inside mimalloc. So the child calls nothing that takes
 // a lock: only system calls (open/read of /proc/self/maps, mmap, write of the results),
-// lock-free reads of leakalloc's tables (live records, alloc/base.h os_regions),
+// lock-free reads of leakalloc's tables (live records, base/os.h os_regions),
 // mimalloc's mi_is_in_heap_region (a lock-free bitmap read in 2.0.9), and header
 // checks. It never allocates through malloc, runs no atexit handler and leaves through
 // exit_group. No exit signal means the program's SIGCHLD handler and its waitpid(-1)
@@ -107,6 +107,7 @@
 #include <cstdint>
 
 #include "profile/profiler.h"
+#include "profile/snapshot.h"
 
 namespace leakalloc {
 namespace reach {
@@ -143,13 +144,12 @@ inline bool lost(const prof::LiveBlock& b) {
   return s == kDirect || s == kIndirect;
 }
 const Summary& last();
+// Fills every block's reach from the last check (s.reach_checked = true), by record and
+// generation: a block allocated since is kReachUnknown.
+void fill(snap::Snapshot& s);
 // A line for dump headers about what the last check could not see ("" when nothing).
 const char* note();
 
-// The child's part (profile/reach_mark.cpp). Everything it needs was prepared by the
-// checking thread before the clone; it reports into `shared` and never returns.
-struct Plan;
-[[noreturn]] void child_main(const Plan& plan);
 
 }  // namespace reach
 }  // namespace leakalloc

@@ -1,7 +1,9 @@
 // What the checking thread (profile/reach.cpp) hands the check's child
-// (profile/reach_mark.cpp): the stopped threads' registers and stack pointers, the
+// (alloc/reach_mark.cpp): the stopped threads' registers and stack pointers, the
 // ranges that are not roots, and the MAP_SHARED block the child writes its results into.
-// Internal to the two files; see profile/reach.h for the design.
+// Internal to the two files; see profile/reach.h for the design. The child's part is in
+// alloc/ because finding blocks means reading their headers (alloc/header.h), which the
+// profiler below must not know; alloc registers it with set_child() from a constructor.
 #pragma once
 
 #include <atomic>
@@ -63,10 +65,13 @@ struct Plan {
   // which are one past the end of the blocks before them: not roots.
   intptr_t state_offset;
   size_t state_size;
-  uint64_t now_ticks;       // birth ticks (alloc/header.h) at the stop: no block is younger
+  uint64_t now_ns;          // coarse clock at the stop: no block is younger
   Range not_roots[8];       // leakalloc's and mimalloc's writable ELF segments
   uint32_t n_not_roots;
 };
+
+using ChildFn = void (*)(const Plan& plan);  // never returns: exits the child
+void set_child(ChildFn fn);
 
 }  // namespace reach
 }  // namespace leakalloc

@@ -42,6 +42,7 @@ void on_block(void* ctx, const prof::LiveBlock& lb) {
   b.size = lb.size;
   b.birth_ns = lb.birth_ns;
   b.record = lb.record;
+  b.generation = static_cast<uint8_t>(lb.generation);
   b.reach = kReachUnknown;
 }
 

@@ -43,6 +43,7 @@ struct Block {
   uint64_t size;      // requested bytes
   uint64_t birth_ns;  // coarse monotonic clock
   uint32_t record;    // live-record id + 1, as in the block header
+  uint8_t generation; // the record's publication, as in the block header (reach::fill)
   uint8_t reach;      // Reach
 };
 
@@ -86,6 +87,7 @@ struct Snapshot {
   const char* maps;  // the text of /proc/self/maps, verbatim (empty if unreadable)
   size_t maps_len;
   bool reach_checked;  // a reachability check filled Block::reach
+  bool lost_only;      // the lost dump: only the blocks the check found lost
 
   // Blocks born at or before this count as old.
   uint64_t old_cutoff() const {

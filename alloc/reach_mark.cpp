@@ -1,4 +1,4 @@
-// The reachability check's child: alone in a copy-on-write copy of the process, it finds
+// The reachability check's child (registered with profile/reach_plan.h set_child): alone in a copy-on-write copy of the process, it finds
 // every live block by its header, marks what the roots reach, tells direct from indirect
 // lost blocks, writes the verdicts into the shared results and exits (profile/reach.h
 // has the design and the reasons).
@@ -20,8 +20,8 @@
 
 #include <algorithm>
 
-#include "alloc/base.h"
 #include "alloc/header.h"
+#include "base/base.h"
 #include "profile/live_set.h"
 #include "profile/reach.h"
 #include "profile/reach_plan.h"
@@ -266,7 +266,7 @@ void Marker::find_heap_runs() {
 // the touched pages being read.
 LA_NOINLINE void scan_slots(Marker& k, uintptr_t lo, uintptr_t limit, uintptr_t run_limit, uintptr_t* open_end,
                             uint32_t* open_idx, int& depth) {
-  uint64_t now = k.plan->now_ticks;
+  uint64_t now = birth_ticks_of(k.plan->now_ns) + 2;
   for (uintptr_t s = lo; s + kHeaderSize <= limit; s += 16) {
     const BlockHeader* h = reinterpret_cast<const BlockHeader*>(s);
     uint64_t tag = h->tag, w1 = h->word1;
@@ -499,7 +499,7 @@ void count_live(void* ctx, const prof::LiveBlock&) { ++*static_cast<uint64_t*>(c
 
 }  // namespace
 
-void child_main(const Plan& plan) {
+[[noreturn]] void child_main(const Plan& plan) {
   uint64_t start = precise_now_ns();
   Shared* out = plan.shared;
   // No signal of the program's reaches this process; faults in reads are ours to skip.
@@ -549,6 +549,10 @@ void child_main(const Plan& plan) {
   k.write_results();
   finish(out, kChildOk, start);
 }
+
+namespace {
+__attribute__((constructor)) void register_child() { set_child(child_main); }
+}  // namespace
 
 }  // namespace reach
 }  // namespace leakalloc
