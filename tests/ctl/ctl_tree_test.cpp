@@ -242,9 +242,9 @@ TEST(CtlTree, WritableLeavesRejectWrongNewSizes) {
     EXPECT_EQ(leakalloc_mallctl(l.name.c_str(), nullptr, nullptr, val, size - 1), EINVAL) << l.name;
     EXPECT_EQ(leakalloc_mallctl(l.name.c_str(), nullptr, nullptr, val, 0), EINVAL) << l.name;
   }
-  // epoch, prof.active, prof.dump, prof.reset, prof.age, thread.tcache.enabled,
-  // thread.tcache.flush
-  EXPECT_EQ(writable, 7);
+  // epoch, prof.active, prof.dump, prof.reset, prof.age, leak.check,
+  // thread.tcache.enabled, thread.tcache.flush
+  EXPECT_EQ(writable, 8);
 }
 
 TEST(CtlTree, UnknownAndInteriorNamesAreEnoent) {
