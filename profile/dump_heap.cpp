@@ -156,7 +156,7 @@ void write_metadata(FdWriter& w, const snap::Snapshot& s, const Aggregate& a) {
     if (s.lost_only) w.str("# lost_dump: the blocks the reachability check found unreachable\n");
     w.str("# reach_check: ").u64(r.check_seq).str(" threads_stopped: ").u64(r.threads)
         .str(" threads_unanswered: ").u64(r.unanswered).str(" pause_us: ").u64(r.pause_ns / 1000)
-        .str(" fork_us: ").u64(r.fork_ns / 1000).str(" child_ms: ").u64(r.child_ns / 1000000)
+        .str(" fork_us: ").u64(r.fork_ns / 1000).str(" child_ms: ").u64(r.child_ns / 1000000).str(" child_cpu_ms: ").u64(r.child_cpu_ns / 1000000)
         .str(" heap_read_bytes: ").u64(r.heap_bytes).str(" maps_ms: ").u64(r.maps_ns / 1000000)
         .str(" scan_ms: ").u64(r.scan_ns / 1000000).str(" mark_ms: ").u64(r.mark_ns / 1000000)
         .str(" root_bytes: ").u64(r.root_bytes).str(" blocks: ").u64(r.blocks)

@@ -427,6 +427,7 @@ int check_locked() {
   g_shared_len = len;
   g_summary.err = 0;
   g_summary.child_ns = sh->child_ns;
+  g_summary.child_cpu_ns = sh->cpu_ns;
   g_summary.maps_ns = sh->maps_ns;
   g_summary.scan_ns = sh->scan_ns;
   g_summary.mark_ns = sh->mark_ns;

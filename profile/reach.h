@@ -121,6 +121,7 @@ struct Summary {
   uint64_t pause_ns;         // first stop signal sent to last thread released
   uint64_t fork_ns;          // the clone() call alone
   uint64_t child_ns;         // the child's work, start to results written
+  uint64_t child_cpu_ns;     // its CPU time (on a busy machine far less than child_ns)
   uint64_t maps_ns, scan_ns, mark_ns;  // the child's steps ended at (from its start):
                              // maps read and heap found, blocks found, marked
   uint64_t heap_bytes;       // mimalloc memory the child read for headers

@@ -43,6 +43,7 @@ struct Shared {
   int32_t status;
   uint64_t child_ns;
   uint64_t maps_ns, scan_ns, mark_ns;  // when each step ended, from the child's start
+  uint64_t cpu_ns;              // the child's CPU time (its wall time includes waiting for a CPU)
   uint64_t blocks, bytes, lost_blocks, lost_bytes;
   uint64_t sampled_found, sampled_live, sampled_missing;
   uint64_t root_bytes, heap_bytes, faults;
