@@ -360,11 +360,14 @@ void case_repeat(int n) {
     if (f != nullptr) fclose(f);
     pause.push_back(us);
   }
+  // Medians: on a busy machine one clone() in ten can take 10-20 ms (the kernel's
+  // copy of the page tables waiting for a CPU), growth or not.
   std::vector<long> first(pause.begin() + 1, pause.begin() + 11), last(pause.end() - 10, pause.end());
   std::sort(first.begin(), first.end());
-  long med = first[5], worst = *std::max_element(last.begin(), last.end());
-  printf("pause: median of checks 2-11 %ld us, worst of the last 10 %ld us\n", med, worst);
-  if (med < 0 || worst > 3 * med + 5000) {
+  std::sort(last.begin(), last.end());
+  long med = first[5], med_last = last[5];
+  printf("pause: median of checks 2-11 %ld us, of the last 10 %ld us\n", med, med_last);
+  if (med < 0 || med_last > 3 * med + 2000) {
     printf("the pause grew\n");
     g_failed = true;
   }
