@@ -95,6 +95,14 @@ bool thread_cache_set_enabled(bool on);
 // owner may be pushing and popping: a snapshot a few blocks stale at worst.
 uint64_t thread_cache_bytes(const ThreadState& t);
 
+// The reachability check's child (alloc/reach_mark.cpp): finds every block by its
+// header and marks what the roots reach (profile/reach.h). Registered with the profiler
+// at start-up (reach::set_child); never returns.
+namespace reach {
+struct Plan;
+}
+[[noreturn]] void reach_child(const reach::Plan& plan);
+
 [[noreturn]] void bad_pointer(const char* op, const void* p, const char* why);
 
 }  // namespace leakalloc

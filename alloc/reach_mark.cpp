@@ -1,4 +1,4 @@
-// The reachability check's child (registered with profile/reach_plan.h set_child): alone in a copy-on-write copy of the process, it finds
+// The reachability check's child (ctl/startup.cpp registers it: profile/reach_plan.h set_child): alone in a copy-on-write copy of the process, it finds
 // every live block by its header, marks what the roots reach, tells direct from indirect
 // lost blocks, writes the verdicts into the shared results and exits (profile/reach.h
 // has the design and the reasons).
@@ -554,9 +554,8 @@ void count_live(void* ctx, const prof::LiveBlock&) { ++*static_cast<uint64_t*>(c
   finish(out, kChildOk, start);
 }
 
-namespace {
-__attribute__((constructor)) void register_child() { set_child(child_main); }
-}  // namespace
-
 }  // namespace reach
+
+void reach_child(const reach::Plan& plan) { reach::child_main(plan); }
+
 }  // namespace leakalloc

@@ -31,6 +31,7 @@
 #include "profile/dump.h"
 #include "profile/live_set.h"
 #include "profile/profiler.h"
+#include "profile/reach_plan.h"
 #include "profile/sampler.h"
 #include "profile/stack_table.h"
 #include "profile/threads.h"
@@ -77,6 +78,7 @@ __attribute__((constructor(101))) void leakalloc_constructor() {
     options_print();
   }
   prof::start_sampling();
+  reach::set_child(reach_child);
   ReentrancyGuard g;
   dump::start();
 }

@@ -3,7 +3,7 @@
 // ranges that are not roots, and the MAP_SHARED block the child writes its results into.
 // Internal to the two files; see profile/reach.h for the design. The child's part is in
 // alloc/ because finding blocks means reading their headers (alloc/header.h), which the
-// profiler below must not know; alloc registers it with set_child() from a constructor.
+// profiler below must not know; ctl/startup.cpp registers it with set_child() at start-up.
 #pragma once
 
 #include <atomic>
