@@ -10,7 +10,7 @@ PACKAGES=(
   libmimalloc-dev libunwind-dev zlib1g-dev libdw-dev libelf-dev
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   libjemalloc-dev libjemalloc2 google-perftools libgoogle-perftools4 golang-go
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev llvm-14
   sqlite3 heaptrack valgrind
 )
 

@@ -92,16 +92,20 @@ bool load_bias(const std::string& path, const Mapping& m, uint64_t* bias, bool* 
   return ok;
 }
 
-std::string die_name(Dwarf_Die* die) {
+// The mangled name of a function's DIE (through DW_AT_abstract_origin and
+// DW_AT_specification), or its plain name (C) when there is none.
+std::string die_linkage_name(Dwarf_Die* die) {
   Dwarf_Attribute attr;
   const char* linkage = nullptr;
   if (dwarf_attr_integrate(die, DW_AT_linkage_name, &attr) ||
       dwarf_attr_integrate(die, DW_AT_MIPS_linkage_name, &attr))
     linkage = dwarf_formstring(&attr);
-  if (linkage) return demangle(linkage);
+  if (linkage) return linkage;
   const char* name = dwarf_diename(die);
   return name ? name : "";
 }
+
+std::string die_name(Dwarf_Die* die) { return demangle(die_linkage_name(die)); }
 
 }  // namespace
 
@@ -138,6 +142,14 @@ size_t params_start(const std::string& s) {
 // next to the name say which overload it was.
 std::string simplify_function(const std::string& full) {
   std::string s = full;
+  // GCC's clones ("f(int) [clone .isra.0] [clone .cold]") keep their suffixes, after
+  // the simplified name: they say which copy of the code ran.
+  std::string clones;
+  for (size_t at; s.size() > 1 && s.back() == ']' && (at = s.rfind(" [clone ")) != std::string::npos;) {
+    clones = s.substr(at) + clones;
+    s.resize(at);
+  }
+  if (!clones.empty()) return simplify_function(s) + clones;
   replace_all(&s, "std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >", "std::string");
   replace_all(&s, "std::__cxx11::", "std::");
   replace_all(&s, "std::string >", "std::string>");
@@ -310,6 +322,8 @@ std::vector<Frame> Symbolizer::resolve(uint64_t pc) {
     for (const EmbeddedFrame& e : emb->second) {
       Frame f = base;
       f.function = demangle(e.function);
+      f.system_name = e.function;
+      f.inlined = &e != &emb->second.back();
       f.file = e.file;
       f.line = static_cast<int>(e.line);
       out.push_back(f);
@@ -324,48 +338,73 @@ std::vector<Frame> Symbolizer::resolve(uint64_t pc) {
   }
   const char* sym = dwfl_module_addrname(mod, pc);
   Frame leaf = base;
-  leaf.function = sym ? demangle(sym) : "";
-  if (Dwfl_Line* line = dwfl_module_getsrc(mod, pc)) {
+  // libdwfl hands out the compilation unit whose range starts last before pc even when
+  // that range ends before it (code without debug info, such as _start, right after a
+  // unit's code), and then that unit's last line: only a unit that covers pc counts.
+  Dwarf_Addr bias = 0;
+  Dwarf_Die* cudie = dwfl_module_addrdie(mod, pc, &bias);
+  if (cudie && dwarf_haspc(cudie, pc - bias) <= 0) cudie = nullptr;
+  Dwfl_Line* line = cudie ? dwfl_module_getsrc(mod, pc) : nullptr;
+  if (line) {
     int lineno = 0;
     const char* src = dwfl_lineinfo(line, nullptr, &lineno, nullptr, nullptr, nullptr);
     if (src) leaf.file = src;
     leaf.line = lineno;
   }
 
-  // Inline chain: innermost scope first; each inlined_subroutine's call site is the
-  // position in the next frame out.
-  Dwarf_Addr bias = 0;
-  Dwarf_Die* cudie = dwfl_module_addrdie(mod, pc, &bias);
+  // The chain of functions at pc, innermost first. dwarf_getscopes() finds the innermost
+  // scope, but past the first inlined_subroutine it follows that function's *abstract*
+  // definition (where it was written), not where it was inlined; the nesting of the code
+  // at pc is what dwarf_getscopes_die() returns from that innermost scope. Each
+  // inlined_subroutine names the function inlined; its DW_AT_call_file/line is the
+  // position in the next function out, which is that frame's line.
   Dwarf_Die* scopes = nullptr;
   int nscopes = cudie ? dwarf_getscopes(cudie, pc - bias, &scopes) : 0;
+  Dwarf_Die* chain = nullptr;
+  int nchain = nscopes > 0 ? dwarf_getscopes_die(&scopes[0], &chain) : 0;
+  std::free(scopes);
   Dwarf_Files* files = nullptr;
   size_t nfiles = 0;
-  if (cudie) dwarf_getsrcfiles(cudie, &files, &nfiles);
+  if (cudie && dwarf_getsrcfiles(cudie, &files, &nfiles) != 0) files = nullptr;
   Frame cur = leaf;
-  bool had_inline = false;
-  for (int i = 0; i < nscopes; ++i) {
-    int tag = dwarf_tag(&scopes[i]);
+  bool outermost = false;
+  for (int i = 0; i < nchain; ++i) {
+    int tag = dwarf_tag(&chain[i]);
     if (tag == DW_TAG_subprogram) {
-      if (had_inline) cur.function = sym ? demangle(sym) : die_name(&scopes[i]);
+      outermost = true;
       break;
     }
     if (tag != DW_TAG_inlined_subroutine) continue;
-    had_inline = true;
-    cur.function = die_name(&scopes[i]);
+    cur.function = die_name(&chain[i]);
+    cur.system_name = die_linkage_name(&chain[i]);
+    cur.inlined = true;
     out.push_back(cur);
     Frame caller = base;
     Dwarf_Attribute attr;
     Dwarf_Word file_idx = 0, call_line = 0;
-    if (dwarf_formudata(dwarf_attr(&scopes[i], DW_AT_call_file, &attr), &file_idx) == 0 && files) {
+    if (files && dwarf_formudata(dwarf_attr(&chain[i], DW_AT_call_file, &attr), &file_idx) == 0 && file_idx < nfiles) {
       const char* f = dwarf_filesrc(files, file_idx, nullptr, nullptr);
       if (f) caller.file = f;
     }
-    if (dwarf_formudata(dwarf_attr(&scopes[i], DW_AT_call_line, &attr), &call_line) == 0)
+    if (dwarf_formudata(dwarf_attr(&chain[i], DW_AT_call_line, &attr), &call_line) == 0)
       caller.line = static_cast<int>(call_line);
     cur = caller;
   }
-  std::free(scopes);
-  if (had_inline && cur.function.empty()) cur.function = sym ? demangle(sym) : "";
+  // The function that holds the code: its ELF symbol names it as the linker saw it,
+  // clone suffix included ("[clone .isra.0]"); the DWARF name only when there is none.
+  if (sym) {
+    cur.system_name = sym;
+    cur.system_name = cur.system_name.substr(0, cur.system_name.find('@'));
+    cur.function = demangle(sym);
+  } else if (outermost) {
+    for (int i = 0; i < nchain; ++i)
+      if (dwarf_tag(&chain[i]) == DW_TAG_subprogram) {
+        cur.function = die_name(&chain[i]);
+        cur.system_name = die_linkage_name(&chain[i]);
+        break;
+      }
+  }
+  std::free(chain);
   out.push_back(cur);
   return out;
 }

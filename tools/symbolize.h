@@ -19,7 +19,9 @@
 namespace leakalloc_tool {
 
 struct Frame {
-  std::string function;  // demangled; empty when unknown
+  std::string function;     // demangled; empty when unknown
+  std::string system_name;  // as in the object: mangled, clone suffix kept; empty when unknown
+  bool inlined = false;     // inlined into the next frame (same address)
   std::string file;      // source file; empty without debug info
   int line = 0;
   std::string module;    // path of the object, or empty when no mapping covers the address

@@ -488,6 +488,155 @@ def case_cpp_names():
     check("std::__cxx11" not in out and "basic_string<char" not in out, "names must be simplified:\n" + out)
 
 
+def report_groups(text):
+    """The report's stacks as [[(lookup address, [(name, "file:line" or None, inlined)])]]:
+    one group per address, innermost frame first."""
+    stacks = []
+    for line in text.splitlines():
+        if REPORT_HEAD.match(line):
+            stacks.append([])
+            continue
+        m = re.match(r"^\s+(?:at|by) (?:0x([0-9a-f]+):|\s+) (.*)$", line)
+        if not m or not stacks:
+            continue
+        body = m.group(2)
+        inlined = body.endswith(" [inlined]")
+        if inlined:
+            body = body[:-len(" [inlined]")]
+        where = None
+        if body.endswith(")") and " (" in body:
+            body, where = body[:body.rindex(" (")], body[body.rindex(" (") + 2:-1]
+        if m.group(1):
+            stacks[-1].append((int(m.group(1), 16) - 1, []))
+        if stacks[-1]:
+            stacks[-1][-1][1].append((body, where, inlined))
+    return stacks
+
+
+def pb_mapping(dump, path):
+    """(start, limit, file offset) of `path`'s executable mapping, as go tool pprof -raw reads the dump."""
+    p = run(["go", "tool", "pprof", "-raw", dump], timeout=120)
+    for line in p.stdout.split("Mappings", 1)[-1].splitlines():
+        m = re.match(r"^\d+: 0x([0-9a-f]+)/0x([0-9a-f]+)/0x([0-9a-f]+) (\S+)", line)
+        if m and os.path.realpath(m.group(4)) == os.path.realpath(path):
+            return int(m.group(1), 16), int(m.group(2), 16), int(m.group(3), 16)
+    return None
+
+
+def file_offset_to_vaddr(binary, off):
+    """The link-time address of file offset `off` (what addr2line takes)."""
+    out = run(["readelf", "-lW", binary], check_rc=0).stdout
+    for m in re.finditer(r"LOAD\s+0x([0-9a-f]+) 0x([0-9a-f]+) 0x[0-9a-f]+ 0x([0-9a-f]+)", out):
+        o, v, sz = (int(m.group(i), 16) for i in (1, 2, 3))
+        if o <= off < o + sz:
+            return off - o + v
+    return None
+
+
+def addr2line_frames(binary, vaddrs):
+    """addr -> [(demangled name, "file:line")] innermost first, from binutils addr2line -i."""
+    p = run(["addr2line", "-i", "-f", "-C", "-a", "-e", binary] + ["0x%x" % a for a in vaddrs], check_rc=0)
+    out, cur, lines = {}, None, p.stdout.splitlines()
+    i = 0
+    while i < len(lines):
+        if re.match(r"^0x[0-9a-f]+$", lines[i]):
+            cur = int(lines[i], 16)
+            out[cur] = []
+            i += 1
+            continue
+        where = re.sub(r" \(discriminator \d+\)$", "", lines[i + 1])
+        out[cur].append((lines[i], where))
+        i += 2
+    return out
+
+
+def llvm_symbolizer_frames(binary, vaddrs):
+    """addr -> [demangled name] innermost first, from llvm-symbolizer --inlining."""
+    exe = shutil.which("llvm-symbolizer") or shutil.which("llvm-symbolizer-14")
+    if not exe:
+        return None
+    p = run([exe, "--inlining", "--demangle", "-e", binary] + ["0x%x" % a for a in vaddrs],
+            check_rc=0)
+    out = {}
+    for a, block in zip(vaddrs, p.stdout.strip().split("\n\n")):
+        out[a] = block.splitlines()[0::2]
+    return out
+
+
+def same_function(ours, theirs):
+    """Our simplified name (no parameters, std::string for basic_string, clone suffixes
+    kept) names the function a reference symbolizer prints in full."""
+    norm = lambda n: (re.sub(r" (\[clone [^\]]*\]|\(\.[a-z]+\.\d+\))", "", n)
+                      .replace("std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >", "std::string")
+                      .replace("std::__cxx11::", "std::").replace("std::string >", "std::string>"))
+    a, b = norm(ours), norm(theirs)
+    if b == a or (b.startswith(a) and b[len(a)] == "("):
+        return True
+    # A template function's return type comes first in the full name.
+    return (" " + a + "(") in b
+
+
+def case_cpp_inline():
+    """Every frame `leakalloc report` prints for a -O2 C++ program, inlined STL frames
+    and a GCC clone included, is the frame binutils' addr2line -i prints for that
+    address: same function, same file:line, same count and order."""
+    d = fresh_dir("cpp_inline")
+    src = os.path.join(ARGS.source, "cpp_fixture.cpp")
+    lines = {}
+    with open(src) as f:
+        for i, l in enumerate(f):
+            m = re.search(r"// (LEAK|CALL):(\w+)", l)
+            if m:
+                lines[m.group(1) + ":" + m.group(2)] = i + 1
+    run([ARGS.cpp_fixture], env=preload_env("sample:0,final:true,format:pb,prefix:%s/cpp" % d), check_rc=0)
+    pb = find(d, ".pb.gz")
+    if not pb:
+        return
+    out = report("--top", "100", "--depth", "1000", pb)
+    mapping = pb_mapping(pb, ARGS.cpp_fixture)
+    if not check(mapping is not None, "no mapping of %s in the dump" % ARGS.cpp_fixture):
+        return
+    start, limit, offset = mapping
+    groups = [g for st in report_groups(out) for g in st if start <= g[0] < limit]
+    vaddr = {g[0]: file_offset_to_vaddr(ARGS.cpp_fixture, g[0] - start + offset) for g in groups}
+    addrs = sorted(set(vaddr.values()))
+    ref = addr2line_frames(ARGS.cpp_fixture, addrs)
+    # binutils 2.40's addr2line names some inlined frames after the function they were
+    # inlined into (make_counter's frame comes out as shop::leak_inline) and prints a
+    # clone's bare DW_AT_name (handle_request): llvm-symbolizer is the reference for the
+    # names, addr2line for the frames and their file:line.
+    names = llvm_symbolizer_frames(ARGS.cpp_fixture, addrs)
+    compared = 0
+    for pc, frames in groups:
+        want = ref.get(vaddr[pc], [])
+        # No line: the report gives the object and offset, addr2line "??:?".
+        got = [(n, "??:?" if w is None or w.startswith("in ") else w) for n, w, _ in frames]
+        want_names = names[vaddr[pc]] if names else [w[0] for w in want]
+        ok = (len(got) == len(want) == len(want_names) and all(g[1] == w[1] for g, w in zip(got, want)) and
+              all(same_function(g[0], n) for g, n in zip(got, want_names)))
+        check(ok, "frames at 0x%x (0x%x in the binary):\n  report:    %s\n  addr2line: %s\n  llvm-symbolizer: %s" %
+              (pc, vaddr[pc], got, want, want_names))
+        check([i for _, _, i in frames] == [True] * (len(frames) - 1) + [False],
+              "every frame but the last of one address is marked [inlined]: %s" % frames)
+        compared += len(got)
+    print("compared %d frames at %d addresses with addr2line and llvm-symbolizer" % (compared, len(groups)))
+    check(compared >= 20, "only %d frames of the fixture compared with addr2line:\n%s" % (compared, out))
+    # The frame that names the bug, at its own line, inlined into the clone at the call.
+    remember = [(g, i) for g in groups for i, f in enumerate(g[1]) if f[0] == "shop::SessionCache::remember"]
+    if check(len(remember) == 1, "one address with SessionCache::remember:\n" + out):
+        (pc, frames), i = remember[0]
+        check(frames[i][1] == "%s:%d" % (src, lines["LEAK:remember"]), "remember's line: %s" % (frames[i],))
+        check(i >= 6 and frames[0][1].startswith("/usr/include/"), "the STL frames inlined into remember: %s" % frames)
+        check(i + 2 == len(frames) and frames[i + 1][:2] == ("shop::handle_request [clone .isra.0]",
+                                                             "%s:%d" % (src, lines["CALL:remember"])),
+              "remember is inlined into handle_request's clone at the call: %s" % frames)
+        # The suffix as c++filt prints it for the ELF symbol that holds the code.
+        syms = run(["nm", ARGS.cpp_fixture], check_rc=0).stdout
+        mangled = [l.split()[2] for l in syms.splitlines() if "handle_request" in l]
+        filt = run(["c++filt"] + mangled, check_rc=0).stdout.strip()
+        check(len(mangled) == 1 and filt.endswith(") [clone .isra.0]"), "c++filt: %s" % filt)
+
+
 def case_demo():
     """examples/demo.sh, the README's leak hunt: the report's first stack ends in the
     leaking line of leaky_server.c, and the diff's first stack is the same one."""
