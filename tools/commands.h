@@ -16,6 +16,7 @@ int cmd_run(const std::vector<std::string>& args);
 int cmd_report(const std::vector<std::string>& args);
 int cmd_diff(const std::vector<std::string>& args);
 int cmd_dump(const std::vector<std::string>& args);
+int cmd_symbolize(const std::vector<std::string>& args);
 
 // "heap+pb" etc. -> leakalloc::kRemoteFormat* bits; false on an unknown name.
 bool parse_formats(const std::string& value, uint32_t* bits);
@@ -39,6 +40,17 @@ struct ReportOptions {
 
 // Prints the leak report of one dump to `out`; used by `report` and at the end of `run`.
 void print_report(const std::string& path, const ReportOptions& opt, FILE* out);
+
+// `leakalloc symbolize` of one dump into `out` (tools/symbolize_pb.cpp); also what `run`
+// and `dump` write beside their dumps. Throws ToolError on a bad dump or an unwritable
+// `out`; objects that could not be read leave their frames as addresses and are listed.
+struct SymbolizeResult {
+  std::vector<std::string> missing, replaced, found;
+};
+SymbolizeResult symbolize_dump(const std::string& in, const std::string& out, const ReportOptions& opt);
+// The default output beside a dump: "x.1234.0.f0.pb.gz" or ".heap" -> "x.1234.0.f0.sym.pb.gz".
+// ".sym" never ends one of the library's names (profile/dump.cpp), so the two never collide.
+std::string symbolized_name(const std::string& dump);
 
 // "1.5 KiB" etc.
 std::string human_bytes(double bytes);

@@ -15,19 +15,25 @@ namespace {
 const char kUsage[] =
     "usage:\n"
     "  leakalloc run [--age 60s] [--sample N] [--interval 30s] [--out DIR] [--format heap+pb]\n"
-    "                [--top N] [--quiet] -- PROG [ARGS...]\n"
+    "                [--top N] [--quiet] [--no-symbolize] -- PROG [ARGS...]\n"
     "      run PROG with libleakalloc.so preloaded; exits with PROG's status, then lists\n"
-    "      the dumps and prints the top of the leak report (on stderr)\n"
+    "      the dumps and prints the top of the leak report (on stderr). Each dump gets a\n"
+    "      symbolized copy beside it (see symbolize) unless --no-symbolize\n"
     "  leakalloc report [--age 60s] [--top N] [--depth N] [--binary PATH] [--root DIR]\n"
     "                   [--no-histogram] DUMP...\n"
     "      stacks holding memory older than --age, largest first, symbolised (--root: the\n"
     "      dumped process's files are under DIR, e.g. /proc/PID/root for a container)\n"
     "  leakalloc diff [--top N] [--binary PATH] [--root DIR] OLD NEW\n"
     "      stacks whose live bytes grew between two dumps of one process\n"
-    "  leakalloc dump [--age 60s] [--format heap+pb] [--timeout 30s] [--top N] PID\n"
+    "  leakalloc dump [--age 60s] [--format heap+pb] [--timeout 30s] [--top N] [--no-symbolize] PID\n"
     "      make a running process under leakalloc write a dump now, whatever it was\n"
-    "      started with; prints the files, then the top of the report (on stderr).\n"
+    "      started with; prints the files, then the top of the report (on stderr), and\n"
+    "      writes a symbolized copy beside the dump unless --no-symbolize.\n"
     "      Needs a debugger's permission over PID (its user with ptrace allowed, or root)\n"
+    "  leakalloc symbolize [--binary PATH] [--root DIR] [-o OUT] DUMP...\n"
+    "      write each dump as a .pb.gz that carries its own function names, files, lines\n"
+    "      and inlined frames (default OUT: the dump's name with .sym.pb.gz), for go tool\n"
+    "      pprof and profiling back ends that never see the program's files\n"
     "\n"
     "DUMP is a .pb.gz (pprof protobuf, carries ages and threads) or a .heap (gperftools\n"
     "text) file. Durations take ms, s, m or h; a bare number is seconds.\n"
@@ -50,6 +56,7 @@ int main(int argc, char** argv) {
     if (cmd == "report") return leakalloc_tool::cmd_report(args);
     if (cmd == "diff") return leakalloc_tool::cmd_diff(args);
     if (cmd == "dump") return leakalloc_tool::cmd_dump(args);
+    if (cmd == "symbolize") return leakalloc_tool::cmd_symbolize(args);
     std::fprintf(stderr, "leakalloc: unknown command \"%s\"\n%s", cmd.c_str(), kUsage);
     return 2;
   } catch (const leakalloc_tool::ToolError& e) {

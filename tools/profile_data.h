@@ -35,6 +35,8 @@ struct Sample {
   std::vector<uint64_t> pcs;  // leaf first, lookup addresses (see above)
   double count = 0;           // live blocks (unsampled estimate when sampled)
   double bytes = 0;           // live bytes  (unsampled estimate when sampled)
+  double alloc_count = 0;     // blocks ever allocated here (.heap only; unsampled)
+  double alloc_bytes = 0;     // bytes ever allocated here (.heap only; unsampled)
   bool has_age = false;
   double age_s = 0;           // seconds the block(s) had been alive at dump time
   std::string thread;         // thread name, when the format carries it
@@ -57,6 +59,9 @@ struct Profile {
   bool sampled = false;
   std::vector<Mapping> mappings;  // mappings[0] is the main executable when known
   std::vector<Sample> samples;
+  // .heap lines with alloc totals but nothing live: not in any report, but kept when the
+  // dump is rewritten (`leakalloc symbolize`).
+  std::vector<Sample> history;
   std::vector<std::string> comments;  // '#' lines of a .heap, comment strings of a pb
   // Symbolised pprof files: lookup address -> frames, innermost first.
   std::map<uint64_t, std::vector<EmbeddedFrame>> embedded;
@@ -64,6 +69,10 @@ struct Profile {
 
 // Reads a dump, detecting the format from its content (not its name).
 Profile read_dump(const std::string& path);
+// The bytes of a dump file (at most 1 GiB, a regular file, not empty).
+std::string read_dump_file(const std::string& path);
+// A pprof file's message: `data` inflated when gzipped, else as it is.
+std::string pprof_message(const std::string& path, const std::string& data);
 
 // Format-specific readers over the raw bytes of a file; exposed for the tests.
 Profile parse_pprof(const std::string& path, const std::string& data);

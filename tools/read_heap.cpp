@@ -187,8 +187,18 @@ Profile parse_heap_text(const std::string& path, const std::string& text) {
     }
     s.count = count;
     s.bytes = bytes;
+    double alloc_count = static_cast<double>(v[2]), alloc_bytes = static_cast<double>(v[3]);
+    if (prof.sampled && alloc_count > 0 && alloc_bytes > 0) {
+      double ratio = (alloc_bytes / alloc_count) / static_cast<double>(prof.period);
+      double scale = 1.0 / (1.0 - std::exp(-ratio));
+      alloc_count *= scale;
+      alloc_bytes *= scale;
+    }
+    s.alloc_count = alloc_count;
+    s.alloc_bytes = alloc_bytes;
     // Lines with only alloc history ("0: 0 [500: 87904]") hold nothing live.
     if (v[0] != 0 || v[1] != 0) prof.samples.push_back(std::move(s));
+    else if (v[2] != 0 || v[3] != 0) prof.history.push_back(std::move(s));
   }
   if (saw_maps) {
     bool first = true;
@@ -211,7 +221,7 @@ Profile parse_heap_text(const std::string& path, const std::string& text) {
   return prof;
 }
 
-Profile read_dump(const std::string& path) {
+std::string read_dump_file(const std::string& path) {
   // O_NONBLOCK: opening a FIFO named by mistake must not hang (it is refused below).
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throw ToolError(path + ": " + std::strerror(errno));
@@ -239,7 +249,17 @@ Profile read_dump(const std::string& path) {
   }
   close(fd);
   if (data.empty()) throw ToolError(path + ": empty file (the writer was interrupted?)");
+  return data;
+}
 
+std::string pprof_message(const std::string& path, const std::string& data) {
+  if (data.size() >= 2 && static_cast<uint8_t>(data[0]) == 0x1f && static_cast<uint8_t>(data[1]) == 0x8b)
+    return gunzip(path, data, kMaxDumpBytes);
+  return data;
+}
+
+Profile read_dump(const std::string& path) {
+  std::string data = read_dump_file(path);
   if (data.size() >= 2 && static_cast<uint8_t>(data[0]) == 0x1f && static_cast<uint8_t>(data[1]) == 0x8b)
     return parse_pprof(path, gunzip(path, data, kMaxDumpBytes));
   if (data.compare(0, 13, "heap profile:") == 0) return parse_heap_text(path, data);

@@ -29,7 +29,7 @@ using leakalloc::RemoteControl;
 
 [[noreturn]] void usage_error(const std::string& what) {
   throw ToolError("dump: " + what +
-                  "\nusage: leakalloc dump [--lost] [--age 60s] [--format heap+pb] [--timeout 30s] [--top N] PID");
+                  "\nusage: leakalloc dump [--lost] [--age 60s] [--format heap+pb] [--timeout 30s] [--top N] [--no-symbolize] PID");
 }
 
 struct SymbolSearch {
@@ -234,6 +234,7 @@ int cmd_dump(const std::vector<std::string>& args) {
   uint32_t formats = leakalloc::kRemoteFormatHeap | leakalloc::kRemoteFormatPb;
   uint64_t timeout_ms = 30000;
   size_t top = 3;
+  bool symbolize = true;
   std::string pid_text;
   bool lost = false;
   for (size_t i = 0; i < args.size(); ++i) {
@@ -245,6 +246,10 @@ int cmd_dump(const std::vector<std::string>& args) {
     }
     if (a == "--lost") {  // a reachability check, and only the lost dump (profile/reach.h)
       lost = true;
+      continue;
+    }
+    if (a == "--no-symbolize") {
+      symbolize = false;
       continue;
     }
     size_t eq = a.find('=');
@@ -347,6 +352,19 @@ int cmd_dump(const std::vector<std::string>& args) {
   const std::string* pick = nullptr;
   for (const std::string& p : paths)
     if (ends_with(p, ".pb.gz") || (pick == nullptr && ends_with(p, ".heap"))) pick = &p;
+  // The symbolized copy, while the process (and so its files) surely still exists. On
+  // stderr: stdout lists the files the process wrote, for scripts.
+  if (symbolize && pick != nullptr) {
+    ReportOptions so;
+    so.root = prefix;
+    std::string to = symbolized_name(*pick);
+    try {
+      symbolize_dump(*pick, to, so);
+      std::fprintf(stderr, "leakalloc: symbolized: %s (go tool pprof needs no binary for it)\n", to.c_str());
+    } catch (const ToolError& e) {
+      std::fprintf(stderr, "leakalloc: could not write the symbolized %s: %s\n", to.c_str(), e.what());
+    }
+  }
   if (top > 0 && pick != nullptr) {
     ReportOptions ro;
     ro.root = prefix;  // the dump names files as the process sees them

@@ -204,6 +204,8 @@ std::vector<DumpFile> find_dumps(const std::string& dir, const std::string& base
     char* end = nullptr;
     long seq = std::strtol(p, &end, 10);
     if (end == p || *end != '.' || !end[1]) continue;
+    // Our own symbolized copies (symbolized_name) are not dumps of the library.
+    if (name.size() > 11 && name.compare(name.size() - 11, 11, ".sym.pb.gz") == 0) continue;
     DumpFile f{dir + "/" + name, seq, end[1], name.size() > 6 && name.compare(name.size() - 6, 6, ".pb.gz") == 0};
     out.push_back(f);
   }
@@ -233,7 +235,31 @@ size_t count_other_dumps(const std::string& dir, const std::string& base, pid_t 
 [[noreturn]] void usage_error(const std::string& what) {
   throw ToolError("run: " + what +
                   "\nusage: leakalloc run [--reach] [--age 60s] [--sample N] [--interval 30s] [--out DIR] "
-                  "[--format heap+pb] [--top N] [--quiet] -- PROG [ARGS...]");
+                  "[--format heap+pb] [--top N] [--quiet] [--no-symbolize] -- PROG [ARGS...]");
+}
+
+// Writes the symbolized copy of each dump (one per seq: the .pb.gz, which has ages and
+// threads, else the .heap) while the program's files are surely still there. Returns
+// the files written; a failure is one line on stderr (unless quiet) and no more: the
+// raw dumps are the result, the names a convenience.
+std::vector<std::string> symbolize_dumps(const std::vector<DumpFile>& dumps, bool quiet) {
+  std::vector<std::string> written;
+  for (size_t i = 0; i < dumps.size(); ++i) {
+    const DumpFile& d = dumps[i];
+    bool other_pb = false;
+    for (const DumpFile& e : dumps)
+      if (e.seq == d.seq && e.pb && !d.pb) other_pb = true;
+    bool text = d.path.size() > 5 && d.path.compare(d.path.size() - 5, 5, ".heap") == 0;
+    if (other_pb || (!d.pb && !text)) continue;
+    std::string to = symbolized_name(d.path);
+    try {
+      symbolize_dump(d.path, to, ReportOptions());
+      written.push_back(to);
+    } catch (const ToolError& e) {
+      if (!quiet) std::fprintf(stderr, "leakalloc: could not write the symbolized %s: %s\n", to.c_str(), e.what());
+    }
+  }
+  return written;
 }
 
 }  // namespace
@@ -242,7 +268,7 @@ int cmd_run(const std::vector<std::string>& args) {
   std::string age, sample, interval, format = "heap+pb", out_dir = ".";
   uint64_t age_ms = 0;
   size_t top = 3;
-  bool quiet = false;
+  bool quiet = false, symbolize = true;
   bool reach = false;
   size_t i = 0;
   for (; i < args.size(); ++i) {
@@ -269,6 +295,8 @@ int cmd_run(const std::vector<std::string>& args) {
       quiet = true;
     } else if (name == "--reach" && !has_value) {
       reach = true;  // every dump runs a reachability check and writes a .lost dump beside it
+    } else if (name == "--no-symbolize" && !has_value) {
+      symbolize = false;
     } else if (name == "--age") {
       take();
       if (!parse_duration_ms(value, &ms)) usage_error("--age: bad duration \"" + value + "\" (e.g. 500ms, 60s, 5m, 2h)");
@@ -386,8 +414,10 @@ int cmd_run(const std::vector<std::string>& args) {
 
   // The program's exit status is what the caller asked for; the report is extra and
   // its failure must not change the status.
+  std::vector<DumpFile> dumps = find_dumps(out_dir, base, pid);
+  std::vector<std::string> named;
+  if (symbolize) named = symbolize_dumps(dumps, quiet);
   if (!quiet) {
-    std::vector<DumpFile> dumps = find_dumps(out_dir, base, pid);
     if (WIFEXITED(status))
       std::fprintf(stderr, "\nleakalloc: %s (pid %d) exited with status %d\n", base.c_str(), pid, WEXITSTATUS(status));
     else if (WIFSIGNALED(status))
@@ -403,6 +433,8 @@ int cmd_run(const std::vector<std::string>& args) {
     } else {
       std::fprintf(stderr, "leakalloc: %zu dump%s in %s/:\n", dumps.size(), dumps.size() == 1 ? "" : "s", out_dir.c_str());
       for (const DumpFile& d : dumps) std::fprintf(stderr, "  %s\n", d.path.c_str());
+      for (const std::string& n : named)
+        std::fprintf(stderr, "  %s (symbolized: go tool pprof needs no binary for it)\n", n.c_str());
       size_t others = count_other_dumps(out_dir, base, pid);
       if (others > 0)
         std::fprintf(stderr, "  (and %zu from other processes it started: %s/%s.<pid>.*)\n", others,

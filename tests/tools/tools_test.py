@@ -637,6 +637,94 @@ def case_cpp_inline():
         check(len(mangled) == 1 and filt.endswith(") [clone .isra.0]"), "c++filt: %s" % filt)
 
 
+def pprof_raw_sections(dump):
+    """go tool pprof -raw of `dump` (no binary): {"Samples": text, "Mappings": [lines]}."""
+    p = run(["go", "tool", "pprof", "-raw", dump], timeout=120)
+    check(p.returncode == 0, "pprof -raw %s: %s" % (dump, p.stderr))
+    text = p.stdout
+    samples = text.split("Samples:\n", 1)[-1].split("Locations\n", 1)[0]
+    mappings = text.split("Mappings\n", 1)[-1].strip().splitlines()
+    return {"Samples": samples, "Mappings": mappings}
+
+
+def sample_values(samples_text, columns):
+    """The last `columns` values of each sample line of -raw, sorted (location ids dropped)."""
+    rows = []
+    for line in samples_text.splitlines():
+        m = re.match(r"^\s+([-\d ]+): [\d ]+$", line)
+        if m:
+            rows.append(tuple(int(v) for v in m.group(1).split()[-columns:]))
+    return sorted(rows)
+
+
+def case_symbolize():
+    """`leakalloc symbolize` and the copies `run` writes: go tool pprof names every frame,
+    inlined ones included, with the program deleted; values, labels, mappings and build
+    ids are those of the input."""
+    d = fresh_dir("symbolize")
+    appdir = os.path.join(d, "app")
+    os.makedirs(appdir)
+    app = os.path.join(appdir, "server")
+    shutil.copy(ARGS.cpp_fixture, app)
+    out = os.path.join(d, "dumps")
+    p = run([ARGS.tool, "run", "--sample", "0", "--top", "0", "--out", out, "--", app],
+            env={"LEAKALLOC_LIB": ARGS.lib})
+    check(p.returncode == 0, "run: %d %s" % (p.returncode, p.stderr))
+    pb, heap = find(out, "0.f0.pb.gz"), find(out, ".heap")
+    if not pb or not heap:
+        return
+    auto = pb[:-len(".pb.gz")] + ".sym.pb.gz"
+    check(os.path.exists(auto) and ("  %s (symbolized" % auto) in p.stderr,
+          "run must write and list %s:\n%s" % (auto, p.stderr))
+    from_heap = os.path.join(d, "from_heap.pb.gz")
+    p = run([ARGS.tool, "symbolize", heap, "-o", from_heap])
+    check(p.returncode == 0 and p.stdout.split() == [from_heap], "symbolize .heap: %s %s" % (p.stdout, p.stderr))
+    p = run([ARGS.tool, "symbolize", pb, heap])
+    check(p.returncode != 0 and "would both be written to" in p.stderr,
+          "two dumps for one output must be refused: %s" % p.stderr)
+    shutil.rmtree(appdir)  # the program is gone, as on a profiling back end
+
+    # Without names, go tool pprof has nothing to go on: the control.
+    raw_top = pprof_top(pb, extra=("-unit=B",))
+    check("shop::Cart<std::string>::add" not in raw_top and not any("remember" in f for f in raw_top),
+          "the raw dump must not name frames once the program is gone: %s" % sorted(raw_top))
+    for label, sym in (("run's copy", auto), ("from .heap", from_heap)):
+        top = pprof_top(sym, extra=("-unit=B",))
+        for want in ("shop::SessionCache::remember (inline)", "shop::handle_request [clone .isra.0]",
+                     "shop::Cart<std::string>::add", "make_counter (inline)", "shop::leak_inline",
+                     "std::map<int, std::vector<char, std::allocator<char> >, std::less<int>, "
+                     "std::allocator<std::pair<int const, std::vector<char, std::allocator<char> > > > >::operator[] (inline)"):
+            check(want in top, "%s: pprof -top must show %s: %s" % (label, want, sorted(top)))
+        check(not any(f.startswith("[") for f in top), "%s: unnamed frames in pprof -top: %s" % (label, sorted(top)))
+        # The inline chain in order, innermost first: -traces prints each stack leaf first.
+        p = run(["go", "tool", "pprof", "-traces", sym], timeout=120)
+        chain = ["shop::SessionCache::remember (inline)", "shop::handle_request [clone .isra.0]", "main"]
+        got = []
+        for t in p.stdout.split("-----------+")[1:]:
+            # Frame lines: "      256B   leaf" then "             caller"; labels have a ':'.
+            names = [l[13:].strip() for l in t.splitlines()[1:] if len(l) > 13 and not re.match(r"^\s*\w+:  ", l)]
+            if chain[0] in names:
+                got = names[:names.index("main") + 1] if "main" in names else names
+        check(got[-3:] == chain and len(got) == 10 and all(n.startswith("std::") for n in got[:7]),
+              "%s: -traces must show the STL frames, then %s: %s" % (label, chain, got))
+    # The rewrite keeps every sample with its values and labels, and the mappings with
+    # their build ids, now flagged as symbolized.
+    raw, sym = pprof_raw_sections(pb), pprof_raw_sections(auto)
+    check(raw["Samples"] == sym["Samples"] and "age:[" in raw["Samples"] and "thread:[" in raw["Samples"],
+          "samples, values and labels must be kept:\n%s\n---\n%s" % (raw["Samples"], sym["Samples"]))
+    check(len(raw["Mappings"]) == len(sym["Mappings"]) and
+          all(s.startswith(r.rstrip()) for r, s in zip(raw["Mappings"], sym["Mappings"])),
+          "mappings must be kept: %s / %s" % (raw["Mappings"], sym["Mappings"]))
+    check(sym["Mappings"][0].startswith("1: ") and app in sym["Mappings"][0] and
+          sym["Mappings"][0].endswith("[FN][FL][LN][IN]") and re.search(r" [0-9a-f]{40} ", sym["Mappings"][0]),
+          "the program's mapping keeps its build id and is flagged: %s" % sym["Mappings"])
+    # The .heap's numbers: Go's own reading of the .heap has the same in-use values.
+    heap_raw, heap_sym = pprof_raw_sections(heap), pprof_raw_sections(from_heap)
+    check(sample_values(heap_raw["Samples"], 2) == sample_values(heap_sym["Samples"], 2) and
+          len(sample_values(heap_sym["Samples"], 2)) >= 5,
+          "the .heap's in-use values must be kept:\n%s\n---\n%s" % (heap_raw["Samples"], heap_sym["Samples"]))
+
+
 def case_demo():
     """examples/demo.sh, the README's leak hunt: the report's first stack ends in the
     leaking line of leaky_server.c, and the diff's first stack is the same one."""
@@ -797,6 +885,10 @@ def case_remote_dump():
     want = [os.path.join(d, "leakalloc.%d.0.m0%s" % (p.pid, x)) for x in (".heap", ".pb.gz")]
     check_dump_files(r, want, "dump")
     check_dump_top(r, "dump")
+    # The symbolized copy beside the .pb.gz, named on stderr (stdout lists the raw files).
+    sym = os.path.join(d, "leakalloc.%d.0.m0.sym.pb.gz" % p.pid)
+    check(("leakalloc: symbolized: %s " % sym) in r.stderr and os.path.exists(sym),
+          "dump must write and name %s:\n%s" % (sym, r.stderr))
     if r.returncode == 0:
         check_report_against_pprof(report("--top", "20", want[1]), want[1], "remote pb", sites=recent)
         check_report_against_pprof(report("--top", "20", want[0]), want[0], "remote heap",
