@@ -7,7 +7,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake pkg-config git python3 perl binutils file time
-  libmimalloc-dev libunwind-dev zlib1g-dev libdw-dev libelf-dev
+  libmimalloc-dev libunwind-dev zlib1g-dev libdw-dev libelf-dev libdebuginfod-dev debuginfod
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   libjemalloc-dev libjemalloc2 google-perftools libgoogle-perftools4 golang-go
   clang libclang-rt-14-dev llvm-14

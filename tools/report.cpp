@@ -209,6 +209,8 @@ void print_symbol_notes(const Symbolizer& sym, const ReportOptions& opt, FILE* o
                  opt.binary.empty() ? "--binary PATH names the executable; " : "");
   for (const std::string& f : sym.found())
     std::fprintf(out, "note: symbols of %s (from PPROF_BINARY_PATH)\n", f.c_str());
+  for (const std::string& f : sym.debug_found())
+    std::fprintf(out, "note: debug info of %s\n", f.c_str());
   if (!sym.replaced().empty())
     std::fprintf(out, "note: %s %s not the file the process ran (the build id differs from the dump's: rebuilt or "
                  "replaced since); their frames show as file+offset (%sPPROF_BINARY_PATH=DIR:... searches "

@@ -6,6 +6,7 @@
 #include <elfutils/libdw.h>
 #include <elfutils/libdwelf.h>
 #include <elfutils/libdwfl.h>
+#include <elfutils/debuginfod.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <gelf.h>
@@ -22,11 +23,15 @@ namespace leakalloc_tool {
 
 namespace {
 
-char* g_debuginfo_path = nullptr;  // libdwfl's default: .debug dirs and /usr/lib/debug
+int find_debuginfo(Dwfl_Module* mod, void** userdata, const char* modname, Dwarf_Addr base,
+                   const char* file_name, const char* debuglink_file, GElf_Word debuglink_crc,
+                   char** debuginfo_file_name);
+
+char* g_debuginfo_path = nullptr;  // unused: find_debuginfo() searches itself
 
 const Dwfl_Callbacks kOfflineCallbacks = {
     dwfl_build_id_find_elf,
-    dwfl_standard_find_debuginfo,
+    find_debuginfo,
     dwfl_offline_section_address,
     &g_debuginfo_path,
 };
@@ -187,10 +192,137 @@ std::string demangle(const std::string& versioned) {
 
 struct Symbolizer::Impl {
   Dwfl* dwfl = nullptr;
+  std::vector<std::string> debug_dirs = debug_search_dirs();
+  debuginfod_client* debuginfod = nullptr;
+  bool debuginfod_tried = false;
+  std::vector<std::string> debug_found;  // "object -> debug file (how)"
   ~Impl() {
     if (dwfl) dwfl_end(dwfl);
+    if (debuginfod) debuginfod_end(debuginfod);
   }
 };
+
+std::vector<std::string> debug_search_dirs() {
+  const char* env = std::getenv("LEAKALLOC_DEBUG_DIRS");
+  std::string s = env != nullptr && *env != '\0' ? env : "/usr/lib/debug";
+  std::vector<std::string> dirs;
+  for (size_t at = 0; at <= s.size();) {
+    size_t end = s.find(':', at);
+    if (end == std::string::npos) end = s.size();
+    if (end > at) dirs.push_back(s.substr(at, end - at));
+    at = end + 1;
+  }
+  return dirs;
+}
+
+namespace {
+
+// Whether the ELF file at `path` has DWARF (a .debug_info section with contents) and,
+// when `id` is given, that GNU build id: a separate debug file must be of the very build.
+bool debug_file_matches(int fd, const unsigned char* id, int id_len) {
+  elf_version(EV_CURRENT);
+  Elf* elf = elf_begin(fd, ELF_C_READ_MMAP, nullptr);
+  if (!elf) return false;
+  bool ok = false;
+  size_t shstrndx = 0;
+  if (elf_kind(elf) == ELF_K_ELF && elf_getshdrstrndx(elf, &shstrndx) == 0) {
+    for (Elf_Scn* scn = nullptr; (scn = elf_nextscn(elf, scn)) != nullptr;) {
+      GElf_Shdr sh;
+      if (!gelf_getshdr(scn, &sh)) continue;
+      const char* name = elf_strptr(elf, shstrndx, sh.sh_name);
+      if (name && std::strcmp(name, ".debug_info") == 0 && sh.sh_type != SHT_NOBITS && sh.sh_size > 0) ok = true;
+    }
+    if (ok && id_len > 0) {
+      const void* got = nullptr;
+      ssize_t n = dwelf_elf_gnu_build_id(elf, &got);
+      ok = n == id_len && std::memcmp(got, id, static_cast<size_t>(n)) == 0;
+    }
+  }
+  elf_end(elf);
+  return ok;
+}
+
+int open_debug_candidate(const std::string& path, const unsigned char* id, int id_len) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return -1;
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return -1;
+  if (debug_file_matches(fd, id, id_len)) return fd;
+  close(fd);
+  return -1;
+}
+
+// libdwfl calls this when an object's own file has no DWARF. Looks where gdb looks, in
+// gdb's order: DIR/.build-id/xx/rest.debug for each debug directory (LEAKALLOC_DEBUG_DIRS,
+// default /usr/lib/debug, where Debian's -dbgsym packages install), then the
+// .gnu_debuglink name beside the object, in its .debug/ subdirectory and under each
+// debug directory plus the object's directory; last, debuginfod by build id when
+// DEBUGINFOD_URLS is set (through libdebuginfod, with its cache and timeouts). A file is
+// taken only with DWARF and, when the object has a build id, the same one.
+// libdwfl's own dwfl_standard_find_debuginfo() would do the local part too, but it
+// also asks debuginfod by itself (a dlopen'd libdebuginfod), with no way to say which
+// file came from where.
+int find_debuginfo(Dwfl_Module* mod, void** userdata, const char* modname, Dwarf_Addr base,
+                   const char* file_name, const char* debuglink_file, GElf_Word debuglink_crc,
+                   char** debuginfo_file_name) {
+  Symbolizer::Impl* self = userdata != nullptr ? static_cast<Symbolizer::Impl*>(*userdata) : nullptr;
+  if (self == nullptr) return -1;
+  const unsigned char* id = nullptr;
+  GElf_Addr id_vaddr = 0;
+  int id_len = dwfl_module_build_id(mod, &id, &id_vaddr);
+  if (id_len < 0) id_len = 0;
+  std::string object = file_name != nullptr ? file_name : modname != nullptr ? modname : "";
+  auto take = [&](int fd, const std::string& path, const char* how) {
+    *debuginfo_file_name = strdup(path.c_str());
+    self->debug_found.push_back(object + " -> " + path + " (" + how + ")");
+    return fd;
+  };
+  static const char kHex[] = "0123456789abcdef";
+  if (id_len >= 2) {
+    std::string hex;
+    for (int i = 0; i < id_len; ++i) {
+      hex += kHex[id[i] >> 4];
+      hex += kHex[id[i] & 15];
+    }
+    for (const std::string& dir : self->debug_dirs) {
+      std::string path = dir + "/.build-id/" + hex.substr(0, 2) + "/" + hex.substr(2) + ".debug";
+      int fd = open_debug_candidate(path, id, id_len);
+      if (fd >= 0) return take(fd, path, "build id");
+    }
+  }
+  if (debuglink_file != nullptr && *debuglink_file != '\0' && std::strchr(debuglink_file, '/') == nullptr) {
+    std::string dir = object.substr(0, object.rfind('/') == std::string::npos ? 0 : object.rfind('/'));
+    std::vector<std::string> candidates = {dir + "/" + debuglink_file, dir + "/.debug/" + debuglink_file};
+    for (const std::string& d : self->debug_dirs) candidates.push_back(d + dir + "/" + debuglink_file);
+    for (const std::string& path : candidates) {
+      if (path == object) continue;
+      int fd = open_debug_candidate(path, id, id_len);
+      if (fd >= 0) return take(fd, path, ".gnu_debuglink");
+    }
+  }
+  (void)base;
+  (void)debuglink_crc;  // the build id, when there is one, is the stronger check
+  const char* urls = std::getenv("DEBUGINFOD_URLS");
+  if (id_len > 0 && urls != nullptr && *urls != '\0') {
+    if (!self->debuginfod_tried) {
+      self->debuginfod_tried = true;
+      self->debuginfod = debuginfod_begin();
+    }
+    if (self->debuginfod != nullptr) {
+      char* path = nullptr;
+      int fd = debuginfod_find_debuginfo(self->debuginfod, id, id_len, &path);
+      if (fd >= 0) {
+        std::string p = path != nullptr ? path : "";
+        std::free(path);
+        if (debug_file_matches(fd, id, id_len)) return take(fd, p, "debuginfod");
+        close(fd);
+      }
+    }
+  }
+  return -1;
+}
+
+}  // namespace
 
 std::vector<std::string> binary_search_path() {
   std::vector<std::string> dirs;
@@ -268,36 +400,53 @@ Symbolizer::Symbolizer(const Profile& prof, const std::string& binary_override, 
       file = without_deleted(file);
       uint64_t bias = 0;
       bool readable = false, other = false;
-      if (!load_bias(file, m, &bias, &readable, &other)) {
+      bool overridden = !binary_override.empty() && m.path == prof.mappings[0].path;
+      // A dump that names the build id can take a file of the search path before the one
+      // at the original path, as go tool pprof does: that is how a user points at the
+      // unstripped build of a program deployed stripped (same build id). Without a build
+      // id a name is no proof of identity, so the original path stays first.
+      auto from_search = [&]() {
+        for (size_t d = 0; d < search.size() && !overridden; ++d)
+          for (const std::string& c : search_candidates(search[d], m)) {
+            bool r = false, o = false;
+            if (c != file && load_bias(c, m, &bias, &r, &o)) return c;
+          }
+        return std::string();
+      };
+      std::string found = m.build_id.empty() ? std::string() : from_search();
+      if (found.empty() && !load_bias(file, m, &bias, &readable, &other)) {
         if (readable && !other) continue;  // this mapping is not in the file; another one may be
         // Missing, or another build: the search path may hold the object. A file found
         // there must have the dump's build id (load_bias refuses it otherwise).
-        std::string found;
-        bool overridden = !binary_override.empty() && m.path == prof.mappings[0].path;
-        for (size_t d = 0; d < search.size() && found.empty() && !overridden; ++d)
-          for (const std::string& c : search_candidates(search[d], m)) {
-            bool r = false, o = false;
-            if (c != file && load_bias(c, m, &bias, &r, &o)) {
-              found = c;
-              break;
-            }
-          }
-        done.insert(m.path);
+        if (m.build_id.empty()) found = from_search();
         if (found.empty()) {
+          done.insert(m.path);
           (other ? replaced_ : missing_).push_back(file);
           continue;
         }
+      }
+      if (!found.empty()) {
         found_.push_back(m.path + " -> " + found);
         file = found;
       }
       done.insert(m.path);
-      dwfl_report_elf(impl_->dwfl, m.path.c_str(), file.c_str(), -1, bias, true);
+      Dwfl_Module* mod = dwfl_report_elf(impl_->dwfl, m.path.c_str(), file.c_str(), -1, bias, true);
+      // find_debuginfo() reaches this Symbolizer through the module's user data.
+      void** userdata = nullptr;
+      if (mod != nullptr && dwfl_module_info(mod, &userdata, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr) &&
+          userdata != nullptr)
+        *userdata = impl_.get();
     }
   }
   dwfl_report_end(impl_->dwfl, nullptr, nullptr);
 }
 
 Symbolizer::~Symbolizer() = default;
+
+const std::vector<std::string>& Symbolizer::debug_found() const {
+  // libdwfl looks for debug files lazily, on the first lookup in each object.
+  return impl_->debug_found;
+}
 
 const std::vector<Frame>& Symbolizer::frames(uint64_t pc) {
   auto it = cache_.find(pc);

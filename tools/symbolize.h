@@ -28,6 +28,10 @@ struct Frame {
   uint64_t module_offset = 0;
 };
 
+// Where separate debug files are looked for by build id and .gnu_debuglink, as gdb's
+// debug-file-directory: $LEAKALLOC_DEBUG_DIRS (colon-separated), else /usr/lib/debug.
+std::vector<std::string> debug_search_dirs();
+
 // The directories of $PPROF_BINARY_PATH (colon-separated), or $HOME/pprof/binaries when
 // it is not set: where go tool pprof looks for binaries, so one setting serves both.
 std::vector<std::string> binary_search_path();
@@ -56,10 +60,13 @@ class Symbolizer {
   const std::vector<std::string>& replaced() const { return replaced_; }
   // Objects found through `search`: "dump path -> file used".
   const std::vector<std::string>& found() const { return found_; }
+  // Separate debug files used: "object -> debug file (build id|.gnu_debuglink|debuginfod)".
+  const std::vector<std::string>& debug_found() const;
+
+  struct Impl;
 
  private:
   std::vector<Frame> resolve(uint64_t pc);
-  struct Impl;
   std::unique_ptr<Impl> impl_;
   const Profile& prof_;
   std::map<uint64_t, std::vector<Frame>> cache_;
