@@ -33,6 +33,8 @@ def check(cond, what):
 def run(cmd, env=None, timeout=60, check_rc=None, cwd=None):
     e = dict(os.environ)
     e.setdefault("HOME", ARGS.work)
+    # No debuginfod server unless a case starts one: reports must not wait on the network.
+    e.pop("DEBUGINFOD_URLS", None)
     if env:
         e.update(env)
     p = subprocess.run(cmd, env=e, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -723,6 +725,130 @@ def case_symbolize():
     check(sample_values(heap_raw["Samples"], 2) == sample_values(heap_sym["Samples"], 2) and
           len(sample_values(heap_sym["Samples"], 2)) >= 5,
           "the .heap's in-use values must be kept:\n%s\n---\n%s" % (heap_raw["Samples"], heap_sym["Samples"]))
+
+
+def free_port():
+    import socket
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        return so.getsockname()[1]
+
+
+def case_stripped():
+    """A stripped program, as it runs in production: its names, lines and inlined frames
+    come from a separate debug file found by build id in a .build-id tree, by
+    .gnu_debuglink, from Debian's debuginfod server on loopback, and from a
+    PPROF_BINARY_PATH that must win over the stripped file at the dump's path."""
+    d = fresh_dir("stripped")
+    src = os.path.join(ARGS.source, "cpp_fixture.cpp")
+    with open(src) as f:
+        line = [i + 1 for i, l in enumerate(f) if "// LEAK:remember" in l][0]
+    named = "shop::SessionCache::remember (%s:%d) [inlined]" % (src, line)
+    appdir = os.path.join(d, "app")
+    os.makedirs(appdir)
+    app = os.path.join(appdir, "server")
+    shutil.copy(ARGS.cpp_fixture, app)
+    debug = os.path.join(d, "server.debug")
+    run(["objcopy", "--only-keep-debug", app, debug], check_rc=0)
+    run(["objcopy", "--strip-debug", app], check_rc=0)
+    m = re.search(r"Build ID: ([0-9a-f]+)", run(["readelf", "-n", app], check_rc=0).stdout)
+    if not check(m is not None, "the fixture has a GNU build id"):
+        return
+    build_id = m.group(1)
+    run([app], env=preload_env("sample:0,final:true,format:pb,prefix:%s/cpp" % d), check_rc=0)
+    pb = find(d, ".pb.gz")
+    if not pb:
+        return
+    nowhere = os.path.join(d, "no-debug-dirs")
+
+    def rep(env):
+        full = {"LEAKALLOC_DEBUG_DIRS": nowhere, "PPROF_BINARY_PATH": ""}
+        full.update(env)
+        p = run([ARGS.tool, "report", "--top", "100", "--depth", "100", pb], env=full)
+        check(p.returncode == 0, "report exited %d: %s" % (p.returncode, p.stderr))
+        return p.stdout
+
+    # The control: stripped and nothing to find, so no line and no inlined frame.
+    out = rep({})
+    check("shop::handle_request [clone .isra.0] (in %s+0x" % app in out and "remember" not in out,
+          "a stripped program alone has names but no lines:\n" + out)
+
+    # (a) a .build-id tree, as Debian's -dbgsym packages install under /usr/lib/debug.
+    tree = os.path.join(d, "debug-root")
+    os.makedirs(os.path.join(tree, ".build-id", build_id[:2]))
+    shutil.copy(debug, os.path.join(tree, ".build-id", build_id[:2], build_id[2:] + ".debug"))
+    out = rep({"LEAKALLOC_DEBUG_DIRS": nowhere + ":" + tree})
+    check(named in out and "note: debug info of %s -> %s/.build-id/%s/%s.debug (build id)" %
+          (app, tree, build_id[:2], build_id[2:]) in out, ".build-id tree:\n" + out)
+    shutil.rmtree(tree)
+
+    # .gnu_debuglink: beside the program, in its .debug/, under a debug directory.
+    # (objcopy keeps the build id: the dump still names this file.)
+    run(["objcopy", "--add-gnu-debuglink=" + debug, app], check_rc=0)
+    for where in (appdir, os.path.join(appdir, ".debug"), os.path.join(tree + appdir)):
+        os.makedirs(where, exist_ok=True)
+        shutil.copy(debug, os.path.join(where, "server.debug"))
+        p = run([ARGS.tool, "report", "--top", "100", "--depth", "100", pb],
+                env={"LEAKALLOC_DEBUG_DIRS": tree, "PPROF_BINARY_PATH": ""})
+        check(named in p.stdout and "-> %s/server.debug (.gnu_debuglink)" % where in p.stdout,
+              ".gnu_debuglink in %s:\n%s" % (where, p.stdout))
+        os.unlink(os.path.join(where, "server.debug"))
+    shutil.rmtree(tree, ignore_errors=True)
+
+    # (b) debuginfod: Debian's own server, indexing a directory, on a free port (0.188 has
+    # no option to bind loopback only; the test reaches it through 127.0.0.1).
+    served = os.path.join(d, "served")
+    os.makedirs(served)
+    shutil.copy(debug, served)
+    port = free_port()
+    url = "http://127.0.0.1:%d" % port
+    log = open(os.path.join(d, "debuginfod.log"), "w")
+    server = subprocess.Popen(["debuginfod", "-F", "-p", str(port), "-d", os.path.join(d, "debuginfod.sqlite"),
+                               "-t", "0", "-g", "0", served], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        import urllib.request
+        ready = False
+        deadline = time.time() + 30
+        while time.time() < deadline and server.poll() is None:
+            try:
+                with urllib.request.urlopen("%s/buildid/%s/debuginfo" % (url, build_id), timeout=2) as r:
+                    ready = r.status == 200
+            except Exception:
+                pass
+            if ready:
+                break
+            time.sleep(0.2)
+        if check(ready, "debuginfod did not serve %s within 30 s" % build_id):
+            cache = os.path.join(d, "debuginfod-cache")
+            env = {"DEBUGINFOD_URLS": url, "DEBUGINFOD_CACHE_PATH": cache, "DEBUGINFOD_TIMEOUT": "10"}
+            out = rep(env)
+            check(named in out and "note: debug info of %s -> %s/%s/debuginfo (debuginfod)" % (app, cache, build_id) in out,
+                  "debuginfod:\n" + out)
+            # The symbolized profile names the frames too, with the program gone later.
+            sym = os.path.join(d, "from-debuginfod.pb.gz")
+            full = {"LEAKALLOC_DEBUG_DIRS": nowhere, "PPROF_BINARY_PATH": ""}
+            full.update(env)
+            p = run([ARGS.tool, "symbolize", pb, "-o", sym], env=full)
+            check(p.returncode == 0, "symbolize through debuginfod: %s" % p.stderr)
+            top = pprof_top(sym, extra=("-unit=B",))
+            check("shop::SessionCache::remember (inline)" in top, "symbolized through debuginfod: %s" % sorted(top))
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+    # (c) PPROF_BINARY_PATH with the unstripped build: it must win over the stripped file
+    # with the same build id that is still at the dump's path.
+    bins = os.path.join(d, "bins")
+    os.makedirs(bins)
+    shutil.copy(ARGS.cpp_fixture, os.path.join(bins, "server"))
+    out = rep({"PPROF_BINARY_PATH": bins})
+    check(named in out and "note: symbols of %s -> %s/server (from PPROF_BINARY_PATH)" % (app, bins) in out,
+          "PPROF_BINARY_PATH must win over the stripped program:\n" + out)
 
 
 def case_demo():
