@@ -45,6 +45,7 @@
 #include "base/base.h"
 #include "profile/dump_writers.h"
 #include "profile/pb_encode.h"
+#include "profile/pprof_fields.h"
 #include "profile/profiler.h"
 #include "profile/snapshot.h"
 
@@ -53,17 +54,8 @@ namespace dump {
 
 namespace {
 
-// Field numbers from profile.proto.
-enum : uint32_t {
-  kProfSampleType = 1, kProfSample = 2, kProfMapping = 3, kProfLocation = 4,
-  kProfStringTable = 6, kProfDropFrames = 7, kProfTimeNanos = 9, kProfPeriodType = 11,
-  kProfPeriod = 12, kProfComment = 13, kProfDefaultSampleType = 14,
-};
-enum : uint32_t { kVtType = 1, kVtUnit = 2 };
-enum : uint32_t { kSampleLocation = 1, kSampleValue = 2, kSampleLabel = 3 };
-enum : uint32_t { kLabelKey = 1, kLabelStr = 2, kLabelNum = 3, kLabelNumUnit = 4 };
-enum : uint32_t { kMapId = 1, kMapStart = 2, kMapLimit = 3, kMapOffset = 4, kMapFile = 5, kMapBuildId = 6 };
-enum : uint32_t { kLocId = 1, kLocMapping = 2, kLocAddress = 3 };
+// Field numbers from profile.proto, by name (shared with the tool's reader and writer).
+using namespace pprof_fields;
 
 // pprof anchors this as ^(...)$ and hides matching frames and everything leaf-ward of
 // them. Our frames are already stripped at capture; this only guards a stack captured
