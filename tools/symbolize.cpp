@@ -112,6 +112,34 @@ std::string die_linkage_name(Dwarf_Die* die) {
 
 std::string die_name(Dwarf_Die* die) { return demangle(die_linkage_name(die)); }
 
+// A source file as the line table names it, made absolute against the unit's
+// DW_AT_comp_dir when it is relative (ccache's base_dir and -fdebug-prefix-map leave
+// "../../src/x.c"), with "." and ".." taken out by name, as a report wants to show it.
+std::string source_path(const char* file, Dwarf_Die* cudie) {
+  std::string path = file;
+  if (!path.empty() && path[0] != '/' && cudie != nullptr) {
+    Dwarf_Attribute attr;
+    const char* dir = dwarf_formstring(dwarf_attr(cudie, DW_AT_comp_dir, &attr));
+    if (dir != nullptr && dir[0] == '/') path = std::string(dir) + "/" + path;
+  }
+  if (path.empty() || path[0] != '/') return path;
+  std::vector<std::string> parts;
+  for (size_t at = 1; at <= path.size();) {
+    size_t end = path.find('/', at);
+    if (end == std::string::npos) end = path.size();
+    std::string part = path.substr(at, end - at);
+    if (part == "..") {
+      if (!parts.empty()) parts.pop_back();
+    } else if (!part.empty() && part != ".") {
+      parts.push_back(part);
+    }
+    at = end + 1;
+  }
+  std::string out;
+  for (const std::string& part : parts) out += "/" + part;
+  return out.empty() ? "/" : out;
+}
+
 }  // namespace
 
 namespace {
@@ -287,7 +315,7 @@ int find_debuginfo(Dwfl_Module* mod, void** userdata, const char* modname, Dwarf
     for (const std::string& dir : self->debug_dirs) {
       std::string path = dir + "/.build-id/" + hex.substr(0, 2) + "/" + hex.substr(2) + ".debug";
       int fd = open_debug_candidate(path, id, id_len);
-      if (fd >= 0) return take(fd, path, "build id");
+      if (fd >= 0) return take(fd, path, ".build-id");
     }
   }
   if (debuglink_file != nullptr && *debuglink_file != '\0' && std::strchr(debuglink_file, '/') == nullptr) {
@@ -497,7 +525,7 @@ std::vector<Frame> Symbolizer::resolve(uint64_t pc) {
   if (line) {
     int lineno = 0;
     const char* src = dwfl_lineinfo(line, nullptr, &lineno, nullptr, nullptr, nullptr);
-    if (src) leaf.file = src;
+    if (src) leaf.file = source_path(src, cudie);
     leaf.line = lineno;
   }
 
@@ -533,7 +561,7 @@ std::vector<Frame> Symbolizer::resolve(uint64_t pc) {
     Dwarf_Word file_idx = 0, call_line = 0;
     if (files && dwarf_formudata(dwarf_attr(&chain[i], DW_AT_call_file, &attr), &file_idx) == 0 && file_idx < nfiles) {
       const char* f = dwarf_filesrc(files, file_idx, nullptr, nullptr);
-      if (f) caller.file = f;
+      if (f) caller.file = source_path(f, cudie);
     }
     if (dwarf_formudata(dwarf_attr(&chain[i], DW_AT_call_line, &attr), &call_line) == 0)
       caller.line = static_cast<int>(call_line);

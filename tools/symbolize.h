@@ -60,7 +60,7 @@ class Symbolizer {
   const std::vector<std::string>& replaced() const { return replaced_; }
   // Objects found through `search`: "dump path -> file used".
   const std::vector<std::string>& found() const { return found_; }
-  // Separate debug files used: "object -> debug file (build id|.gnu_debuglink|debuginfod)".
+  // Separate debug files used: "object -> debug file (.build-id|.gnu_debuglink|debuginfod)".
   const std::vector<std::string>& debug_found() const;
 
   struct Impl;
