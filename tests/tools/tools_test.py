@@ -721,6 +721,29 @@ def case_symbolize():
                 got = names[:names.index("main") + 1] if "main" in names else names
         check(got[-3:] == chain and len(got) == 10 and all(n.startswith("std::") for n in got[:7]),
               "%s: -traces must show the STL frames, then %s: %s" % (label, chain, got))
+    # The web UI's flame graph, as a user opens it: the page names the leaking function.
+    port = free_port()
+    ui = subprocess.Popen(["go", "tool", "pprof", "-http=127.0.0.1:%d" % port, "-no_browser", auto],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ, HOME=ARGS.work))
+    try:
+        import urllib.request
+        page = ""
+        deadline = time.time() + 60
+        while time.time() < deadline and ui.poll() is None and not page:
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:%d/ui/flamegraph" % port, timeout=5) as r:
+                    page = r.read().decode("utf-8", "replace")
+            except Exception:
+                time.sleep(0.3)
+        check("shop::SessionCache::remember" in page and "shop::handle_request [clone .isra.0]" in page,
+              "go tool pprof -http's flame graph must name the leak (%d bytes of page)" % len(page))
+    finally:
+        ui.terminate()
+        try:
+            ui.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            ui.kill()
+            ui.wait()
     # The rewrite keeps every sample with its values and labels, and the mappings with
     # their build ids, now flagged as symbolized.
     raw, sym = pprof_raw_sections(pb), pprof_raw_sections(auto)
