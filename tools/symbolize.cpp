@@ -228,6 +228,19 @@ struct Symbolizer::Impl {
     if (dwfl) dwfl_end(dwfl);
     if (debuginfod) debuginfod_end(debuginfod);
   }
+
+  // libdebuginfod's client, once DEBUGINFOD_URLS names a server; null otherwise.
+  debuginfod_client* client() {
+    const char* urls = std::getenv("DEBUGINFOD_URLS");
+    if (urls == nullptr || *urls == '\0') return nullptr;
+    if (!debuginfod_tried) {
+      debuginfod_tried = true;
+      debuginfod = debuginfod_begin();
+    }
+    return debuginfod;
+  }
+
+  std::string executable_from_debuginfod(const Mapping& m, uint64_t* bias);
 };
 
 std::vector<std::string> debug_search_dirs() {
@@ -330,15 +343,10 @@ int find_debuginfo(Dwfl_Module* mod, void** userdata, const char* modname, Dwarf
   }
   (void)base;
   (void)debuglink_crc;  // the build id, when there is one, is the stronger check
-  const char* urls = std::getenv("DEBUGINFOD_URLS");
-  if (id_len > 0 && urls != nullptr && *urls != '\0') {
-    if (!self->debuginfod_tried) {
-      self->debuginfod_tried = true;
-      self->debuginfod = debuginfod_begin();
-    }
-    if (self->debuginfod != nullptr) {
+  if (id_len > 0) {
+    if (debuginfod_client* client = self->client()) {
       char* path = nullptr;
-      int fd = debuginfod_find_debuginfo(self->debuginfod, id, id_len, &path);
+      int fd = debuginfod_find_debuginfo(client, id, id_len, &path);
       if (fd >= 0) {
         std::string p = path != nullptr ? path : "";
         std::free(path);
@@ -447,6 +455,9 @@ Symbolizer::Symbolizer(const Profile& prof, const std::string& binary_override, 
         // Missing, or another build: the search path may hold the object. A file found
         // there must have the dump's build id (load_bias refuses it otherwise).
         if (m.build_id.empty()) found = from_search();
+        // Last, the executable itself from debuginfod, by build id (a program deleted or
+        // never copied off the host the dump came from).
+        if (found.empty() && !readable && !overridden) found = impl_->executable_from_debuginfod(m, &bias);
         if (found.empty()) {
           done.insert(m.path);
           (other ? replaced_ : missing_).push_back(file);
@@ -467,6 +478,26 @@ Symbolizer::Symbolizer(const Profile& prof, const std::string& binary_override, 
     }
   }
   dwfl_report_end(impl_->dwfl, nullptr, nullptr);
+}
+
+std::string Symbolizer::Impl::executable_from_debuginfod(const Mapping& m, uint64_t* bias) {
+  std::string hex = m.build_id;
+  if (hex.size() < 4 || hex.size() % 2 != 0 || hex.find_first_not_of("0123456789abcdef") != std::string::npos)
+    return "";
+  debuginfod_client* c = client();
+  if (c == nullptr) return "";
+  std::vector<unsigned char> id(hex.size() / 2);
+  for (size_t i = 0; i < id.size(); ++i) id[i] = static_cast<unsigned char>(std::stoi(hex.substr(2 * i, 2), nullptr, 16));
+  char* path = nullptr;
+  int fd = debuginfod_find_executable(c, id.data(), static_cast<int>(id.size()), &path);
+  if (fd < 0) return "";
+  close(fd);
+  std::string p = path != nullptr ? path : "";
+  std::free(path);
+  bool readable = false, other = false;
+  if (p.empty() || !load_bias(p, m, bias, &readable, &other)) return "";
+  debug_found.push_back(without_deleted(m.path) + " -> " + p + " (the executable, from debuginfod)");
+  return p;
 }
 
 Symbolizer::~Symbolizer() = default;

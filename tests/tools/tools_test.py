@@ -835,6 +835,7 @@ def case_stripped():
     served = os.path.join(d, "served")
     os.makedirs(served)
     shutil.copy(debug, served)
+    shutil.copy(app, os.path.join(served, "server"))  # the stripped executable, too
     port = free_port()
     url = "http://127.0.0.1:%d" % port
     log = open(os.path.join(d, "debuginfod.log"), "w")
@@ -867,6 +868,14 @@ def case_stripped():
             check(p.returncode == 0, "symbolize through debuginfod: %s" % p.stderr)
             top = pprof_top(sym, extra=("-unit=B",))
             check("shop::SessionCache::remember (inline)" in top, "symbolized through debuginfod: %s" % sorted(top))
+            # The program gone from its path: the executable comes from debuginfod too.
+            os.rename(app, app + ".away")
+            try:
+                out = rep(env)
+                check(named in out and "note: debug info of %s -> %s/%s/executable (the executable, from debuginfod)" %
+                      (app, cache, build_id) in out, "debuginfod, the program deleted:\n" + out)
+            finally:
+                os.rename(app + ".away", app)
     finally:
         server.terminate()
         try:
