@@ -44,10 +44,14 @@ void print_report(const std::string& path, const ReportOptions& opt, FILE* out);
 // `leakalloc symbolize` of one dump into `out` (tools/symbolize_pb.cpp); also what `run`
 // and `dump` write beside their dumps. Throws ToolError on a bad dump or an unwritable
 // `out`; objects that could not be read leave their frames as addresses and are listed.
+// With `keep_complete`, an existing `out` is left alone when some object cannot be read
+// now (the program deleted since the copy was made): `kept` says so.
 struct SymbolizeResult {
   std::vector<std::string> missing, replaced, found;
+  bool kept = false;
 };
-SymbolizeResult symbolize_dump(const std::string& in, const std::string& out, const ReportOptions& opt);
+SymbolizeResult symbolize_dump(const std::string& in, const std::string& out, const ReportOptions& opt,
+                               bool keep_complete = false);
 // The default output beside a dump: "x.1234.0.f0.pb.gz" or ".heap" -> "x.1234.0.f0.sym.pb.gz".
 // ".sym" never ends one of the library's names (profile/dump.cpp), so the two never collide.
 std::string symbolized_name(const std::string& dump);

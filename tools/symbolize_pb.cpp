@@ -349,17 +349,23 @@ std::string symbolized_name(const std::string& dump) {
   return dump + ".sym.pb.gz";
 }
 
-SymbolizeResult symbolize_dump(const std::string& in, const std::string& out, const ReportOptions& opt) {
+SymbolizeResult symbolize_dump(const std::string& in, const std::string& out, const ReportOptions& opt,
+                               bool keep_complete) {
   std::string data = read_dump_file(in);
   Profile prof = read_dump(in);
   Symbolizer sym(prof, opt.binary, opt.root, opt.search);
   std::string msg = prof.format == "pprof protobuf" ? rewrite_pprof(in, pprof_message(in, data), sym)
                                                     : convert_heap(prof, sym);
-  write_file(out, gzip(msg));
   SymbolizeResult r;
   r.missing = sym.missing();
   r.replaced = sym.replaced();
   r.found = sym.found();
+  struct stat st;
+  if (keep_complete && (!r.missing.empty() || !r.replaced.empty()) && stat(out.c_str(), &st) == 0) {
+    r.kept = true;  // an earlier copy, made while the files were there, has more names
+    return r;
+  }
+  write_file(out, gzip(msg));
   return r;
 }
 
@@ -411,6 +417,17 @@ int cmd_symbolize(const std::vector<std::string>& args) {
   }
   if (files.empty()) symbolize_usage("no dump given");
   if (!out.empty() && files.size() > 1) symbolize_usage("-o names one file; give one dump with it");
+  // A glob such as *.pb.gz takes the copies of an earlier run along: they are named
+  // already, and their default name would be x.sym.sym.pb.gz.
+  std::vector<std::string> raw;
+  for (const std::string& f : files) {
+    if (out.empty() && ends_with(f, ".sym.pb.gz"))
+      std::fprintf(stderr, "leakalloc: symbolize: %s is a symbolized copy already; skipped (-o OUT rewrites it)\n",
+                   f.c_str());
+    else
+      raw.push_back(f);
+  }
+  files.swap(raw);
   std::map<std::string, std::string> outputs;  // out -> dump
   for (const std::string& f : files) {
     std::string to = out.empty() ? symbolized_name(f) : out;
@@ -421,7 +438,12 @@ int cmd_symbolize(const std::vector<std::string>& args) {
   }
   for (const std::string& f : files) {
     std::string to = out.empty() ? symbolized_name(f) : out;
-    SymbolizeResult r = symbolize_dump(f, to, opt);
+    SymbolizeResult r = symbolize_dump(f, to, opt, out.empty());
+    if (r.kept) {
+      std::fprintf(stderr, "leakalloc: symbolize %s: %s exists and some of the dump's objects cannot be read "
+                           "now; kept it (-o %s replaces it)\n", f.c_str(), to.c_str(), to.c_str());
+      continue;
+    }
     std::printf("%s\n", to.c_str());
     for (const std::string& m : r.missing)
       std::fprintf(stderr, "leakalloc: symbolize %s: could not open %s; its frames stay addresses\n", f.c_str(), m.c_str());

@@ -697,6 +697,12 @@ def case_symbolize():
     check(p.returncode != 0 and "would both be written to" in p.stderr,
           "two dumps for one output must be refused: %s" % p.stderr)
     shutil.rmtree(appdir)  # the program is gone, as on a profiling back end
+    # Symbolizing again now would name nothing: the copy made while the program was
+    # there is kept (the checks below read it), and a glob's earlier copies are skipped.
+    p = run([ARGS.tool, "symbolize", pb, auto])
+    check(p.returncode == 0 and "%s exists and some of the dump's objects cannot be read now; kept it" % auto in p.stderr
+          and "%s is a symbolized copy already; skipped" % auto in p.stderr and p.stdout == "",
+          "symbolize again without the program: %s %s" % (p.stdout, p.stderr))
 
     # Without names, go tool pprof has nothing to go on: the control.
     raw_top = pprof_top(pb, extra=("-unit=B",))
