@@ -7,6 +7,24 @@
 // only when leakalloc's constructor has primed libunwind, registered the fork handlers
 // and started the dump machinery: allocations made before that (ld.so and libc start-up)
 // are served and counted, but not sampled.
+//
+// What the sampling path asks of libc (audited for issue 24). A sampled allocation may
+// be one that glibc makes while holding a lock of its own (the thread's lock in
+// pthread_getattr_np, stdio's FILE locks, the loader's locks), so nothing on this path
+// may take a glibc lock that glibc holds while it calls malloc:
+//  - stack bounds: system calls only, once per thread at registration (threads.cpp,
+//    unwind.cpp find_stack_bounds: the thread pointer, or raw reads of /proc/self/maps
+//    for the main thread); pthread_getattr_np is never called (it deadlocked).
+//  - registration: gettid, and pthread_setspecific (no lock; a key past the first 32
+//    callocs its second-level block, served untracked under the guard).
+//  - capture: the frame-recipe cache reads unwind tables through _dl_find_object
+//    (lock-free); unw_backtrace's dl_iterate_phdr takes dl_load_write_lock, which is
+//    recursive and under which glibc does not allocate; sched_yield at the fork gate.
+//  - stack table, live records, memos: our own locks and os_reserve/mmap.
+//  - draw_gap: libm's log (pure); the clock: the vDSO or clock_gettime.
+//  - dump::attend: pthread_create of the dump thread, once, with an explicit stack size
+//    (not __default_pthread_attr_lock, held across a malloc; dump.cpp start_thread), and
+//    no file I/O.
 #include "profile/profiler.h"
 
 #include <errno.h>

@@ -8,6 +8,7 @@
 
 #include "profile/live_set.h"
 #include "profile/profiler.h"
+#include "profile/unwind.h"
 
 namespace leakalloc {
 namespace threads {
@@ -26,6 +27,9 @@ struct Entry {
   std::atomic<bool> used;
   Status status;
   char name[16];
+  // The thread's stack (unwind::find_stack_bounds at registration), for the walkers and
+  // a stop-the-world scan; written under g_lock before `used` is published.
+  uintptr_t stack_lo, stack_hi;
   uint32_t next_free;                 // free-list link; kNoEntry ends the list
   std::atomic<uint32_t> freed_epoch;  // the reclaim pass that last freed it (0: none)
 };
@@ -145,6 +149,7 @@ void on_thread_exit(void* arg) {
       cstr_copy(e.name, sizeof name, name);
       e.state = nullptr;
       e.status = Status::kExited;
+      e.stack_lo = e.stack_hi = 0;
       ++g_exits_since_pass;
     }
   }
@@ -273,6 +278,10 @@ void init_exit_hook() {
 void register_current(ThreadState& t) {
   if (g_entries == nullptr) init();
   int32_t tid = static_cast<int32_t>(syscall(SYS_gettid));
+  // Here, once per thread, not at the first sample: stack capture must not ask glibc
+  // (unwind.cpp find_stack_bounds). Read before the lock: it may read /proc.
+  unwind::StackBounds stack = unwind::find_stack_bounds();
+  t.stack_hi = stack.hi;
   {
     LockGuard g(g_lock);
     uint32_t idx = take_index();
@@ -281,10 +290,13 @@ void register_current(ThreadState& t) {
       e.state = &t;
       e.tid = tid;
       e.status = Status::kLinked;
+      e.stack_lo = stack.lo;
+      e.stack_hi = stack.hi;
       cstr_copy(e.name, sizeof e.name, "");
     } else {
       e.state = nullptr;  // its counters are summed through the exited totals
       e.tid = 0;
+      e.stack_lo = e.stack_hi = 0;
       cstr_copy(e.name, sizeof e.name, "(other threads)");
     }
     e.used.store(true, std::memory_order_release);
@@ -304,6 +316,16 @@ void fold_counters(uint64_t out[kCounterCount]) {
   for_each_linked([&](Entry&, ThreadState& s) {
     for (int i = 0; i < kCounterCount; ++i) out[i] += s.counter[i].get();
   });
+}
+
+bool stack_bounds(uint32_t index, uintptr_t* lo, uintptr_t* hi) {
+  if (g_entries == nullptr || index >= own_entries()) return false;
+  LockGuard g(g_lock);
+  const Entry& e = g_entries[index];
+  if (e.state == nullptr || e.stack_hi == 0) return false;
+  *lo = e.stack_lo;
+  *hi = e.stack_hi;
+  return true;
 }
 
 uint64_t cached_bytes() {
@@ -369,6 +391,7 @@ void fork_child() {
     give_back_memo(s);
     live::drain_cache(s);   // their pending frees are retired, their slots pooled
     e.state = nullptr;
+    e.stack_lo = e.stack_hi = 0;
     e.status = Status::kExited;
     ++g_exits_since_pass;
   });

@@ -3,7 +3,9 @@
 //
 // Contract: register_current() runs on a thread's first slow-path allocation; it takes
 // the registry lock (rank 2 in profile/profiler.h) and never allocates (entries live in
-// an os_reserve'd array). Thread exit folds the thread's counters into the exited
+// an os_reserve'd array). It records the thread's stack bounds with system calls only
+// (unwind::find_stack_bounds): that allocation may be one glibc makes while it holds a
+// lock of its own, the thread's in pthread_getattr_np for one. Thread exit folds the thread's counters into the exited
 // totals through a pthread key destructor; a thread that allocates after that (glibc's
 // TLS teardown) keeps its index and is counted directly in the exited totals.
 //
@@ -37,6 +39,11 @@ uint32_t memos_mapped();  // stack memos ever mapped (in use or given back)
 void count_exited(CounterId id, uint64_t delta);
 // Sums every thread's counters with the exited totals (exact when quiescent).
 void fold_counters(uint64_t out[kCounterCount]);
+// The stack of a linked thread, as found at its registration (unwind::find_stack_bounds):
+// frames and the static TLS lie below *hi; *lo is 0 when unknown (threads glibc created:
+// scan such a stack from the thread's own stack pointer). False for an index that is not
+// linked to a live thread. Takes the registry lock.
+bool stack_bounds(uint32_t index, uintptr_t* lo, uintptr_t* hi);
 // Bytes held in the thread caches of every registered thread (stats.tcache_bytes).
 uint64_t cached_bytes();
 // True if a registered thread is inside a stack capture (the fork gate waits for it).

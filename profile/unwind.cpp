@@ -1,10 +1,13 @@
 #include "profile/unwind.h"
 
 #include <elf.h>
+#include <errno.h>
 #include <link.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/auxv.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
@@ -13,6 +16,7 @@
 #include "profile/threads.h"
 
 extern "C" const ElfW(Ehdr) __ehdr_start;  // our own ELF header (set by the linker)
+extern "C" void* __libc_stack_end;           // ld.so: the stack pointer at process entry
 
 namespace leakalloc {
 namespace unwind {
@@ -105,14 +109,62 @@ size_t keep_caller_frames(uintptr_t* out, size_t n, uintptr_t caller_ra, size_t 
   return kept < max ? kept : max;
 }
 
-uintptr_t find_stack_top(ThreadState& t) {
-  pthread_attr_t attr;
-  if (pthread_getattr_np(pthread_self(), &attr) == 0) {
-    void* addr = nullptr;
-    size_t size = 0;
-    if (pthread_attr_getstack(&attr, &addr, &size) == 0) t.stack_hi = reinterpret_cast<uintptr_t>(addr) + size;
-    pthread_attr_destroy(&attr);
+namespace {
+
+// The mapping of /proc/self/maps that holds `sp`: [lo, hi). Raw reads into a stack
+// buffer (scan_self_maps): no stdio, no malloc, no lock of glibc's.
+bool mapping_of(uintptr_t sp, uintptr_t* lo, uintptr_t* hi) {
+  struct Want {
+    uintptr_t sp, lo, hi;
+  } want{sp, 0, 0};
+  scan_self_maps([](const MapsLine& m, void* ctx) {
+    Want& w = *static_cast<Want*>(ctx);
+    if (w.sp < m.start || w.sp >= m.limit) return false;
+    w.lo = m.start;
+    w.hi = m.limit;
+    return true;
+  }, &want);
+  *lo = want.lo;
+  *hi = want.hi;
+  return want.hi != 0;
+}
+
+}  // namespace
+
+// Not pthread_getattr_np (issue 24): glibc holds the thread's own lock while it
+// allocates inside pthread_getattr_np (the /proc/self/maps FILE of the main thread, the
+// cpuset buffer of every thread), so a sampled allocation made there that asked it
+// again waited for itself forever (ruby's Thread.new, which calls it first thing on the
+// new thread, hung in 6 runs of 10). Nothing here calls into glibc beyond system calls:
+//  - a thread that glibc created keeps its descriptor (the thread pointer) at the top of
+//    its stack block, above the static TLS and every frame, for stacks glibc mapped and
+//    for stacks the program supplied (allocate_stack in nptl, TLS_TCB_AT_TP; with the
+//    TCB below the TLS, TLS_DTV_AT_TP, the descriptor is still above the frames). The
+//    stack's lowest address is not known: a scan of a stopped thread starts at its sp.
+//  - the main thread's stack is the kernel's: the mapping that holds the current stack
+//    pointer in /proc/self/maps; without /proc, ld.so's __libc_stack_end (the stack
+//    pointer at process entry, above every frame).
+StackBounds find_stack_bounds() {
+  uintptr_t sp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  uintptr_t tp = reinterpret_cast<uintptr_t>(__builtin_thread_pointer());
+  StackBounds b{0, 0};
+  int saved = errno;  // inside a malloc that succeeds
+  bool main_thread = syscall(SYS_gettid) == getpid();
+  if (!main_thread && sp < tp) {
+    b.hi = tp;
+  } else if (mapping_of(sp, &b.lo, &b.hi)) {
+    // A forked child's only thread may run on a thread stack glibc mapped: the mapping's
+    // end is its block's end, above the descriptor; for the main thread, above argv.
+  } else {
+    uintptr_t entry_sp = reinterpret_cast<uintptr_t>(__libc_stack_end);
+    if (main_thread && sp < entry_sp) b.hi = entry_sp;
   }
+  errno = saved;
+  return b;
+}
+
+uintptr_t find_stack_top(ThreadState& t) {
+  t.stack_hi = find_stack_bounds().hi;
   return t.stack_hi;
 }
 

@@ -41,8 +41,15 @@ LA_ALWAYS_INLINE size_t frames_to_walk(size_t max) {
 // Drops our own leading frames from the `n` walked into `out`; returns how many are kept.
 size_t keep_caller_frames(uintptr_t* out, size_t n, uintptr_t caller_ra, size_t max);
 
-// The top of the calling thread's stack (cached in `t`), 0 if unknown. find_stack_top()
-// asks pthread_getattr_np; stack_top() asks only the first time.
+// The calling thread's stack: [lo, hi), either 0 when unknown (lo is known only for a
+// stack found in /proc/self/maps). System calls only, no lock, no allocation: safe inside
+// any allocation, whatever glibc holds (unwind.cpp says how).
+struct StackBounds {
+  uintptr_t lo, hi;
+};
+StackBounds find_stack_bounds();
+// The top of the calling thread's stack (cached in `t` by thread registration), 0 if
+// unknown. stack_top() asks find_stack_bounds() only when the registry has not.
 uintptr_t find_stack_top(ThreadState& t);
 LA_ALWAYS_INLINE uintptr_t stack_top(ThreadState& t) {
   return LA_LIKELY(t.stack_hi != 0) ? t.stack_hi : find_stack_top(t);

@@ -11,7 +11,7 @@ PACKAGES=(
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   libjemalloc-dev libjemalloc2 google-perftools libgoogle-perftools4 golang-go
   clang libclang-rt-14-dev llvm-14
-  sqlite3 heaptrack valgrind
+  sqlite3 heaptrack valgrind ruby
 )
 
 missing=()

@@ -2,6 +2,7 @@
 // unwinder fill its caches while several threads sample every allocation, and an
 // allocation made from inside the unwinder itself must be served untracked.
 #include <dlfcn.h>
+#include <pthread.h>
 #include <gtest/gtest.h>
 #include <link.h>
 #include <stdlib.h>
@@ -19,6 +20,8 @@
 #include "profile/frame_cache.h"
 #include "profile/profiler.h"
 #include "profile/sampler.h"
+#include "profile/threads.h"
+#include "profile/unwind.h"
 #include "tests/profile/prof_test_util.h"
 
 namespace prof = leakalloc::prof;
@@ -264,3 +267,57 @@ TEST(ProfUnwind, ForkWhileAnotherThreadIsInsideTheUnwinder) {
 }
 
 }  // namespace
+
+// ---- stack bounds without glibc (issue 24) --------------------------------------------
+// The bounds come from the thread pointer or /proc/self/maps, never from
+// pthread_getattr_np (which allocates under the thread's lock). Here, outside any
+// allocation, glibc's answer is the reference: for the main thread, the end of the
+// mapping, at or above glibc's top (glibc's is __libc_stack_end's page); for a
+// thread glibc made (its own stack or one the program supplied), a top above every frame
+// and at most the descriptor's size below glibc's.
+namespace {
+void expect_bounds_like_glibc(bool main_thread) {
+  leakalloc::unwind::StackBounds b = leakalloc::unwind::find_stack_bounds();
+  pthread_attr_t attr;
+  ASSERT_EQ(pthread_getattr_np(pthread_self(), &attr), 0);
+  void* addr = nullptr;
+  size_t size = 0;
+  ASSERT_EQ(pthread_attr_getstack(&attr, &addr, &size), 0);
+  pthread_attr_destroy(&attr);
+  uintptr_t glibc_hi = reinterpret_cast<uintptr_t>(addr) + size;
+  uintptr_t here = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  EXPECT_GT(b.hi, here);
+  if (main_thread) {
+    EXPECT_GE(b.hi, glibc_hi);
+    EXPECT_NE(b.lo, 0u);
+    EXPECT_LT(b.lo, here);
+  } else {
+    EXPECT_LE(b.hi, glibc_hi);
+    EXPECT_LT(glibc_hi - b.hi, 64u * 1024);
+  }
+  // The registry holds what registration found (this thread has allocated: it is
+  // registered), for the walkers and a stop-the-world scan.
+  free(malloc(1));
+  uintptr_t lo = 0, hi = 0;
+  ASSERT_TRUE(leakalloc::threads::stack_bounds(leakalloc::t_state.thread_index, &lo, &hi));
+  EXPECT_EQ(hi, b.hi);
+  EXPECT_EQ(leakalloc::t_state.stack_hi, b.hi);
+}
+}  // namespace
+
+TEST(ProfUnwind, StackBoundsWithoutGlibc) {
+  expect_bounds_like_glibc(true);
+  std::thread([] { expect_bounds_like_glibc(false); }).join();
+  // A stack the program supplied: glibc puts the descriptor at its top too.
+  static char stack[1 << 20] __attribute__((aligned(4096)));
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  ASSERT_EQ(pthread_attr_setstack(&attr, stack, sizeof stack), 0);
+  pthread_t th;
+  ASSERT_EQ(pthread_create(&th, &attr, [](void*) -> void* {
+    expect_bounds_like_glibc(false);
+    return nullptr;
+  }, nullptr), 0);
+  pthread_join(th, nullptr);
+  pthread_attr_destroy(&attr);
+}

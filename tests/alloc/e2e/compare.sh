@@ -90,6 +90,15 @@ case_gxx() {
 bin_gxx() { echo '/cc1plus'; }
 sanity_gxx() { grep -q '^item 42$' "$1/out/run.txt"; }
 
+case_ruby() {
+  # Every Thread.new calls pthread_getattr_np on the new thread first thing, and glibc
+  # allocates inside it while holding that thread's lock (issue 24: 6 runs of 10 hung).
+  timeout -k 5 60 ruby -e 'n = 0; m = Mutex.new; 5000.times { Thread.new { m.synchronize { n += 1 } }.join }; puts "threads #{n}"' \
+    >"$1/out/stdout.txt" || return 1
+}
+bin_ruby() { echo 'ruby'; }
+sanity_ruby() { grep -q '^threads 5000$' "$1/out/stdout.txt"; }
+
 type "case_$case" >/dev/null 2>&1 || fail "unknown case"
 min_allocs_python() { echo 300000; }
 min_allocs_perl() { echo 200000; }
@@ -97,6 +106,7 @@ min_allocs_sort() { echo 30; }
 min_allocs_git() { echo 1000; }
 min_allocs_gcc() { echo 30000; }
 min_allocs_gxx() { echo 300000; }
+min_allocs_ruby() { echo 50000; }
 if [ "$case" = sort ]; then
   # Deterministic input, made without the preload.
   awk 'BEGIN { x = 12345; for (i = 0; i < 300000; i++) { x = (x * 1103515245 + 12345) % 2147483648;
