@@ -1,6 +1,8 @@
 #include "alloc/alloc.h"
 
+#include <dlfcn.h>
 #include <errno.h>
+#include <link.h>
 #include <mimalloc.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,8 @@
 
 namespace leakalloc {
 
+uint64_t g_link_key = 0;
+uint64_t g_mark_key = 0;
 LA_TLS ThreadState t_state;
 
 namespace {
@@ -87,12 +91,13 @@ bool cache_supported() {
   return ok;
 }
 
-// Gives every block of a bin back to mimalloc.
-void cache_drain(CacheBin& b) {
+// Gives every block of a bin back to mimalloc, checking each link as a pop does.
+void cache_drain(CacheBin& b, uint32_t salt) {
   void* p = b.head;
   b.head = nullptr;
   while (p != nullptr) {
-    void* next = *static_cast<void**>(p);
+    void* next = cache_next(p, salt);
+    static_cast<BlockHeader*>(p)->word1 = freed_mark(static_cast<char*>(p) + kHeaderSize);
     mi_free(p);
     b.room++;
     p = next;
@@ -110,7 +115,10 @@ void for_each_bin(State& t, Fn fn) {
 }
 
 void cache_drain_all(ThreadState& t) {
-  for_each_bin(t, [](CacheBin& b, uint32_t) { cache_drain(b); });
+  for (uint32_t i = 1; i < kCacheBins; ++i) {
+    cache_drain(t.cache[i], cache_salt(i, false));
+    cache_drain(t.aligned_cache[i], cache_salt(i, true));
+  }
 }
 
 // Gives a live thread's bins their room, from the slow path of an allocation (every
@@ -141,6 +149,175 @@ void cache_setup(ThreadState& t) {
 
 LA_ALWAYS_INLINE bool is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
 
+// ---- Outside blocks (issue 24): memory mimalloc cannot place ----------------------------
+// Two kinds of request mimalloc 2.0.9 cannot serve, and glibc does:
+//  - alignments above kMiAlignMax (MI_ALIGNMENT_MAX, 16 MiB): posix_memalign(2^25..2^33)
+//    returned ENOMEM. Such a block is an over-allocated mimalloc block, the user pointer
+//    aligned inside it.
+//  - a small address space (ulimit -v): mimalloc maps 32 MiB segments, so under
+//    `ulimit -v 32768` its first allocation failed where glibc runs programs in 8 MiB.
+//    When mimalloc cannot map, the block comes from glibc's own malloc instead (found in
+//    libc's symbol table, not through our exported names), and from then on the process
+//    runs as an allocator without profiling, with one message.
+// Either way the header stays right before the user pointer, and 16 more bytes before it
+// hold the prefix: the start of the underlying block (| 1 for glibc's) and a keyed check
+// of (start, user pointer). An unsampled outside block carries kOutsideBit (with
+// kUncachedBit: never cached); a sampled one is known by its "size in the record" field,
+// its alignment (at least 2 * kMiAlignMax: only big-aligned blocks are sampled; glibc's
+// are not) and the prefix's check.
+constexpr size_t kMiAlignMax = size_t{1} << 24;
+constexpr size_t kOutsidePrefix = 32;  // prefix + header
+
+struct OutsidePrefix {
+  uint64_t start;  // the underlying block; low bit: glibc's
+  uint64_t check;
+};
+
+LA_ALWAYS_INLINE OutsidePrefix* prefix_of(const void* user) {
+  return reinterpret_cast<OutsidePrefix*>(reinterpret_cast<uintptr_t>(user) - kOutsidePrefix);
+}
+
+uint64_t outside_check(const void* user, uint64_t start) {
+  uint64_t x = (reinterpret_cast<uintptr_t>(user) ^ g_header_secret) * 0x9e3779b97f4a7c15ull;
+  return (x ^ (x >> 31) ^ start) * 0xbf58476d1ce4e5b9ull;
+}
+
+// glibc's malloc family. Our exported malloc (and __libc_malloc) interpose glibc's, so
+// the lookup starts after this library (RTLD_NEXT) and asks for glibc's symbol version;
+// what it finds must lie in libc itself (the link map _dl_find_object gives for libc's
+// write()), not in libmimalloc, which exports an unversioned malloc and may come later
+// in the lookup order. dlvsym allocates only to report an error. Not dlsym on libc's
+// link map: ld.so fills an initially loaded object's own search list only on dlopen,
+// and this runs from the first malloc.
+struct GlibcMalloc {
+  void* (*malloc)(size_t);
+  void (*free)(void*);
+  size_t (*usable)(void*);
+};
+GlibcMalloc g_glibc{};
+std::atomic<int> g_glibc_state{0};  // 0: not looked up, 1: found, 2: not found
+std::atomic<bool> g_degraded{false};
+
+void* glibc_symbol(const char* name, const void* libc_map) {
+  void* f = dlvsym(RTLD_NEXT, name, "GLIBC_2.2.5");
+  struct dl_find_object info;
+  if (f == nullptr || _dl_find_object(f, &info) != 0 || info.dlfo_link_map != libc_map) return nullptr;
+  return f;
+}
+
+bool glibc_malloc_found() {
+  int s = g_glibc_state.load(std::memory_order_acquire);
+  if (LA_LIKELY(s != 0)) return s == 1;
+  ReentrancyGuard g;
+  struct dl_find_object libc;
+  bool ok = false;
+  if (_dl_find_object(reinterpret_cast<void*>(&::write), &libc) == 0 && libc.dlfo_link_map != nullptr) {
+    g_glibc.malloc = reinterpret_cast<void* (*)(size_t)>(glibc_symbol("malloc", libc.dlfo_link_map));
+    g_glibc.free = reinterpret_cast<void (*)(void*)>(glibc_symbol("free", libc.dlfo_link_map));
+    g_glibc.usable = reinterpret_cast<size_t (*)(void*)>(glibc_symbol("malloc_usable_size", libc.dlfo_link_map));
+    ok = g_glibc.malloc != nullptr && g_glibc.free != nullptr && g_glibc.usable != nullptr;
+  }
+  g_glibc_state.store(ok ? 1 : 2, std::memory_order_release);
+  return ok;
+}
+
+// The first block glibc serves: profiling stops (its tables would need the address
+// space the program is short of), once, with a message.
+LA_SLOW_PATH void degrade() {
+  if (g_degraded.exchange(true, std::memory_order_acq_rel)) return;
+  prof::set_active(false);
+  log_message("mimalloc cannot map memory (an address-space limit such as ulimit -v?): "
+              "serving allocations from glibc's malloc from now on, without profiling");
+}
+
+// An outside block of `size` bytes aligned to `align` (a power of two, >= 16), zeroed if
+// asked. From mimalloc, over-allocated by the alignment, unless `glibc`; glibc's is
+// also the answer when mimalloc has none.
+LA_SLOW_PATH void* outside_alloc(size_t size, size_t align, bool zero, bool glibc, EntryFrame frame) {
+  size_t total;
+  if (__builtin_add_overflow(size, kOutsidePrefix + (align > kHeaderSize ? align : 0), &total) || size > kMaxRequest)
+    return slow::enomem();
+  void* start = nullptr;
+  bool from_glibc = false;
+  if (!glibc) start = zero ? mi_zalloc(total) : mi_malloc(total);
+  if (start == nullptr && glibc_malloc_found()) {
+    int saved = errno;
+    start = g_glibc.malloc(total);
+    errno = saved;
+    if (start != nullptr) {
+      from_glibc = true;
+      if (zero) memset(start, 0, total);
+      degrade();
+    }
+  }
+  if (start == nullptr) return slow::enomem();
+  uintptr_t user = (reinterpret_cast<uintptr_t>(start) + kOutsidePrefix + align - 1) & ~(uintptr_t{align} - 1);
+  void* u = reinterpret_cast<void*>(user);
+  uint64_t tagged = reinterpret_cast<uintptr_t>(start) | (from_glibc ? 1 : 0);
+  prefix_of(u)->start = tagged;
+  prefix_of(u)->check = outside_check(u, tagged);
+  if (from_glibc) {  // never sampled: profiling is off from here on
+    count_alloc(size);
+    header_write_birth(u, size | kUncachedBit | kOutsideBit, birth_word_now(t_state.clock));
+    return u;
+  }
+  return alloc_finish(header_of(u), size, kUncachedBit | kOutsideBit, frame);
+}
+
+// The underlying block of an outside block (its prefix's start, | 1 for glibc's), or 0
+// for any other block. `h` checked out.
+LA_ALWAYS_INLINE uint64_t outside_start(const void* p, const BlockHeader* h) {
+  bool outside = h->sampled() ? h->sampled_size_field() == kSizeInRecord &&
+                                    (reinterpret_cast<uintptr_t>(p) & (2 * kMiAlignMax - 1)) == 0
+                              : (h->tag & kOutsideBit) != 0;
+  if (LA_LIKELY(!outside)) return 0;
+  const OutsidePrefix* pre = prefix_of(p);
+  return pre->check == outside_check(p, pre->start) ? pre->start : 0;
+}
+
+LA_SLOW_PATH void outside_free(uint64_t start) {
+  void* block = reinterpret_cast<void*>(start & ~uint64_t{1});
+  if (start & 1) g_glibc.free(block);
+  else mi_free(block);
+}
+
+// Gives a released block's memory back: to mimalloc, or for an outside block to where
+// it came from.
+LA_ALWAYS_INLINE void give_back(void* p, BlockHeader* h) {
+  if (LA_UNLIKELY(h->tag > kUnsampledSizeMask)) {
+    if (uint64_t start = outside_start(p, h)) return outside_free(start);
+  }
+  mi_free(h);
+}
+
+// What a block can hold from its user pointer.
+size_t block_usable(void* p, BlockHeader* h) {
+  if (LA_UNLIKELY(h->tag > kUnsampledSizeMask)) {
+    if (uint64_t start = outside_start(p, h)) {
+      void* block = reinterpret_cast<void*>(start & ~uint64_t{1});
+      size_t whole = (start & 1) ? g_glibc.usable(block) : mi_usable_size(block);
+      return whole - (reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(block));
+    }
+  }
+  return mi_usable_size(h) - kHeaderSize;
+}
+
+// mimalloc had no memory for a request it can place: glibc's malloc, if it has.
+LA_SLOW_PATH void* from_glibc(size_t size, size_t align, bool zero, EntryFrame frame) {
+  return outside_alloc(size, align < kHeaderSize ? kHeaderSize : align, zero, /*glibc=*/true, frame);
+}
+
+// Once glibc has served a block, it serves every block that would come from mimalloc: a
+// failed mimalloc call costs several mmap calls, every time.
+LA_ALWAYS_INLINE bool degraded() { return LA_UNLIKELY(g_degraded.load(std::memory_order_relaxed)); }
+
+// alloc_finish() of what mimalloc returned, or when it returned nothing, glibc's block.
+LA_ALWAYS_INLINE void* finish_or_glibc(void* base, size_t size, uint64_t flags, size_t align, bool zero,
+                                       EntryFrame frame) {
+  if (LA_UNLIKELY(base == nullptr)) return from_glibc(size, align, zero, frame);
+  return alloc_finish(base, size, flags, frame);
+}
+
 // Whether the header of a page-aligned pointer may be read: it is on the page before,
 // which a foreign pointer may not have mapped, and neither may a large block that was
 // already freed (its memory goes back to the system). mimalloc's segment map vouches for
@@ -167,7 +344,9 @@ bool page_aligned_header_readable(void* p, bool in_heap) {
                        "(double free: its memory went back to the system)");
   }
   if (!page_start && !in_heap) bad_pointer(op, p, "not allocated by leakalloc");
-  if (h->word1 == freed_mark(p)) bad_pointer(op, p, "double free: the block was already freed");
+  // A block in a thread cache carries that cache's mark instead (alloc/thread_cache.h).
+  if (h->word1 == freed_mark(p) || cache_marked(h->tag, h->word1))
+    bad_pointer(op, p, "double free: the block was already freed");
   if (!in_heap) bad_pointer(op, p, "not allocated by leakalloc, or its header was overwritten");
   bad_pointer(op, p, "not the start of a leakalloc block (interior pointer) or its header was overwritten");
 }
@@ -203,18 +382,21 @@ LA_ALWAYS_INLINE void release(void* p, BlockHeader* h) {
   h->word1 = freed_mark(p);
   count_free(size);
   if (cacheable) {
+    uint32_t salt = cache_bin_offset(size) + (aligned ? kAlignedSalt : 0);
     CacheBin& b = cache_bin(aligned ? t_state.aligned_cache : t_state.cache, size);
-    if (b.room > 0) return cache_push(b, h);
+    if (b.room > 0) return cache_push(b, h, salt);
     // A full bin of aligned blocks gives its newest back instead: an aligned request
     // takes only the newest block, and only when it is aligned enough, so a bin full of
     // blocks of another alignment would otherwise keep every block of this one out. (A
     // bin with no room and no block is one whose thread has no cache.)
     if (aligned && b.head != nullptr) {
-      mi_free(cache_pop(b));
-      return cache_push(b, h);
+      void* newest = cache_pop(b, salt);
+      static_cast<BlockHeader*>(newest)->word1 = freed_mark(static_cast<char*>(newest) + kHeaderSize);
+      mi_free(newest);
+      return cache_push(b, h, salt);
     }
   }
-  mi_free(h);
+  give_back(p, h);
 }
 
 }  // namespace
@@ -233,13 +415,14 @@ void thread_cache_end(ThreadState& t) {
 void thread_cache_adopt(ThreadState& gone) {
   ThreadState& t = t_state;
   if (&gone == &t) return;
-  auto move = [](CacheBin& from, CacheBin& to) {
-    while (from.head != nullptr && to.room > 0) cache_push(to, cache_pop(from));
+  // What does not fit stays with the gone thread's bins: its memory is leaked, as before.
+  auto move = [](CacheBin& from, CacheBin& to, uint32_t salt) {
+    while (from.head != nullptr && to.room > 0) cache_push(to, cache_pop(from, salt), salt);
     from.head = nullptr;
   };
   for (uint32_t i = 1; i < kCacheBins; ++i) {
-    move(gone.cache[i], t.cache[i]);
-    move(gone.aligned_cache[i], t.aligned_cache[i]);
+    move(gone.cache[i], t.cache[i], cache_salt(i, false));
+    move(gone.aligned_cache[i], t.aligned_cache[i], cache_salt(i, true));
   }
 }
 
@@ -327,22 +510,39 @@ LA_SLOW_PATH void* alloc(void* base, size_t size, uint64_t flags, EntryFrame fra
 
 LA_NOINLINE void* malloc_small(size_t size, EntryFrame frame) {
   uint32_t c = cache_class(size);
-  void* base = cache_pop(t_state.cache[c]);
+  void* base = cache_pop(t_state.cache[c], cache_salt(c, false));
   // An empty bin is also what a thread whose cache is not set up has (not registered
   // yet, past its exit hook, tcache:false).
-  if (base == nullptr) base = mi_malloc(cache_class_size(c));
+  if (base == nullptr) base = degraded() ? nullptr : mi_malloc(cache_class_size(c));
+  if (LA_UNLIKELY(base == nullptr)) return from_glibc(size, 0, false, frame);
   return alloc_finish(base, size, 0, frame);
 }
 
 LA_NOINLINE void* malloc_large(size_t size, EntryFrame frame) {
   if (LA_UNLIKELY(size > kMaxRequest)) return enomem();
   if (LA_UNLIKELY(size >= kPageAlignedFrom)) return la_aligned(kPageAlign, size, frame);
-  return alloc_finish(mi_malloc(size + kHeaderSize), size, 0, frame);
+  void* base = degraded() ? nullptr : mi_malloc(size + kHeaderSize);
+  if (LA_UNLIKELY(base == nullptr)) return from_glibc(size, 0, false, frame);
+  return alloc_finish(base, size, 0, frame);
 }
 
 LA_SLOW_PATH void free(void* p, const char* op) { release(p, checked_header(p, op)); }
 
 }  // namespace slow
+
+[[noreturn]] __attribute__((cold)) void cache_corrupt(const void* base, bool bad_link, uint64_t mark_diff) {
+  const void* user = static_cast<const char*>(base) + kHeaderSize;
+  if (bad_link)
+    log_printf("heap corruption: the free-list link in the header of freed block %p was overwritten "
+               "(a buffer overflow from the block before it, or a write after free); aborting", user);
+  else if ((mark_diff & ~kSaltBits) == 0)
+    log_printf("heap corruption: freed block %p sits in the thread cache of another size class "
+               "(its free-list link was forged); aborting", user);
+  else
+    log_printf("heap corruption: the header of freed block %p was overwritten while it was cached "
+               "(a buffer overflow from the block before it, or a write after free); aborting", user);
+  abort();
+}
 
 [[noreturn]] __attribute__((cold)) void bad_pointer(const char* op, const void* p, const char* why) {
   log_printf("%s(): invalid pointer %p: %s; aborting", op, p, why);
@@ -354,25 +554,28 @@ void* la_malloc(size_t size, EntryFrame frame) { return malloc_fast(size, frame)
 void* la_calloc(size_t n, size_t size, EntryFrame frame) {
   size_t total;
   if (LA_UNLIKELY(__builtin_mul_overflow(n, size, &total) || total > kMaxRequest)) return slow::enomem();
+  if (degraded()) return from_glibc(total, 0, true, frame);
   if (total <= kCacheMaxRequest) {
     // A cached block is dirty: zero it as mi_zalloc would zero a reused one, the whole
     // class size (a program may read up to malloc_usable_size()).
     uint32_t c = cache_class(total);
-    void* base = cache_pop(t_state.cache[c]);
-    if (base == nullptr) return alloc_finish(mi_zalloc(cache_class_size(c)), total, 0, frame);
+    void* base = cache_pop(t_state.cache[c], cache_salt(c, false));
+    if (base == nullptr) return finish_or_glibc(mi_zalloc(cache_class_size(c)), total, 0, 0, true, frame);
     void* user = alloc_finish(base, total, 0, frame);
     memset(user, 0, cache_class_size(c) - kHeaderSize);
     return user;
   }
   if (total >= kPageAlignedFrom)
-    return alloc_finish(mi_zalloc_aligned_at(total + kHeaderSize, kPageAlign, kHeaderSize), total, kUncachedBit, frame);
-  return alloc_finish(mi_zalloc(total + kHeaderSize), total, 0, frame);
+    return finish_or_glibc(mi_zalloc_aligned_at(total + kHeaderSize, kPageAlign, kHeaderSize), total, kUncachedBit,
+                           kPageAlign, true, frame);
+  return finish_or_glibc(mi_zalloc(total + kHeaderSize), total, 0, 0, true, frame);
 }
 
 void* la_aligned(size_t align, size_t size, EntryFrame frame) {
   if (LA_UNLIKELY(size > kMaxRequest)) return slow::enomem();
   if (size >= kPageAlignedFrom && align < kPageAlign) align = kPageAlign;
   if (align <= kHeaderSize) return malloc_fast(size, frame);
+  if (degraded()) return from_glibc(size, align, false, frame);
   if (size <= kCacheMaxRequest && align <= kCacheMaxAlign) {
     // A small block of a modest alignment is a block of its size class: mimalloc is asked
     // for the whole class size after the header, which may then sit inside mimalloc's
@@ -388,13 +591,16 @@ void* la_aligned(size_t align, size_t size, EntryFrame frame) {
     // (The exported aligned entry points try the bin inline first; la_* callers get it
     // here, and a miss there looks once more at the same head.)
     if (void* p = aligned_cached(align, size, frame)) return p;
-    return alloc_finish(mi_malloc_aligned_at(cache_class_size(cache_class(size)), align, kHeaderSize), size,
-                        kAlignedCacheBit, frame);
+    return finish_or_glibc(mi_malloc_aligned_at(cache_class_size(cache_class(size)), align, kHeaderSize), size,
+                           kAlignedCacheBit, align, false, frame);
   }
   // Any other aligned block: its header sits inside mimalloc's block, not at its start,
   // and the block's usable size from the header is not a size class, so the thread cache
   // must not take it.
-  return alloc_finish(mi_malloc_aligned_at(size + kHeaderSize, align, kHeaderSize), size, kUncachedBit, frame);
+  // Beyond mimalloc's largest alignment: over-allocated, an outside block.
+  if (LA_UNLIKELY(align > kMiAlignMax)) return outside_alloc(size, align, false, /*glibc=*/false, frame);
+  return finish_or_glibc(mi_malloc_aligned_at(size + kHeaderSize, align, kHeaderSize), size, kUncachedBit, align,
+                         false, frame);
 }
 
 void la_free(void* p, const char* op) { free_fast(p, op); }
@@ -413,7 +619,7 @@ size_t la_usable_size(const void* cp) {
   // says less than it could hold, never more.
   if (h->tag <= kCacheMaxRequest && cache_supported())
     return cache_class_size(cache_class(h->tag)) - kHeaderSize;
-  return mi_usable_size(h) - kHeaderSize;
+  return block_usable(p, h);
 }
 
 void* la_realloc(void* p, size_t size, const char* op, EntryFrame frame) {
@@ -423,7 +629,7 @@ void* la_realloc(void* p, size_t size, const char* op, EntryFrame frame) {
     release(p, h);
     return nullptr;
   }
-  size_t usable = mi_usable_size(h) - kHeaderSize;
+  size_t usable = block_usable(p, h);
   // Shrinking (to no less than half) or growing within the usable size stays in place;
   // the header then records the new size, and the birth is unchanged (the memory has
   // been held since then). A sampled block is sampled again here, with this call's

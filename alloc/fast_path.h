@@ -73,13 +73,14 @@ LA_ALWAYS_INLINE void* alloc_finish(void* base, size_t size, uint64_t flags, Ent
 LA_ALWAYS_INLINE void* malloc_fast(size_t size, EntryFrame frame) {
   if (LA_UNLIKELY(size > kCacheMaxRequest)) return slow::malloc_large(size, frame);
   ThreadState& t = t_state;
-  CacheBin& b = cache_bin(t.cache, size);
+  uint32_t salt = cache_bin_offset(size);
+  CacheBin& b = *reinterpret_cast<CacheBin*>(reinterpret_cast<char*>(t.cache) + salt);
   void* base = b.head;
   int64_t left = countdown_after(t, size);
   // A thread that is not registered, or past its exit hook, has empty bins.
   if (LA_UNLIKELY(base == nullptr || left <= 0 || !birth_ticks_current(t.clock)))
     return slow::malloc_small(size, frame);
-  cache_unlink_head(b, base);
+  cache_unlink_head(b, base, salt);
   countdown_keep(t, left);
   count_alloc_fast(t, size);
   void* user = static_cast<char*>(base) + kHeaderSize;
@@ -95,10 +96,11 @@ LA_ALWAYS_INLINE void* malloc_fast(size_t size, EntryFrame frame) {
 LA_ALWAYS_INLINE void* aligned_cached(size_t align, size_t size, EntryFrame frame) {
   if (size > kCacheMaxRequest || align > kCacheMaxAlign || align <= kHeaderSize || (align & (align - 1)) != 0)
     return nullptr;
-  CacheBin& b = cache_bin(t_state.aligned_cache, size);
+  uint32_t offset = cache_bin_offset(size);
+  CacheBin& b = *reinterpret_cast<CacheBin*>(reinterpret_cast<char*>(t_state.aligned_cache) + offset);
   void* head = b.head;
   if (head == nullptr || ((reinterpret_cast<uintptr_t>(head) + kHeaderSize) & (align - 1)) != 0) return nullptr;
-  cache_unlink_head(b, head);
+  cache_unlink_head(b, head, offset + kAlignedSalt);
   return alloc_finish(head, size, kAlignedCacheBit, frame);
 }
 
@@ -117,10 +119,10 @@ LA_ALWAYS_INLINE void free_fast(void* p, const char* op) {
   // mimalloc. Only a live thread's bins have room (cache_setup gives it, the exit hook
   // takes it back before the thread's phase changes), so the hit needs no phase check.
   if (LA_LIKELY(tag <= kCacheMaxRequest)) {
-    CacheBin& b = cache_bin(t.cache, tag);
+    uint32_t salt = cache_bin_offset(tag);
+    CacheBin& b = *reinterpret_cast<CacheBin*>(reinterpret_cast<char*>(t.cache) + salt);
     if (LA_LIKELY(b.room > 0)) {
-      h->word1 = freed_mark(p);
-      cache_push(b, h);
+      cache_push(b, h, salt);
       count_free_fast(t, tag);
       return;
     }
@@ -129,10 +131,10 @@ LA_ALWAYS_INLINE void free_fast(void* p, const char* op) {
   // la_aligned); a full one is the slow path's business.
   if (LA_UNLIKELY((tag & ~kUnsampledSizeMask) == kAlignedCacheBit)) {
     size_t size = tag & kUnsampledSizeMask;
-    CacheBin& b = cache_bin(t.aligned_cache, size);
+    uint32_t offset = cache_bin_offset(size);
+    CacheBin& b = *reinterpret_cast<CacheBin*>(reinterpret_cast<char*>(t.aligned_cache) + offset);
     if (LA_UNLIKELY(b.room <= 0)) return slow::free(p, op);
-    h->word1 = freed_mark(p);
-    cache_push(b, h);
+    cache_push(b, h, offset + kAlignedSalt);
     count_free_fast(t, size);
     return;
   }

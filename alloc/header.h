@@ -5,7 +5,9 @@
 //                  must not take: one larger than the cache's classes or aligned to more
 //                  than kCacheMaxAlign; kAlignedCacheBit for any other aligned block,
 //                  which holds its class size from its header and goes to the thread's
-//                  bins of aligned blocks (alloc/thread_cache.h).
+//                  bins of aligned blocks (alloc/thread_cache.h). kOutsideBit (with
+//                  kUncachedBit): memory mimalloc could not place, a prefix before the
+//                  header says where it came from (alloc/alloc.cpp, outside blocks).
 //                  sampled block:   kSampledBit | generation << 56 | size << 32 |
 //                  live-record id + 1. The live record (profile/live_set.h) holds the
 //                  stack id, requested size, exact birth and thread; keeping its id here
@@ -26,7 +28,8 @@
 // On free, word1 becomes the "freed mark", a second keyed value of the pointer alone,
 // so a second free of the same pointer is named a double free (until mimalloc hands the
 // memory out again, as with glibc). mimalloc writes its free-list link into word0 of a
-// freed block, which is why the freed mark lives in word1.
+// freed block, which is why the freed mark lives in word1. A block in a thread cache
+// carries that cache's guarded link and mark instead (alloc/thread_cache.h).
 //
 // Keeping the requested size in every header lets free() count bytes without asking
 // mimalloc for the block's size (a page-map lookup that cost more than the rest of
@@ -50,6 +53,7 @@ constexpr size_t kHeaderSize = 16;
 constexpr uint64_t kSampledBit = uint64_t{1} << 63;
 constexpr uint64_t kUncachedBit = uint64_t{1} << 62;
 constexpr uint64_t kAlignedCacheBit = uint64_t{1} << 61;
+constexpr uint64_t kOutsideBit = uint64_t{1} << 60;  // an outside block (alloc/alloc.cpp)
 constexpr uint64_t kUnsampledSizeMask = (uint64_t{1} << 48) - 1;
 constexpr uint64_t kSizeInRecord = (uint64_t{1} << 24) - 1;  // sampled size field: "ask the record"
 constexpr uint64_t kGenerationMask = 127;

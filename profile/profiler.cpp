@@ -108,6 +108,15 @@ void ensure_init() {
   if (g_init.compare_exchange_strong(expected, kInitRunning, std::memory_order_acq_rel)) {
     // The secret first: every header from here on is checked against it.
     init_header_secret(&g_init);
+    // The thread cache's link and mark keys (alloc/thread_cache.h): AT_RANDOM's other 8
+    // bytes, so that a freed mark read from the heap (which gives away the header
+    // secret) does not give them away too.
+    const unsigned char* rnd = reinterpret_cast<const unsigned char*>(getauxval(AT_RANDOM));
+    uint64_t key = 0x9e3779b97f4a7c15ull;
+    if (rnd != nullptr)
+      for (int i = 8; i < 16; ++i) key = (key << 8) | rnd[i];
+    g_link_key = key ^ (reinterpret_cast<uintptr_t>(&g_lg_sample) * 0xff51afd7ed558ccdull);
+    g_mark_key = (g_link_key ^ (g_link_key >> 29)) * 0xc4ceb9fe1a85ec53ull;
     ReentrancyGuard guard;
     use_vdso_clock();
     process_start_ns();

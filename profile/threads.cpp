@@ -282,6 +282,13 @@ void register_current(ThreadState& t) {
   // (unwind.cpp find_stack_bounds). Read before the lock: it may read /proc.
   unwind::StackBounds stack = unwind::find_stack_bounds();
   t.stack_hi = stack.hi;
+  if (g_entries == nullptr) {
+    // The registry could not be mapped (a small address space): the thread runs as one
+    // past the cap does, counted in the exited totals and named "(other threads)".
+    t.thread_index = kMaxThreads - 1;
+    t.phase = kThreadExited;
+    return;
+  }
   {
     LockGuard g(g_lock);
     uint32_t idx = take_index();

@@ -862,6 +862,42 @@ TEST(Aligned, EveryEntryPointEveryAlignmentUpTo1MiB) {
   }
 }
 
+// Alignments beyond mimalloc's largest (16 MiB), as glibc serves them (issue 24: they
+// returned ENOMEM): over-allocated, the header right before the aligned pointer. free,
+// malloc_usable_size and realloc work on them, sampled or not (alloc.api.sample0).
+TEST(Aligned, AlignmentsFrom32MiBTo8GiB) {
+  for (const AlignedFn& f : kAlignedFns) {
+    for (int shift = 25; shift <= 33; ++shift) {
+      size_t a = size_t{1} << shift;
+      for (size_t n : {size_t{100}, size_t{3} << 20}) {
+        char* p = static_cast<char*>(escape(f.fn(a, n)));
+        ASSERT_NE(p, nullptr) << f.name << " align 2^" << shift << " size " << n;
+        EXPECT_TRUE(aligned_to(p, a)) << f.name << " align 2^" << shift << " -> " << static_cast<void*>(p);
+        EXPECT_GE(malloc_usable_size(p), n) << f.name;
+        memset(p, 0x5a, n);
+        f.release(p, a, n);
+      }
+    }
+  }
+  // realloc keeps the contents, growing and shrinking, in place or not.
+  void* p = nullptr;
+  ASSERT_EQ(posix_memalign(&p, size_t{1} << 26, 1000), 0);
+  ASSERT_TRUE(aligned_to(p, size_t{1} << 26));
+  for (int i = 0; i < 1000; ++i) static_cast<unsigned char*>(p)[i] = static_cast<unsigned char>(i * 7);
+  char* q = static_cast<char*>(escape(realloc(p, 900)));
+  ASSERT_NE(q, nullptr);
+  for (int i = 0; i < 900; ++i) ASSERT_EQ(static_cast<unsigned char>(q[i]), static_cast<unsigned char>(i * 7)) << i;
+  char* r = static_cast<char*>(escape(realloc(q, 200000)));
+  ASSERT_NE(r, nullptr);
+  for (int i = 0; i < 900; ++i) ASSERT_EQ(static_cast<unsigned char>(r[i]), static_cast<unsigned char>(i * 7)) << i;
+  free(r);
+  // A second free is named, as for any block.
+  void* d = escape(aligned_alloc(size_t{1} << 27, 64));
+  ASSERT_NE(d, nullptr);
+  EXPECT_EXIT({ free(d); free(escape(d)); }, testing::KilledBySignal(SIGABRT), bad_re("free", d, "(double free|.*header was overwritten|.*already freed)"));
+  free(d);
+}
+
 TEST(Aligned, VallocAndPvallocArePageAligned) {
   const size_t page = page_size();
   for (size_t n : {size_t{0}, size_t{1}, page - 1, page, page + 1, 10 * page + 3, 3 * kMiB}) {
@@ -1229,6 +1265,99 @@ TEST(BadPointerDeathTest, InteriorPointers) {
   EXPECT_EXIT(free(big + 4 * kMiB), KilledBySignal(SIGABRT), bad_re("free", big + 4 * kMiB, ".*interior pointer"));
   free(big);
   free(p);
+}
+
+// ---- a freed block's link in the thread cache (issue 24) ---------------------------
+// An 8-byte overflow past a live block's usable size reaches the header of the block
+// after it; when that one is freed into the thread cache, its first word links the bin.
+// Unchecked, the next mallocs of the class returned an address the attacker wrote there.
+// Now a pop aborts with a message naming the damage (alloc/thread_cache.h).
+
+alignas(64) char g_attack_target[256];
+
+// Two live blocks of `n` bytes, b right after a: a's usable size ends at b's header.
+// The other blocks made on the way stay live (`others`): their class's bin then has room
+// for b.
+std::pair<char*, char*> neighbours(size_t n, std::vector<char*>& others) {
+  for (int i = 0; i < 4096; ++i) {
+    char* p = escape(static_cast<char*>(malloc(n)));
+    for (char*& q : others) {
+      if (q + malloc_usable_size(q) + 16 == p) {
+        std::swap(q, others.back());
+        char* a = others.back();
+        others.pop_back();
+        return {a, p};
+      }
+    }
+    others.push_back(p);
+  }
+  return {nullptr, nullptr};
+}
+
+// Empties the bin of n-byte blocks (no bin holds more than 64), so that b's free goes
+// into it; the blocks stay live.
+void empty_bin(size_t n) {
+  for (int i = 0; i < 65; ++i) escape(malloc(n));
+}
+
+std::string corruption_re(const void* user, const std::string& what) {
+  return "leakalloc: heap corruption: " + what + " " + re_escape(ptr_str(user)) + " ";
+}
+
+TEST(HeapCorruptionDeathTest, OverflowIntoACachedBlocksLinkAborts) {
+  if (!tcache_on()) GTEST_SKIP() << "tcache:false: freed blocks go to mimalloc";
+  for (size_t n : {size_t{24}, size_t{40}, size_t{1000}}) {
+    std::vector<char*> others;
+    auto [a, b] = neighbours(n, others);
+    ASSERT_NE(a, nullptr) << "no two neighbouring blocks of " << n << " bytes";
+    // The attacker's block: what the program's next mallocs must never return.
+    char* evil = g_attack_target + 64;
+    EXPECT_EXIT({
+      empty_bin(n);
+      free(b);
+      uintptr_t forged = reinterpret_cast<uintptr_t>(evil) - 16;  // its "header"
+      memcpy(a + malloc_usable_size(a), &forged, 8);               // 8 bytes past a
+      for (int i = 0; i < 3; ++i)
+        if (escape(malloc(n)) == evil) _exit(3);  // the attack worked
+      _exit(0);
+    }, KilledBySignal(SIGABRT), corruption_re(b, "the free-list link in the header of freed block"))
+        << n;
+    // 16 bytes that leave the link as it was: its mark does not match any more.
+    EXPECT_EXIT({
+      empty_bin(n);
+      free(b);
+      uint64_t link;
+      memcpy(&link, a + malloc_usable_size(a), 8);
+      memset(a + malloc_usable_size(a), 0x41, 16);
+      memcpy(a + malloc_usable_size(a), &link, 8);
+      for (int i = 0; i < 3; ++i) escape(malloc(n));
+      _exit(0);
+    }, KilledBySignal(SIGABRT), corruption_re(b, "the header of freed block")) << n;
+    // Found later: the bin is given back (thread.tcache.flush, as at thread exit) with the
+    // damage still in it. A message, not a SIGSEGV in mimalloc.
+    EXPECT_EXIT({
+      empty_bin(n);
+      free(b);
+      uint64_t junk = 0x4141414141414141ull;
+      memcpy(a + malloc_usable_size(a), &junk, 8);
+      leakalloc_mallctl("thread.tcache.flush", nullptr, nullptr, nullptr, 0);
+      _exit(0);
+    }, KilledBySignal(SIGABRT), corruption_re(b, "the free-list link in the header of freed block")) << n;
+    free(a);
+    free(b);
+    for (char* r : others) free(r);
+  }
+}
+
+// A double free of a cached block is still named as one (the bin's salt in its mark).
+TEST(HeapCorruptionDeathTest, DoubleFreeOfACachedBlockIsNamed) {
+  if (!tcache_on()) GTEST_SKIP() << "tcache:false: freed blocks go to mimalloc";
+  void* p = escape(malloc(100));
+  EXPECT_EXIT({ free(p); free(escape(p)); }, KilledBySignal(SIGABRT), bad_re("free", p, "double free"));
+  void* q = escape(aligned_alloc(64, 100));
+  EXPECT_EXIT({ free(q); free(escape(q)); }, KilledBySignal(SIGABRT), bad_re("free", q, "double free"));
+  free(p);
+  free(q);
 }
 
 TEST(BadPointerDeathTest, OverwrittenHeader) {
