@@ -328,6 +328,16 @@ bool page_aligned_header_readable(void* p, bool in_heap) {
   return in_heap || memory_readable(reinterpret_cast<uintptr_t>(header_of(p)), kHeaderSize);
 }
 
+// Whether `op` gives blocks back (free, cfree, operator delete...): a freed block handed
+// to it is a double free; handed to realloc or malloc_usable_size, a use after free.
+bool frees(const char* op) {
+  for (const char* s = op; *s != '\0'; ++s)
+    if ((s[0] == 'f' && s[1] == 'r' && s[2] == 'e' && s[3] == 'e') ||
+        (s[0] == 'd' && s[1] == 'e' && s[2] == 'l' && s[3] == 'e'))
+      return true;
+  return false;
+}
+
 // Validates that `p` is a live leakalloc block and returns its header; never returns
 // otherwise. Reading p - 16 is safe unless p starts a page (the header is then on the
 // previous page): only in that case is it checked first.
@@ -346,7 +356,8 @@ bool page_aligned_header_readable(void* p, bool in_heap) {
   if (!page_start && !in_heap) bad_pointer(op, p, "not allocated by leakalloc");
   // A block in a thread cache carries that cache's mark instead (alloc/thread_cache.h).
   if (h->word1 == freed_mark(p) || cache_marked(h->tag, h->word1))
-    bad_pointer(op, p, "double free: the block was already freed");
+    bad_pointer(op, p, frees(op) ? "double free: the block was already freed"
+                                 : "use after free: the block was already freed");
   if (!in_heap) bad_pointer(op, p, "not allocated by leakalloc, or its header was overwritten");
   bad_pointer(op, p, "not the start of a leakalloc block (interior pointer) or its header was overwritten");
 }

@@ -1201,8 +1201,18 @@ TEST(BadPointerDeathTest, DoubleFree) {
               bad_re("operator delete[]", e, "double free"));
   ::operator delete[](e);
   void* r = escape(malloc(64));
+  // Not a second free: a use after free (issue 24), for realloc and malloc_usable_size,
+  // from a thread cache or from mimalloc.
   EXPECT_EXIT({ free(r); escape(realloc(escape(r), 128)); }, KilledBySignal(SIGABRT),
-              bad_re("realloc", r, "double free"));
+              bad_re("realloc", r, "use after free"));
+  EXPECT_EXIT({ free(r); escape(reallocarray(escape(r), 2, 64)); }, KilledBySignal(SIGABRT),
+              bad_re("reallocarray", r, "use after free"));
+  EXPECT_EXIT({ free(r); fprintf(stderr, "%zu", malloc_usable_size(escape(r))); }, KilledBySignal(SIGABRT),
+              bad_re("malloc_usable_size", r, "use after free"));
+  void* big_r = escape(malloc(100000));  // past the thread cache's classes
+  EXPECT_EXIT({ free(big_r); escape(realloc(escape(big_r), 128)); }, KilledBySignal(SIGABRT),
+              bad_re("realloc", big_r, "use after free"));
+  free(big_r);
   free(r);
 }
 
