@@ -38,8 +38,10 @@
 // reader), .heap_v2 (jemalloc's format; jeprof reads any file name) and .pb.gz. One
 // dump of several formats writes several files with the same seq; seq counts dumps of
 // this process, kseq dumps of that kind. A forked child starts both again at 0 (its
-// pid differs). Created O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC mode 0600: a dump never
-// follows a planted symlink nor overwrites anything.
+// pid differs). Written under <name>.tmp, created O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC
+// mode 0600, and renamed to <name> without replacing anything once complete
+// (profile/dump_files.h): a dump never follows a planted symlink nor overwrites
+// anything, and a dump killed mid-write leaves no file under a name readers take.
 // The pid alone does not make a name unique. Every program image that execve() loads
 // into the same process starts again: a wrapper script that ends in `exec server`, a
 // pyenv shim or `env` run under LD_PRELOAD with an interval writes dumps under the pid
@@ -142,7 +144,7 @@ void lost_name(files::PathBuf& name, const char* path) {
 // each suffix.
 int write_formats(const snap::Snapshot& s, int snap_err, const char* path, int64_t formats, pid_t pid,
                   uint64_t* seq, bool* seq_set, uint64_t kseq, size_t* sumlen, int64_t* written) {
-  static files::PathBuf name;
+  static files::PathBuf name, tmp;
   static_assert(sizeof g_files >= 3 * files::kPathMax + 16, "room for three names");
   auto sum_add = [&](const char* t) {
     for (; *t != '\0' && *sumlen + 1 < sizeof g_files; ++t) g_files[(*sumlen)++] = *t;
@@ -158,7 +160,7 @@ int write_formats(const snap::Snapshot& s, int snap_err, const char* path, int64
     int err = 0;
     int fd = -1;
     if (path == nullptr && !*seq_set) {
-      fd = files::claim_auto_name(name, pid, kind, kseq, suffix, seq, &err);
+      fd = files::claim_auto_name(name, tmp, pid, kind, kseq, suffix, seq, &err);
       *seq_set = true;
     } else {
       name.clear();
@@ -172,7 +174,7 @@ int write_formats(const snap::Snapshot& s, int snap_err, const char* path, int64
       if (!name.ok) {
         err = ENAMETOOLONG;
       } else {
-        fd = files::create(name.buf);
+        fd = files::create(name, tmp);
         if (fd < 0) err = errno;
       }
     }
@@ -181,8 +183,10 @@ int write_formats(const snap::Snapshot& s, int snap_err, const char* path, int64
       ScratchArena arena;
       err = snap_err != 0 ? snap_err : f.write(fd, s, arena);
       if (close(fd) != 0 && err == 0 && errno != EINTR) err = errno;
-      // A truncated profile is worse than none: readers take it without complaint.
-      if (err != 0) unlink(name.buf);
+      // A truncated profile is worse than none: readers take it without complaint. It
+      // gets its name only when complete (files::publish).
+      if (err != 0) unlink(tmp.buf);
+      else err = files::publish(tmp, name);
     }
     if (err != 0) {
       files::report_failure(name.buf, err);

@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>  // RENAME_NOREPLACE
+#include <sys/stat.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -135,7 +137,7 @@ uint64_t first_free_seq(pid_t pid) {
 // image of this pid (or an older process with the same pid) left that name, the next
 // free one. Sets *seq to the number used (and g_seq past it) and `name` to the file's
 // name; returns the fd, or -1 with *err set.
-int claim_auto_name(PathBuf& name, pid_t pid, char kind, uint64_t kseq, const char* suffix,
+int claim_auto_name(PathBuf& name, PathBuf& tmp, pid_t pid, char kind, uint64_t kseq, const char* suffix,
                     uint64_t* seq, int* err) {
   if (!g_seq_scanned) {
     uint64_t next = first_free_seq(pid);
@@ -149,14 +151,42 @@ int claim_auto_name(PathBuf& name, pid_t pid, char kind, uint64_t kseq, const ch
       *err = ENAMETOOLONG;
       return -1;
     }
-    int fd = open(name.buf, kCreateFlags, 0600);
-    if (fd >= 0) return fd;
+    int fd = create(name, tmp);
+    if (fd >= 0) {
+      struct stat st;
+      if (fstatat(AT_FDCWD, name.buf, &st, AT_SYMLINK_NOFOLLOW) != 0) return fd;
+      // The final name is taken (a file of an earlier image): the next number.
+      close(fd);
+      unlink(tmp.buf);
+      errno = EEXIST;
+    }
     *err = errno;
     if (*err != EEXIST || skips == kMaxSeqSkips) return -1;
   }
 }
 
-int create(const char* path) { return open(path, kCreateFlags, 0600); }
+int create(const PathBuf& name, PathBuf& tmp) {
+  tmp.clear();
+  tmp.add(name.buf);
+  tmp.add(".tmp");
+  if (!tmp.ok) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  return open(tmp.buf, kCreateFlags, 0600);
+}
+
+int publish(const PathBuf& tmp, const PathBuf& name) {
+  int err = 0;
+  if (syscall(SYS_renameat2, AT_FDCWD, tmp.buf, AT_FDCWD, name.buf, RENAME_NOREPLACE) == 0) return 0;
+  err = errno;
+  if (err == EINVAL || err == ENOSYS) {
+    // No RENAME_NOREPLACE here: link() does not replace either.
+    err = link(tmp.buf, name.buf) == 0 ? 0 : errno;
+  }
+  unlink(tmp.buf);
+  return err;
+}
 
 namespace {
 
@@ -232,6 +262,13 @@ const char* errno_text(int e) {
 }
 
 void report_failure(const char* path, int err) {
+  // Once per cause (errno), as the README promises: a full disk or a directory that
+  // went away would otherwise print a line at every interval for as long as it lasts.
+  static int reported[32];
+  static size_t nreported = 0;
+  for (size_t i = 0; i < nreported; ++i)
+    if (reported[i] == err) return;
+  if (nreported < sizeof reported / sizeof reported[0]) reported[nreported++] = err;
   const char* why = errno_text(err);
   if (why != nullptr) log_printf("cannot write dump %s: %s", path, why);
   else log_printf("cannot write dump %s: error %d", path, err);

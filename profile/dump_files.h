@@ -34,13 +34,22 @@ const char* suffix_of(int64_t format_bit);
 // <prefix>.<pid>.<seq>.<kind><kseq><suffix>
 void auto_name(PathBuf& name, pid_t pid, uint64_t seq, char kind, uint64_t kseq, const char* suffix);
 
-// Creates the first file of an automatic dump under the next free sequence number;
-// sets *seq and `name`; returns the fd, or -1 with *err set.
-int claim_auto_name(PathBuf& name, pid_t pid, char kind, uint64_t kseq, const char* suffix,
+// Every file is written under a temporary name in its directory, `name` + ".tmp"
+// (created O_EXCL|O_NOFOLLOW, 0600), and renamed to `name` once complete (publish), so
+// that a dump killed mid-write (kill -9, a full disk) leaves no file under a name the
+// readers take: a 16 MB k.heap and a 0-byte k.heap.pb.gz were left before (issue 24).
+//
+// Creates the first file of an automatic dump under the next free sequence number (its
+// final name free too); sets *seq, `name` and `tmp`; returns the temporary file's fd, or
+// -1 with *err set.
+int claim_auto_name(PathBuf& name, PathBuf& tmp, pid_t pid, char kind, uint64_t kseq, const char* suffix,
                     uint64_t* seq, int* err);
-// Creates `path` for writing (never following a symlink nor replacing a file); the fd
-// or -1 with errno set.
-int create(const char* path);
+// Creates the temporary file for `name` (sets `tmp`); the fd or -1 with errno set.
+int create(const PathBuf& name, PathBuf& tmp);
+// Gives the complete temporary file its final name, never replacing a file there
+// (renameat2 RENAME_NOREPLACE, or link and unlink where the file system has no such
+// rename); 0 or an errno. The temporary file is removed either way.
+int publish(const PathBuf& tmp, const PathBuf& name);
 
 // Records an automatic dump of kind i or u (the formats it wrote) and deletes the files
 // of the dumps keep:N no longer keeps.
@@ -49,7 +58,8 @@ void retain(pid_t pid, char kind, uint64_t seq, uint64_t kseq, int64_t written);
 // strerror() may allocate and is not async-signal-safe: the reasons a dump can fail,
 // spelled here; null for an errno without a text.
 const char* errno_text(int e);
-// One "leakalloc: cannot write dump PATH: REASON" line.
+// One "leakalloc: cannot write dump PATH: REASON" line, the first time for each reason
+// (errno) in this process.
 void report_failure(const char* path, int err);
 
 // A fork child starts its sequence numbers again and owns none of the parent's files.

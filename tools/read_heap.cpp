@@ -151,6 +151,7 @@ Profile parse_heap_text(const std::string& path, const std::string& text) {
   }
 
   bool saw_maps = false;
+  uint64_t body_blocks = 0, body_bytes = 0;  // the stack lines' in-use totals
   while (next_line(&line)) {
     if (line.empty()) continue;
     if (line[0] == '#') {
@@ -167,6 +168,8 @@ Profile parse_heap_text(const std::string& path, const std::string& text) {
     if (!parse_counts(line, &i, v) || !expect(line, &i, " @"))
       bad_line(path, lineno, line, "malformed stack line (truncated dump?)");
     if (v[0] == 0 && v[1] != 0) bad_line(path, lineno, line, "zero blocks with nonzero bytes");
+    body_blocks += v[0];
+    body_bytes += v[1];
     Sample s;
     while (i < line.size()) {
       if (!expect(line, &i, " ")) bad_line(path, lineno, line, "malformed address list");
@@ -200,6 +203,12 @@ Profile parse_heap_text(const std::string& path, const std::string& text) {
     if (v[0] != 0 || v[1] != 0) prof.samples.push_back(std::move(s));
     else if (v[2] != 0 || v[3] != 0) prof.history.push_back(std::move(s));
   }
+  // The header's totals are the sums of the stack lines (every writer, gperftools',
+  // jemalloc's and ours): a file cut between two lines parses, but does not add up.
+  if (body_blocks != hdr[0] || body_bytes != hdr[1])
+    throw ToolError(path + ": truncated dump: its header counts " + std::to_string(hdr[0]) + " blocks (" +
+                    std::to_string(hdr[1]) + " bytes), its stack lines " + std::to_string(body_blocks) +
+                    " blocks (" + std::to_string(body_bytes) + " bytes); was the writer interrupted?");
   if (saw_maps) {
     bool first = true;
     while (next_line(&line)) {

@@ -464,7 +464,8 @@ def scenario_derived():
 
 
 def scenario_unwritable():
-    """A dump that cannot be written says why, once, and the program goes on."""
+    """A dump that cannot be written says why, once per cause (issue 24: not at every
+    dump), and the program goes on."""
     d = fresh_dir("unwritable")
     missing = os.path.join(d, "missing", "la")
     p = Prog("sample:0,signal:USR2,summary:true,format:heap+pb", missing)
@@ -473,18 +474,15 @@ def scenario_unwritable():
     i, _ = p.wait_err(r"^leakalloc: cannot write dump %s: No such file or directory$"
                       % re.escape(p.dump_name(0, "s", 0)), 30)
     p.wait_err(r"^leakalloc: dump s0: .* wrote nothing$", 30)
-    p.cmd("sig")   # later dumps are still tried
-    p.wait_err(r"^leakalloc: cannot write dump %s: No such file or directory$"
-               % re.escape(p.dump_name(1, "s", 1)), 30)
-    p.wait_err(r"^leakalloc: cannot write dump %s: No such file or directory$"
-               % re.escape(p.dump_name(1, "s", 1, ".pb.gz")), 30)
+    p.cmd("sig")   # later dumps are still tried, and fail silently for the same cause
+    p.wait_err(r"^leakalloc: dump s1: .* wrote nothing$", 30)
     os.makedirs(os.path.dirname(missing))
     p.signal_dump(2)
     check(os.path.exists(p.dump_name(2, "s", 2)), "once the directory exists the next dump is written")
     rc = p.finish()
     check(rc == 0, "exit status 0 (got %d)" % rc)
     msgs = [l for l in p.err_lines if "cannot write dump" in l]
-    check(len(msgs) == 4, "one message per failed file (%d)" % len(msgs))
+    check(len(msgs) == 1, "one message for one cause over four failed files (%d)" % len(msgs))
 
     # A prefix below a regular file.
     notdir = os.path.join(d, "plainfile")
@@ -513,9 +511,8 @@ def scenario_unwritable():
     p.cmd("old")
     p.cmd("rlimit 1500")
     p.cmd("sig")
-    for suffix in (".heap", ".heap_v2"):
-        p.wait_err(r"^leakalloc: cannot write dump %s: File too large$"
-                   % re.escape(p.dump_name(0, "s", 0, suffix)), 30)
+    p.wait_err(r"^leakalloc: cannot write dump %s: File too large$"
+               % re.escape(p.dump_name(0, "s", 0, ".heap")), 30)
     p.wait_err(r"^leakalloc: dump s0: ", 30)
     for suffix in (".heap", ".heap_v2"):
         check(not os.path.exists(p.dump_name(0, "s", 0, suffix)), "failed %s removed" % suffix)
