@@ -101,7 +101,8 @@ bool parse_bool(Span s, int64_t* out) {
   return false;
 }
 
-// "60", "60s", "500ms", "2h" -> milliseconds. A bare number is seconds.
+// "60", "60s", "500ms", "10m", "2h" -> milliseconds. A bare number is seconds. The
+// units are the tool's (`leakalloc run --age 10m`), so one spelling works in both.
 bool parse_duration_ms(Span s, int64_t* out) {
   size_t digits = 0;
   while (digits < s.n && s.p[digits] >= '0' && s.p[digits] <= '9') ++digits;
@@ -111,6 +112,7 @@ bool parse_duration_ms(Span s, int64_t* out) {
   uint64_t mult;
   if (unit.n == 0 || span_is(unit, "s")) mult = 1000;
   else if (span_is(unit, "ms")) mult = 1;
+  else if (span_is(unit, "m")) mult = 60 * 1000;
   else if (span_is(unit, "h")) mult = 3600 * 1000;
   else return false;
   if (v > static_cast<uint64_t>(kDurationMaxMs) / mult) return false;
@@ -195,7 +197,7 @@ bool parse_unwind(Span s, int64_t* out) {
 const char* expected_text(const OptionDesc& d, char* buf, size_t cap) {
   switch (d.type) {
     case OptType::kBool: return "true or false";
-    case OptType::kDuration: return "a duration such as 500ms, 60s or 2h (a bare number is seconds)";
+    case OptType::kDuration: return "a duration such as 500ms, 60s, 10m or 2h (a bare number is seconds)";
     case OptType::kString: return "a non-empty path prefix of at most 255 bytes";
     case OptType::kFormat: return "heap, heap_v2 or pb, joined by '+'";
     case OptType::kSignal: return "a signal name such as USR2 or SIGUSR2, a number, or none";
@@ -238,6 +240,16 @@ bool apply_pair(Span pair, const char* source) {
   span_to_cstr(value, vbuf, sizeof vbuf);
   int id = find_key(key);
   if (id < 0) {
+    // key=value, the spelling of other tools' variables: name the one this wants.
+    size_t eq = 0;
+    while (eq < key.n && key.p[eq] != '=') ++eq;
+    if (eq < key.n && colon == pair.n && find_key(trim(Span{key.p, eq})) >= 0) {
+      char lbuf[64], rbuf[96];
+      span_to_cstr(trim(Span{key.p, eq}), lbuf, sizeof lbuf);
+      span_to_cstr(trim(Span{key.p + eq + 1, key.n - eq - 1}), rbuf, sizeof rbuf);
+      log_printf("%s: '%s' ignored: write key:value (%s:%s)", source, kbuf, lbuf, rbuf);
+      return false;
+    }
     log_printf("%s: unknown option '%s' (value '%s') ignored; run with verbose:true to list the options",
                source, kbuf, vbuf);
     return false;

@@ -402,7 +402,7 @@ TEST_F(ConfParse, EveryBadInputGivesOneWarningAndKeepsTheDefault) {
       {"sample:0x10", kOpt_sample, "sample", "0x10", "expected an integer from 0 to 62"},
       {"active:maybe", kOpt_active, "active", "maybe", "expected true or false"},
       {"active:2", kOpt_active, "active", "2", "expected true or false"},
-      {"age:5x", kOpt_age, "age", "5x", "expected a duration such as 500ms, 60s or 2h"},
+      {"age:5x", kOpt_age, "age", "5x", "expected a duration such as 500ms, 60s, 10m or 2h"},
       {"age:-5", kOpt_age, "age", "-5", "expected a duration"},
       {"age:ms", kOpt_age, "age", "ms", "expected a duration"},
       {"age:1.5s", kOpt_age, "age", "1.5s", "expected a duration"},
@@ -461,6 +461,10 @@ TEST_F(ConfParse, UnknownKeysAndMissingValues) {
                   "an integer from 0 to 62; keeping the default\n");
   EXPECT_EQ(parse(":5"), 1);
   EXPECT_NE(err_.find("unknown option ''"), std::string::npos) << err_;
+  // key=value (issue 24): the message says how to write it.
+  EXPECT_EQ(parse("age=60"), 1);
+  EXPECT_EQ(err_, "leakalloc: test: 'age=60' ignored: write key:value (age:60)\n");
+  EXPECT_EQ(leakalloc::opt(leakalloc::kOpt_age), 0);
   // Control bytes in a message are shown as '?', never written raw to the terminal.
   EXPECT_EQ(parse(std::string("sample:\x1b[31m")), 1);
   EXPECT_NE(err_.find("'?[31m'"), std::string::npos) << err_;
@@ -495,6 +499,7 @@ TEST_F(ConfParse, AcceptedSpellings) {
       {"active:OFF", kOpt_active, 0},        {"active:0", kOpt_active, 0},
       {"active:True", kOpt_active, 1},       {"age:500ms", kOpt_age, 500},
       {"age:60", kOpt_age, 60000},           {"age:2h", kOpt_age, 7200000},
+      {"age:10m", kOpt_age, 600000},
       {"age:0", kOpt_age, 0},                {"signal:SIGUSR2", kOpt_signal, SIGUSR2},
       {"signal:usr1", kOpt_signal, SIGUSR1}, {"signal:12", kOpt_signal, 12},
       {"signal:none", kOpt_signal, 0},       {"format:heap_v2+pb", kOpt_format, kFormatHeapV2 | kFormatPb},
