@@ -347,6 +347,15 @@ int cmd_run(const std::vector<std::string>& args) {
   if (realpath(out_dir.c_str(), real_out)) out_dir = real_out;
   if (out_dir.find(',') != std::string::npos)
     throw ToolError("--out " + out_dir + ": a ',' in the path cannot pass through LEAKALLOC_CONF");
+  // Before the program runs, not after it (issue 24: a whole run, then the signals were
+  // blamed). A file is made and removed: access() says yes to root on a read-only mount.
+  std::string probe = out_dir + "/.leakalloc-run-XXXXXX";
+  int probe_fd = mkstemp(probe.data());
+  if (probe_fd < 0)
+    throw ToolError("--out " + out_dir + ": cannot create files there (" + std::strerror(errno) +
+                    "); no dump could be written");
+  close(probe_fd);
+  unlink(probe.c_str());
   std::string base = child_args[0].substr(child_args[0].rfind('/') + 1);
   if (base.empty() || base.find(',') != std::string::npos) base = "leakalloc";
 
