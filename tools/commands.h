@@ -36,6 +36,7 @@ struct ReportOptions {
   // Where to look for an object whose file is missing or another build (tools/symbolize.h):
   // $PPROF_BINARY_PATH, as go tool pprof reads it.
   std::vector<std::string> search = binary_search_path();
+  bool json = false;     // --format json
 };
 
 // Prints the leak report of one dump to `out`; used by `report` and at the end of `run`.
@@ -55,6 +56,25 @@ SymbolizeResult symbolize_dump(const std::string& in, const std::string& out, co
 // The default output beside a dump: "x.1234.0.f0.pb.gz" or ".heap" -> "x.1234.0.f0.sym.pb.gz".
 // ".sym" never ends one of the library's names (profile/dump.cpp), so the two never collide.
 std::string symbolized_name(const std::string& dump);
+// The report over several dumps of one process (tools/trend.cpp): each stack's live
+// bytes over time, its growth and its verdict. `paths` are dump files or directories.
+// `exclude_final`: leave an exit dump (kind f) out of the series when two or more
+// others exist: it is taken after the program's own cleanup (static destructors free
+// global caches), so it would end every trend with a drop.
+void print_trend(const std::vector<std::string>& paths, const ReportOptions& opt, FILE* out,
+                 bool exclude_final);
+// True when `paths` name more than one dump of one process (a directory, or several
+// files): then `report` follows the stacks over time.
+bool is_series(const std::vector<std::string>& paths);
+// --format json for a single dump (same schema as a series of one).
+void print_report_json(const std::string& path, const ReportOptions& opt, FILE* out);
+
+// Report helpers shared by report.cpp and trend.cpp.
+class Symbolizer;
+void print_stack(FILE* out, Symbolizer& sym, const std::vector<uint64_t>& pcs, size_t depth);
+void print_symbol_notes(const Symbolizer& sym, const ReportOptions& opt, FILE* out);
+std::string fmt_count(double v);
+std::string blocks(double v);
 
 // "1.5 KiB" etc.
 std::string human_bytes(double bytes);

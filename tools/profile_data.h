@@ -41,6 +41,18 @@ struct Sample {
   double age_s = 0;           // seconds the block(s) had been alive at dump time
   std::string thread;         // thread name, when the format carries it
   int64_t thread_id = -1;     // kernel tid, -1 when unknown
+  // The reachability check's finding (pb label `reach`, or a `.lost` sibling dump):
+  // "direct" and "indirect" lost blocks, "reachable", or empty when no check ran.
+  std::string reach;
+};
+
+// Freed sampled blocks of one stack whose lifetimes fell in one bucket (pb samples with
+// a `lifetime` label; docs/FORMATS.md "Lifetimes"). The bucket is [lifetime_ms,
+// 2 * lifetime_ms), or [0, 1 ms) when lifetime_ms is 0.
+struct LifetimeSample {
+  std::vector<uint64_t> pcs;
+  double count = 0;  // freed blocks (unsampled estimate when sampled)
+  double lifetime_ms = 0;
 };
 
 // Names for one address that a pprof file already carries (a symbolised profile).
@@ -62,6 +74,15 @@ struct Profile {
   // .heap lines with alloc totals but nothing live: not in any report, but kept when the
   // dump is rewritten (`leakalloc symbolize`).
   std::vector<Sample> history;
+  std::vector<LifetimeSample> lifetimes;
+  bool has_lifetimes = false;  // the dump carries freed-block lifetimes (even if none)
+  bool has_reach = false;      // some sample carries a `reach` label
+  // When the dump was taken: milliseconds since the process started (the writer's
+  // comment), -1 when the file does not say.
+  double uptime_ms = -1;
+  // Age threshold the writer filtered the in-use samples with, -1 when unknown (a pb
+  // from leakalloc holds every live block: 0).
+  double writer_age_ms = -1;
   std::vector<std::string> comments;  // '#' lines of a .heap, comment strings of a pb
   // Symbolised pprof files: lookup address -> frames, innermost first.
   std::map<uint64_t, std::vector<EmbeddedFrame>> embedded;

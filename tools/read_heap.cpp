@@ -5,6 +5,7 @@
 // whole file, so that a truncated dump is reported as such instead of as a smaller leak.
 #include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -156,7 +157,21 @@ Profile parse_heap_text(const std::string& path, const std::string& text) {
     if (line.empty()) continue;
     if (line[0] == '#') {
       size_t b = line.find_first_not_of("# ");
-      if (b != std::string::npos) prof.comments.push_back(line.substr(b));
+      if (b != std::string::npos) {
+        prof.comments.push_back(line.substr(b));
+        // leakalloc's writer: "# uptime_ms: N", "# age_threshold_ms: N".
+        const std::string& c = prof.comments.back();
+        auto number_after = [&](const char* key, double* out) {
+          size_t n = std::strlen(key);
+          if (c.compare(0, n, key) == 0) {
+            char* end = nullptr;
+            double v = std::strtod(c.c_str() + n, &end);
+            if (end != c.c_str() + n && v >= 0) *out = v;
+          }
+        };
+        number_after("uptime_ms:", &prof.uptime_ms);
+        number_after("age_threshold_ms:", &prof.writer_age_ms);
+      }
       continue;
     }
     if (line == "MAPPED_LIBRARIES:") {

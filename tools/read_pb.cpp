@@ -7,6 +7,7 @@
 // gzip of garbage can decode into a syntactically valid message.
 #include <zlib.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <unordered_map>
 
@@ -225,9 +226,10 @@ Profile parse_pprof(const std::string& path, const std::string& data) {
 
   // The four heap sample types are alloc_objects, alloc_space, inuse_objects,
   // inuse_space; a profile with only some of them still works if in-use ones exist.
-  int count_idx = -1, bytes_idx = -1;
+  int count_idx = -1, bytes_idx = -1, freed_idx = -1;
   for (size_t i = 0; i < sample_types.size(); ++i) {
     const std::string& t = str(sample_types[i].type);
+    if (t == "freed_objects") freed_idx = static_cast<int>(i);
     // Go converts a legacy profile whose alloc and in-use columns agree into just
     // "objects" and "space".
     if (t == "inuse_objects" || (t == "objects" && count_idx < 0)) count_idx = static_cast<int>(i);
@@ -246,7 +248,21 @@ Profile parse_pprof(const std::string& path, const std::string& data) {
   prof.format = "pprof protobuf";
   prof.period = period > 0 ? static_cast<uint64_t>(period) : 1;
   prof.sampled = prof.period > 1;
-  for (uint64_t c : comments) prof.comments.push_back(str(c));
+  for (uint64_t c : comments) {
+    prof.comments.push_back(str(c));
+    // leakalloc's comment: "...: live blocks older than N ms, ..., uptime N ms, kind K".
+    const std::string& t = prof.comments.back();
+    auto number_after = [&](const char* key, double* out) {
+      size_t at = t.find(key);
+      if (at == std::string::npos || t.compare(0, 10, "leakalloc ") != 0) return;
+      const char* p = t.c_str() + at + std::strlen(key);
+      char* end = nullptr;
+      double v = std::strtod(p, &end);
+      if (end != p && v >= 0) *out = v;
+    };
+    number_after("uptime ", &prof.uptime_ms);
+    number_after("older than ", &prof.writer_age_ms);
+  }
 
   std::unordered_map<uint64_t, size_t> mapping_by_id;
   for (size_t i = 0; i < mappings.size(); ++i) {
@@ -288,14 +304,31 @@ Profile parse_pprof(const std::string& path, const std::string& data) {
     if (rs.values.size() != sample_types.size())
       top.fail("a sample has " + std::to_string(rs.values.size()) + " values for " +
                std::to_string(sample_types.size()) + " sample types");
+    auto stack_of = [&](std::vector<uint64_t>* pcs) {
+      for (uint64_t id : rs.location_ids) {
+        auto it = location_by_id.find(id);
+        if (it == location_by_id.end()) top.fail("sample refers to unknown location " + std::to_string(id));
+        pcs->push_back(it->second->address);
+      }
+    };
+    // Freed blocks by lifetime bucket (docs/FORMATS.md "Lifetimes"): nothing live.
+    if (freed_idx >= 0 && rs.values[freed_idx] != 0) {
+      LifetimeSample ls;
+      stack_of(&ls.pcs);
+      ls.count = static_cast<double>(static_cast<int64_t>(rs.values[freed_idx]));
+      for (const RawLabel& l : rs.labels) {
+        if (str(l.key) != "lifetime" || l.has_str) continue;
+        const std::string& unit = str(l.num_unit);
+        double scale = unit == "s" || unit == "seconds" ? 1e3 : unit == "us" ? 1e-3 : unit == "hr" ? 3.6e6 : 1.0;
+        ls.lifetime_ms = static_cast<double>(l.num) * scale;
+      }
+      prof.lifetimes.push_back(std::move(ls));
+      continue;
+    }
     // Alloc-only samples (cumulative history, nothing live) carry no age: skip them.
     if (rs.values[count_idx] == 0 && rs.values[bytes_idx] == 0) continue;
     Sample s;
-    for (uint64_t id : rs.location_ids) {
-      auto it = location_by_id.find(id);
-      if (it == location_by_id.end()) top.fail("sample refers to unknown location " + std::to_string(id));
-      s.pcs.push_back(it->second->address);
-    }
+    stack_of(&s.pcs);
     s.count = static_cast<double>(static_cast<int64_t>(rs.values[count_idx]));
     s.bytes = static_cast<double>(static_cast<int64_t>(rs.values[bytes_idx]));
     for (const RawLabel& l : rs.labels) {
@@ -310,6 +343,9 @@ Profile parse_pprof(const std::string& path, const std::string& data) {
       } else if (key == "thread" && l.has_str) {
         s.thread = str(l.str);
         any_thread = true;
+      } else if (key == "reach" && l.has_str) {
+        s.reach = str(l.str);
+        prof.has_reach = true;
       } else if (key == "thread_id" && !l.has_str) {
         s.thread_id = l.num;
         any_thread = true;
@@ -324,6 +360,7 @@ Profile parse_pprof(const std::string& path, const std::string& data) {
   // against that (one from `go tool pprof -proto` of a legacy file has samples, no ages).
   prof.has_ages = any_age || prof.samples.empty();
   prof.has_threads = any_thread;
+  prof.has_lifetimes = freed_idx >= 0;
   return prof;
 }
 

@@ -11,6 +11,7 @@
 #include <set>
 
 #include "tools/commands.h"
+#include "tools/json_out.h"
 #include "tools/symbolize.h"
 
 namespace leakalloc_tool {
@@ -29,56 +30,6 @@ std::string thread_key(const Sample& s) {
   std::string k = s.thread.empty() ? std::string("?") : s.thread;
   if (s.thread_id >= 0) k += " (tid " + std::to_string(s.thread_id) + ")";
   return k;
-}
-
-std::string fmt_count(double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.0f", std::round(v));
-  return buf;
-}
-
-// "1 block", "2 blocks"
-std::string blocks(double v) {
-  std::string n = fmt_count(v);
-  return n + (n == "1" || n == "-1" ? " block" : " blocks");
-}
-
-std::string frame_text(const Frame& f) {
-  std::string s = f.function.empty() ? std::string("???") : simplify_function(f.function);
-  if (!f.file.empty()) {
-    s += " (" + f.file;
-    if (f.line > 0) s += ":" + std::to_string(f.line);
-    s += ")";
-  } else if (!f.module.empty()) {
-    char off[32];
-    std::snprintf(off, sizeof off, "+0x%llx", static_cast<unsigned long long>(f.module_offset));
-    s += " (in " + f.module + off + ")";
-  }
-  return s;
-}
-
-void print_stack(FILE* out, Symbolizer& sym, const std::vector<uint64_t>& pcs, size_t depth) {
-  size_t printed = 0;
-  for (size_t i = 0; i < pcs.size(); ++i) {
-    const std::vector<Frame>& frames = sym.frames(pcs[i]);
-    for (size_t j = 0; j < frames.size(); ++j) {
-      if (printed == depth) {
-        std::fprintf(out, "      ... %zu more frames\n", pcs.size() - i);
-        return;
-      }
-      // pcs are return address - 1; show the return address as a debugger would.
-      // One address can stand for several frames: the functions inlined at it, innermost
-      // first, then the function the code really belongs to.
-      const char* inl = j + 1 < frames.size() ? " [inlined]" : "";
-      if (j == 0)
-        std::fprintf(out, "      %s 0x%llx: %s%s\n", printed == 0 ? "at" : "by",
-                     static_cast<unsigned long long>(pcs[i] + 1), frame_text(frames[j]).c_str(), inl);
-      else
-        std::fprintf(out, "      %s %*s  %s%s\n", printed == 0 ? "at" : "by", 14, "",
-                     frame_text(frames[j]).c_str(), inl);
-      ++printed;
-    }
-  }
 }
 
 // Live bytes by age in doubling buckets: young churn piles up on the left, a leak
@@ -155,6 +106,10 @@ void parse_report_flag(const std::vector<std::string>& args, size_t* i, ReportOp
     opt->root = value("--root");
     while (opt->root.size() > 1 && opt->root.back() == '/') opt->root.pop_back();
     if (opt->root == "/") opt->root.clear();
+  } else if (is("--format")) {
+    std::string v = value("--format");
+    if (v != "json" && v != "text") throw ToolError("--format: expected text or json, got \"" + v + "\"");
+    opt->json = v == "json";
   } else if (a == "--no-histogram") {
     opt->histogram = false;
   } else if (a == "--") {
@@ -167,6 +122,56 @@ void parse_report_flag(const std::vector<std::string>& args, size_t* i, ReportOp
 }
 
 }  // namespace
+
+std::string fmt_count(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.0f", std::round(v));
+  return buf;
+}
+
+// "1 block", "2 blocks"
+std::string blocks(double v) {
+  std::string n = fmt_count(v);
+  return n + (n == "1" || n == "-1" ? " block" : " blocks");
+}
+
+std::string frame_text(const Frame& f) {
+  std::string s = f.function.empty() ? std::string("???") : simplify_function(f.function);
+  if (!f.file.empty()) {
+    s += " (" + f.file;
+    if (f.line > 0) s += ":" + std::to_string(f.line);
+    s += ")";
+  } else if (!f.module.empty()) {
+    char off[32];
+    std::snprintf(off, sizeof off, "+0x%llx", static_cast<unsigned long long>(f.module_offset));
+    s += " (in " + f.module + off + ")";
+  }
+  return s;
+}
+
+void print_stack(FILE* out, Symbolizer& sym, const std::vector<uint64_t>& pcs, size_t depth) {
+  size_t printed = 0;
+  for (size_t i = 0; i < pcs.size(); ++i) {
+    const std::vector<Frame>& frames = sym.frames(pcs[i]);
+    for (size_t j = 0; j < frames.size(); ++j) {
+      if (printed == depth) {
+        std::fprintf(out, "      ... %zu more frames\n", pcs.size() - i);
+        return;
+      }
+      // pcs are return address - 1; show the return address as a debugger would.
+      // One address can stand for several frames: the functions inlined at it, innermost
+      // first, then the function the code really belongs to.
+      const char* inl = j + 1 < frames.size() ? " [inlined]" : "";
+      if (j == 0)
+        std::fprintf(out, "      %s 0x%llx: %s%s\n", printed == 0 ? "at" : "by",
+                     static_cast<unsigned long long>(pcs[i] + 1), frame_text(frames[j]).c_str(), inl);
+      else
+        std::fprintf(out, "      %s %*s  %s%s\n", printed == 0 ? "at" : "by", 14, "",
+                     frame_text(frames[j]).c_str(), inl);
+      ++printed;
+    }
+  }
+}
 
 std::string human_bytes(double bytes) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -193,8 +198,6 @@ std::string human_age(double s) {
   return buf;
 }
 
-namespace {
-
 // Why some frames show as file+offset: objects that could not be opened, and files that
 // are not the objects the process ran (their build ID differs from the dump's).
 void print_symbol_notes(const Symbolizer& sym, const ReportOptions& opt, FILE* out) {
@@ -219,7 +222,6 @@ void print_symbol_notes(const Symbolizer& sym, const ReportOptions& opt, FILE* o
                  opt.binary.empty() ? "--binary PATH names the right executable; " : "");
 }
 
-}  // namespace
 
 void print_report(const std::string& path, const ReportOptions& opt, FILE* out) {
   Profile prof = read_dump(path);
@@ -338,11 +340,10 @@ int cmd_report(const std::vector<std::string>& args) {
   ReportOptions opt;
   std::vector<std::string> files;
   for (size_t i = 0; i < args.size(); ++i) parse_report_flag(args, &i, &opt, &files, true);
-  if (files.empty()) throw ToolError("report: no dump given (usage: leakalloc report [--age 60s] [--top N] [--binary PATH] DUMP...)");
-  for (size_t f = 0; f < files.size(); ++f) {
-    if (f > 0) std::fputs("\n", stdout);
-    print_report(files[f], opt, stdout);
-  }
+  if (files.empty()) throw ToolError("report: no dump given (usage: leakalloc report [--age 60s] [--top N] [--binary PATH] DUMP...|DIR)");
+  if (is_series(files)) print_trend(files, opt, stdout, true);
+  else if (opt.json) print_report_json(files[0], opt, stdout);
+  else print_report(files[0], opt, stdout);
   return 0;
 }
 
@@ -382,13 +383,35 @@ int cmd_diff(const std::vector<std::string>& args) {
     return a.second.new_bytes - a.second.old_bytes > b.second.new_bytes - b.second.old_bytes;
   });
 
+  bool same_process = old_p.mappings.empty() || new_p.mappings.empty() ||
+                      (old_p.mappings[0].start == new_p.mappings[0].start && old_p.mappings[0].path == new_p.mappings[0].path);
+  if (opt.json) {
+    Symbolizer sym(new_p, opt.binary, opt.root, opt.search);
+    nlohmann::json j;
+    j["schema"] = "leakalloc-diff/1";
+    j["old"] = {{"path", files[0]}, {"live_bytes", old_total}};
+    j["new"] = {{"path", files[1]}, {"live_bytes", new_total}};
+    j["same_process"] = same_process;
+    j["grew"] = grew.size();
+    j["shrank"] = shrank;
+    j["unchanged"] = flat;
+    j["stacks"] = nlohmann::json::array();
+    for (size_t r = 0; r < std::min(opt.top, grew.size()); ++r) {
+      const Pair& p = grew[r].second;
+      j["stacks"].push_back({{"frames", frames_json(sym, *grew[r].first)},
+                             {"old_bytes", p.old_bytes}, {"new_bytes", p.new_bytes},
+                             {"old_count", p.old_count}, {"new_count", p.new_count},
+                             {"growth_bytes", p.new_bytes - p.old_bytes}});
+    }
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
   std::printf("Growth from %s to %s\n", files[0].c_str(), files[1].c_str());
   std::printf("  live bytes: %s -> %s (%+.0f)\n", fmt_count(old_total).c_str(), fmt_count(new_total).c_str(),
               std::round(new_total) - std::round(old_total));
   std::printf("  stacks: %zu grew, %zu shrank, %zu unchanged\n", grew.size(), shrank, flat);
   // Stacks are matched by raw addresses: only meaningful within one process.
-  if (!old_p.mappings.empty() && !new_p.mappings.empty() &&
-      (old_p.mappings[0].start != new_p.mappings[0].start || old_p.mappings[0].path != new_p.mappings[0].path))
+  if (!same_process)
     std::printf("  warning: the executables are mapped differently: these dumps are not from one "
                 "process, so stacks do not match by address (use `go tool pprof -base` across runs)\n");
   std::printf("\n");

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <set>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -147,7 +148,9 @@ ElfInfo read_elf_info(const std::string& path) {
 }
 
 // Refuses, with the reason, programs into which LD_PRELOAD cannot load the library.
-void check_preloadable(const std::string& path, const std::string& lib, int depth = 0) {
+// `runs` receives the ELF file that really runs: PROG, or a script's interpreter.
+void check_preloadable(const std::string& path, const std::string& lib, int depth, std::string* runs) {
+  *runs = path;
   struct stat st;
   if (stat(path.c_str(), &st) != 0) throw ToolError(path + ": " + std::strerror(errno));
   if (!S_ISREG(st.st_mode)) throw ToolError(path + ": not a regular file");
@@ -167,7 +170,24 @@ void check_preloadable(const std::string& path, const std::string& lib, int dept
     size_t b = line.find_first_not_of(" \t");
     if (b == std::string::npos) throw ToolError(path + ": script without an interpreter");
     std::string interp = line.substr(b, line.find_first_of(" \t", b) - b);
-    check_preloadable(interp, lib, depth + 1);
+    // `#!/usr/bin/env python3`: the program is env's first argument.
+    if (interp.size() >= 4 && interp.compare(interp.size() - 4, 4, "/env") == 0) {
+      size_t a = line.find_first_not_of(" \t", line.find_first_of(" \t", b));
+      if (a != std::string::npos) {
+        std::string name = line.substr(a, line.find_first_of(" \t", a) - a);
+        std::string real;
+        try {
+          real = resolve_program(name);
+        } catch (const ToolError&) {
+          // env will say what is missing when it runs
+        }
+        if (!real.empty()) {
+          check_preloadable(real, lib, depth + 1, runs);
+          return;
+        }
+      }
+    }
+    check_preloadable(interp, lib, depth + 1, runs);
     return;
   }
   ElfInfo prog = read_elf_info(path);
@@ -334,7 +354,8 @@ int cmd_run(const std::vector<std::string>& args) {
   std::string prog = resolve_program(child_args[0]);
   std::string tried;
   std::string lib = find_library(&tried);
-  check_preloadable(prog, lib);
+  std::string interp;
+  check_preloadable(prog, lib, 0, &interp);
 
   struct stat st;
   if (stat(out_dir.c_str(), &st) != 0) {
@@ -365,6 +386,11 @@ int cmd_run(const std::vector<std::string>& args) {
   auto add = [&](const std::string& kv) { conf += (conf.empty() ? "" : ",") + kv; };
   if (!age.empty()) add("age:" + age);
   if (!sample.empty()) add("sample:" + sample);
+  // Interval dumps are what the closing report follows over time. Without --interval:
+  // the library's own default when --age is set (one dump per age), else 10 s, which
+  // gives a run of 30 s the three dumps a trend needs and costs a long run one dump of
+  // the live set every 10 s (keep:64 bounds the files: the first and the 64 latest).
+  if (interval.empty() && age.empty()) interval = "10000ms";
   if (!interval.empty()) add("interval:" + interval);
   add("format:" + format);
   add("final:true");
@@ -372,6 +398,20 @@ int cmd_run(const std::vector<std::string>& args) {
   add("prefix:" + out_dir + "/" + base);
   std::string preload = lib;
   if (const char* p = std::getenv("LD_PRELOAD"); p && *p) preload += std::string(":") + p;
+
+  // CPython serves objects up to 512 bytes from its own arenas (pymalloc), so every such
+  // object would be blamed on the arena's malloc. PYTHONMALLOC=malloc sends each one
+  // through malloc, where its Python C-API caller is on the stack. Ruby, Perl (Debian
+  // builds it without its own malloc), node and the JVM have no such switch.
+  std::string interp_name = interp.substr(interp.rfind('/') + 1);
+  std::string env_pymalloc;
+  bool python = interp_name.compare(0, 6, "python") == 0 || interp_name.compare(0, 4, "pypy") == 0;
+  if (python && !std::getenv("PYTHONMALLOC")) {
+    env_pymalloc = "PYTHONMALLOC=malloc";
+    if (!quiet)
+      std::fprintf(stderr, "leakalloc: a Python program: PYTHONMALLOC=malloc, so that each object's "
+                           "allocation site is seen (pymalloc's arenas hide them)\n");
+  }
 
   std::vector<char*> argv;
   for (std::string& a : child_args) argv.push_back(&a[0]);
@@ -382,6 +422,7 @@ int cmd_run(const std::vector<std::string>& args) {
     if (std::strncmp(*e, "LEAKALLOC_CONF=", 15) != 0 && std::strncmp(*e, "LD_PRELOAD=", 11) != 0) envp.push_back(*e);
   envp.push_back(&env_conf[0]);
   envp.push_back(&env_preload[0]);
+  if (!env_pymalloc.empty()) envp.push_back(&env_pymalloc[0]);
   envp.push_back(nullptr);
 
   if (!quiet) std::fprintf(stderr, "leakalloc: running %s with %s, LEAKALLOC_CONF=%s\n", prog.c_str(), lib.c_str(), conf.c_str());
@@ -448,6 +489,37 @@ int cmd_run(const std::vector<std::string>& args) {
       if (others > 0)
         std::fprintf(stderr, "  (and %zu from other processes it started: %s/%s.<pid>.*)\n", others,
                      out_dir.c_str(), base.c_str());
+      // Two or more dumps taken while the program ran: the report follows each stack
+      // over them (the exit dump comes after the program's cleanup and is left out).
+      size_t running = 0;
+      std::vector<std::string> mine;
+      for (const DumpFile& d : dumps) {
+        mine.push_back(d.path);
+        if (d.kind != 'f' && d.path.find(".lost.") == std::string::npos && d.pb) ++running;
+      }
+      if (running < 2) {
+        running = 0;
+        std::set<long> seqs;
+        for (const DumpFile& d : dumps)
+          if (d.kind != 'f' && d.path.find(".lost.") == std::string::npos) seqs.insert(d.seq);
+        running = seqs.size();
+      }
+      if (running >= 2 && top > 0) {
+        std::fprintf(stderr, "\n");
+        ReportOptions ro;
+        ro.age_ms = age_ms;
+        ro.age_given = !age.empty();
+        ro.top = top;
+        try {
+          std::fflush(stderr);
+          print_trend(mine, ro, stderr, true);
+          std::fprintf(stderr, "Full report: leakalloc report%s %s/%s.%d.*\n",
+                       age.empty() ? "" : (" --age " + age).c_str(), out_dir.c_str(), base.c_str(), pid);
+        } catch (const ToolError& e) {
+          std::fprintf(stderr, "leakalloc: %s\n", e.what());
+        }
+        top = 0;  // the single-dump report below is not needed
+      }
       // The last dump, the final one if there is one; protobuf first, for its ages.
       const DumpFile* pick = nullptr;
       for (const DumpFile& d : dumps) {
