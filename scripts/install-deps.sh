@@ -12,6 +12,7 @@ PACKAGES=(
   libjemalloc-dev libjemalloc2 google-perftools libgoogle-perftools4 golang-go
   clang libclang-rt-14-dev llvm-14
   sqlite3 heaptrack valgrind ruby
+  nlohmann-json3-dev python3-jsonschema
 )
 
 missing=()

@@ -12,6 +12,6 @@ namespace leakalloc_tool {
 
 // One object per frame, leaf first; an address that stands for inlined functions gives
 // several, the inlined ones with "inlined": true, as the text report prints them.
-nlohmann::json frames_json(Symbolizer& sym, const std::vector<uint64_t>& pcs);
+nlohmann::ordered_json frames_json(Symbolizer& sym, const std::vector<uint64_t>& pcs);
 
 }  // namespace leakalloc_tool

@@ -387,7 +387,7 @@ int cmd_diff(const std::vector<std::string>& args) {
                       (old_p.mappings[0].start == new_p.mappings[0].start && old_p.mappings[0].path == new_p.mappings[0].path);
   if (opt.json) {
     Symbolizer sym(new_p, opt.binary, opt.root, opt.search);
-    nlohmann::json j;
+    nlohmann::ordered_json j;
     j["schema"] = "leakalloc-diff/1";
     j["old"] = {{"path", files[0]}, {"live_bytes", old_total}};
     j["new"] = {{"path", files[1]}, {"live_bytes", new_total}};
@@ -395,7 +395,7 @@ int cmd_diff(const std::vector<std::string>& args) {
     j["grew"] = grew.size();
     j["shrank"] = shrank;
     j["unchanged"] = flat;
-    j["stacks"] = nlohmann::json::array();
+    j["stacks"] = nlohmann::ordered_json::array();
     for (size_t r = 0; r < std::min(opt.top, grew.size()); ++r) {
       const Pair& p = grew[r].second;
       j["stacks"].push_back({{"frames", frames_json(sym, *grew[r].first)},

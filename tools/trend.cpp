@@ -379,22 +379,22 @@ std::string series_text(const std::vector<double>& v) {
   return s;
 }
 
-nlohmann::json num_or_null(bool known, double v) { return known ? nlohmann::json(v) : nlohmann::json(nullptr); }
+nlohmann::ordered_json num_or_null(bool known, double v) { return known ? nlohmann::ordered_json(v) : nlohmann::ordered_json(nullptr); }
 
 void print_json(const Analysis& a, const ReportOptions& opt, FILE* out) {
   const Profile& last = a.profs.back();
-  nlohmann::json j;
+  nlohmann::ordered_json j;
   j["schema"] = "leakalloc-report/1";
-  nlohmann::json proc;
-  proc["pid"] = a.series.pid >= 0 ? nlohmann::json(a.series.pid) : nlohmann::json(nullptr);
-  proc["binary"] = opt.binary.empty() ? (last.mappings.empty() ? nlohmann::json(nullptr) : nlohmann::json(last.mappings[0].path))
-                                      : nlohmann::json(opt.binary);
+  nlohmann::ordered_json proc;
+  proc["pid"] = a.series.pid >= 0 ? nlohmann::ordered_json(a.series.pid) : nlohmann::ordered_json(nullptr);
+  proc["binary"] = opt.binary.empty() ? (last.mappings.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(last.mappings[0].path))
+                                      : nlohmann::ordered_json(opt.binary);
   proc["sampled"] = last.sampled;
   proc["period"] = last.period;
   j["process"] = proc;
   j["age_s"] = a.age_s;
   j["reach_checked"] = a.reach_dump >= 0;
-  j["dumps"] = nlohmann::json::array();
+  j["dumps"] = nlohmann::ordered_json::array();
   for (size_t i = 0; i < a.profs.size(); ++i) {
     const Profile& p = a.profs[i];
     double live = 0, count = 0;
@@ -402,7 +402,7 @@ void print_json(const Analysis& a, const ReportOptions& opt, FILE* out) {
       live += s.bytes;
       count += s.count;
     }
-    nlohmann::json d;
+    nlohmann::ordered_json d;
     d["path"] = a.series.dumps[i].path;
     d["kind"] = std::string(1, a.series.dumps[i].kind);
     d["seq"] = a.series.dumps[i].seq;
@@ -416,11 +416,11 @@ void print_json(const Analysis& a, const ReportOptions& opt, FILE* out) {
     j["dumps"].push_back(d);
   }
   Symbolizer sym(last, opt.binary, opt.root, opt.search);
-  j["stacks"] = nlohmann::json::array();
+  j["stacks"] = nlohmann::ordered_json::array();
   size_t shown = std::min(opt.top, a.stacks.size());
   for (size_t r = 0; r < shown; ++r) {
     const StackTrend& t = a.stacks[r];
-    nlohmann::json s;
+    nlohmann::ordered_json s;
     s["frames"] = frames_json(sym, t.pcs);
     s["live_bytes"] = t.bytes.back();
     s["live_count"] = t.counts.back();
@@ -533,17 +533,17 @@ void print_text(const Analysis& a, const ReportOptions& opt, FILE* out) {
 
 }  // namespace
 
-nlohmann::json frames_json(Symbolizer& sym, const std::vector<uint64_t>& pcs) {
-  nlohmann::json out = nlohmann::json::array();
+nlohmann::ordered_json frames_json(Symbolizer& sym, const std::vector<uint64_t>& pcs) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
   for (uint64_t pc : pcs) {
     const std::vector<Frame>& frames = sym.frames(pc);
     for (size_t j = 0; j < frames.size(); ++j) {
       const Frame& f = frames[j];
-      nlohmann::json fr;
+      nlohmann::ordered_json fr;
       fr["address"] = pc + 1;
-      fr["function"] = f.function.empty() ? nlohmann::json(nullptr) : nlohmann::json(simplify_function(f.function));
-      fr["file"] = f.file.empty() ? nlohmann::json(nullptr) : nlohmann::json(f.file);
-      fr["line"] = f.line > 0 ? nlohmann::json(f.line) : nlohmann::json(nullptr);
+      fr["function"] = f.function.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(simplify_function(f.function));
+      fr["file"] = f.file.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(f.file);
+      fr["line"] = f.line > 0 ? nlohmann::ordered_json(f.line) : nlohmann::ordered_json(nullptr);
       fr["inlined"] = j + 1 < frames.size();
       if (!f.module.empty()) {
         fr["module"] = f.module;
