@@ -1299,11 +1299,11 @@ def case_malformed():
                 check(p.stderr.startswith("leakalloc: ") and path in p.stderr and expect in p.stderr,
                       "%s: error must name the file and say '%s', got %r" % (label, expect, p.stderr))
                 check("internal error" not in p.stderr and "Sanitizer" not in p.stderr, "%s: %s" % (label, p.stderr))
-        # A missing file, a directory.
+        # A missing file; a directory without dumps (a directory is a series of dumps).
         p = run([tool, "report", os.path.join(d, "nope.heap")])
         check(p.returncode == 1 and "No such file" in p.stderr, "%s missing file: %s" % (kind, p.stderr))
         p = run([tool, "report", d])
-        check(p.returncode == 1 and "not a regular file" in p.stderr, "%s directory: %s" % (kind, p.stderr))
+        check(p.returncode == 1 and "no dumps found in " + d in p.stderr, "%s directory: %s" % (kind, p.stderr))
     # Mutations of good dumps through the ASan build: never a crash or sanitizer report.
     if len(tools) < 2 or not pb:
         return
