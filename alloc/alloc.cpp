@@ -389,7 +389,7 @@ LA_ALWAYS_INLINE void release(void* p, BlockHeader* h) {
   bool sampled = h->sampled();
   bool aligned = !sampled && h->unsampled_flags() == kAlignedCacheBit;
   bool cacheable = aligned || (sampled ? h->sampled_size_field() : h->tag) <= kCacheMaxRequest;
-  if (LA_UNLIKELY(sampled)) prof::record_free(h->record(), h->sampled_generation());
+  if (LA_UNLIKELY(sampled)) prof::record_free(h->record(), h->sampled_generation(), h->birth_ns());
   h->word1 = freed_mark(p);
   count_free(size);
   if (cacheable) {
@@ -677,7 +677,7 @@ void* la_realloc(void* p, size_t size, const char* op, EntryFrame frame) {
     }
     // A sampled block that could not be recorded again moves instead (below).
     if (!sampled || sample != 0) {
-      if (sampled) prof::record_free(h->record(), h->sampled_generation());
+      if (sampled) prof::record_free(h->record(), h->sampled_generation(), h->birth_ns());
       if (sample != 0)
         header_write(p, sampled_tag(sample, size_in_record ? kSizeInRecord : size), h->birth_ns());
       else

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "profile/stack_table.h"
 #include "profile/threads.h"
 
 namespace leakalloc {
@@ -93,8 +94,14 @@ void push_global(uint32_t id) {
   g_pool_top = pos + 1;
 }
 
-// The record id of a pending entry (generation << 32 | id + 1).
+// The record id of a pending entry (bucket << 40 | generation << 32 | id + 1).
 LA_ALWAYS_INLINE uint32_t pending_id(uint64_t entry) { return static_cast<uint32_t>(entry) - 1; }
+// Bits 40..44 of a pending entry: the freed block's lifetime bucket. The generation
+// readers ((entry >> 32) & 255 or << 1 & 255) never see these bits.
+constexpr unsigned kPendingBucketShift = 40;
+LA_ALWAYS_INLINE uint32_t pending_bucket(uint64_t entry) {
+  return static_cast<uint32_t>(entry >> kPendingBucketShift) & 31;
+}
 
 // Marks the record of a pending entry dead and returns it: its published value was
 // generation * 2 + 1, retiring is the next (even) value. A store, not a
@@ -102,6 +109,10 @@ LA_ALWAYS_INLINE uint32_t pending_id(uint64_t entry) { return static_cast<uint32
 LA_ALWAYS_INLINE Record* retire(uint64_t entry) {
   uint32_t generation = static_cast<uint32_t>(entry >> 32);
   Record* r = slot(pending_id(entry));
+  // The freed block's lifetime, counted once: every retirement of a freed record comes
+  // through here (at the thread's next sample, from a full ring, at thread exit, in a
+  // fork child). The stack id sits on the line the store below writes.
+  stacks::count_lifetime(r->stack_id.load(std::memory_order_relaxed), pending_bucket(entry));
   r->seq.store(((generation << 1) + 2) & 255, std::memory_order_release);
   return r;
 }
@@ -201,10 +212,13 @@ LA_NOINLINE void remove_unregistered(ThreadState& t, uint64_t entry) {
 }
 }  // namespace
 
-void remove(uint32_t header_value, uint32_t generation) {
-  uint64_t entry = (uint64_t{generation} << 32) | header_value;
+void remove(uint32_t header_value, uint32_t generation, uint64_t birth_ns) {
   ThreadState& t = t_state;
-  if (LA_LIKELY(t.phase == kThreadLive)) {
+  bool live = t.phase == kThreadLive;
+  uint64_t now = live ? coarse_now_ns_cached(t.clock) : coarse_now_ns();
+  uint64_t bucket = prof::lifetime_bucket(now > birth_ns ? now - birth_ns : 0);
+  uint64_t entry = bucket << kPendingBucketShift | (uint64_t{generation} << 32) | header_value;
+  if (LA_LIKELY(live)) {
     t.counter[kCounter_record_frees].add(1);
     uint32_t pos = t.rec_pending_head & (kRecordPendingSlots - 1);
     uint64_t oldest = t.rec_pending[pos];

@@ -45,8 +45,11 @@ uint64_t add(ThreadState& t, uint32_t stack_id, uint64_t size, uint64_t birth_ns
 // Frees the record `header_value` (id + 1) published as `generation`; any thread,
 // including exited ones. A registered thread does not touch the record: it keeps the
 // pair among its pending retirements (ThreadState::rec_pending), where its next sample
-// reuses the record and walkers leave it out.
-void remove(uint32_t header_value, uint32_t generation);
+// reuses the record and walkers leave it out. The block's lifetime (now - `birth_ns`)
+// goes into its stack's histogram when the record is retired: the pending entry
+// carries the lifetime's bucket, and retiring reads the record's stack id from the
+// line it writes anyway, so a free loads nothing more than before.
+void remove(uint32_t header_value, uint32_t generation, uint64_t birth_ns);
 // Requested size of the live record `header_value` (id + 1).
 uint64_t size_of(uint32_t header_value);
 // Retires a thread's pending records and drains its slot cache (thread exit; in a fork

@@ -209,11 +209,14 @@ bool adopt_thread(ThreadState& t) {
   return t.phase == kThreadLive;
 }
 
-void record_free(uint32_t record, uint32_t generation) { live::remove(record, generation); }
+void record_free(uint32_t record, uint32_t generation, uint64_t birth_ns) {
+  live::remove(record, generation, birth_ns);
+}
 uint64_t record_size(uint32_t record) { return live::size_of(record); }
 
 uint32_t stack_count() { return stacks::count(); }
 bool stack_get(uint32_t id, StackView* out) { return stacks::get(id, out); }
+bool stack_lifetimes(uint32_t id, uint32_t* out) { return stacks::lifetimes(id, out); }
 
 void live_walk(uint64_t born_before_ns, LiveBlockFn fn, void* ctx) {
   live::walk(born_before_ns, fn, ctx);

@@ -32,6 +32,20 @@ namespace prof {
 // is the address of leakalloc_stack_table_full() so readers show a telling name.
 constexpr uint32_t kOverflowStackId = 1;
 
+// Lifetimes of freed sampled blocks, per stack, in doubling buckets of milliseconds:
+// bucket 0 holds [0, 1 ms), bucket b >= 1 holds [2^(b-1), 2^b) ms, and the last one
+// everything from 2^30 ms (12.4 days) on. Lifetimes come from the block header's birth
+// (ticks of 1.05 ms), so a block lives at most a tick longer than measured.
+constexpr uint32_t kLifetimeBuckets = 32;
+inline uint32_t lifetime_bucket(uint64_t lifetime_ns) {
+  uint64_t ms = lifetime_ns / 1000000;
+  if (ms == 0) return 0;
+  uint32_t b = 64 - static_cast<uint32_t>(__builtin_clzll(ms));
+  return b < kLifetimeBuckets ? b : kLifetimeBuckets - 1;
+}
+// Lower edge of a bucket, in ms (0 for bucket 0).
+inline uint64_t lifetime_bucket_floor_ms(uint32_t b) { return b == 0 ? 0 : uint64_t{1} << (b - 1); }
+
 struct StackView {
   uint32_t id;
   uint32_t depth;
@@ -44,6 +58,9 @@ struct StackView {
 uint32_t stack_count();
 // Fills `out` for id; false if the id is not (yet) published.
 bool stack_get(uint32_t id, StackView* out);
+// The lifetime histogram of the stack's freed sampled blocks (kLifetimeBuckets counts,
+// cumulative since start or prof.reset); false if the id is not (yet) published.
+bool stack_lifetimes(uint32_t id, uint32_t* out);
 
 // ---- threads -------------------------------------------------------------------------
 struct ThreadView {

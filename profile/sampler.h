@@ -125,8 +125,9 @@ uint64_t sample_growth(ThreadState& t, size_t growth, size_t size, EntryFrame fr
 // summed and its exit hook runs; returns whether the thread is registered and live. It
 // declines (false) before initialisation and inside leakalloc's own allocations.
 bool adopt_thread(ThreadState& t);
-// Release a sampled block's live record; any thread.
-void record_free(uint32_t record, uint32_t generation);
+// Release a sampled block's live record; any thread. `birth_ns` (the header's) dates
+// the block for its stack's lifetime histogram.
+void record_free(uint32_t record, uint32_t generation, uint64_t birth_ns);
 // Requested size stored in a live record.
 uint64_t record_size(uint32_t record);
 // Ensures the allocator is initialised (secret, options); cheap after the first call.

@@ -40,6 +40,19 @@ constexpr size_t kCumChunkBytes = size_t{kCountStripes} * kCumChunkIds * sizeof(
 std::atomic<Cum*>* g_cum_chunks = nullptr;
 std::atomic<uint32_t> g_cum_stripes_used{0};  // bit per stripe ever written (bytes_in_use)
 
+// Lifetimes of freed sampled blocks (prof::kLifetimeBuckets log-scale buckets per
+// stack), counted when a freed block's live record is retired (profile/live_set.cpp),
+// which reads the record's stack id on a line it writes anyway: nothing on the
+// unsampled path, nothing on a sampled free but the bucket. Mapped in chunks of
+// kCumChunkIds ids like the counts, 128 bytes per id, not striped: a stack's frees
+// land on one line pair (relaxed adds), which is contended only when several threads
+// free blocks of one stack at once.
+struct Life {
+  std::atomic<uint32_t> n[prof::kLifetimeBuckets];
+};
+constexpr size_t kLifeChunkBytes = size_t{kCumChunkIds} * sizeof(Life);
+std::atomic<Life*>* g_life_chunks = nullptr;
+
 constexpr size_t kEntryFixed = offsetof(Entry, frames);
 constexpr uint32_t kStripes = 64;
 
@@ -135,7 +148,9 @@ uint32_t publish(uint64_t hash, const uintptr_t* f, uint32_t depth) {
   id = g_next_id.fetch_add(1, std::memory_order_relaxed) + 1;
   if (id > g_max) return 0;
   // An id whose counts cannot be mapped stays unpublished: readers skip it.
-  if (!map_chunk(g_cum_chunks, id >> kCumChunkShift, kCumChunkBytes)) return 0;
+  if (!map_chunk(g_cum_chunks, id >> kCumChunkShift, kCumChunkBytes) ||
+      !map_chunk(g_life_chunks, id >> kCumChunkShift, kLifeChunkBytes))
+    return 0;
   Entry* e = reinterpret_cast<Entry*>(arena_at(off));
   e->hash = hash;
   e->depth = depth;
@@ -159,7 +174,10 @@ bool init(uint32_t max_stacks, uint32_t max_depth) {
       os_reserve(((g_arena_cap >> kArenaChunkShift) + 1) * sizeof(std::atomic<char*>)));
   g_cum_chunks = static_cast<std::atomic<Cum*>*>(
       os_reserve(((uint64_t{g_max} >> kCumChunkShift) + 1) * sizeof(std::atomic<Cum*>)));
-  if (g_index == nullptr || g_offsets == nullptr || g_arena_chunks == nullptr || g_cum_chunks == nullptr) {
+  g_life_chunks = static_cast<std::atomic<Life*>*>(
+      os_reserve(((uint64_t{g_max} >> kCumChunkShift) + 1) * sizeof(std::atomic<Life*>)));
+  if (g_index == nullptr || g_offsets == nullptr || g_arena_chunks == nullptr || g_cum_chunks == nullptr ||
+      g_life_chunks == nullptr) {
     g_index = nullptr;  // intern() then returns 0: nothing is stored or counted
     return false;
   }
@@ -213,6 +231,24 @@ void count_sample(uint32_t id, uint64_t size, uint32_t thread_index) {
   c.bytes.fetch_add(size, std::memory_order_relaxed);
 }
 
+void count_lifetime(uint32_t id, uint32_t bucket) {
+  // A record's stack id is one intern() returned, so its chunk is mapped (or it is 0).
+  if (LA_UNLIKELY(id == 0 || id > count() || g_life_chunks == nullptr)) return;
+  Life* row = g_life_chunks[id >> kCumChunkShift].load(std::memory_order_relaxed);
+  if (row == nullptr) return;
+  if (bucket >= prof::kLifetimeBuckets) bucket = prof::kLifetimeBuckets - 1;
+  row[id & (kCumChunkIds - 1)].n[bucket].fetch_add(1, std::memory_order_relaxed);
+}
+
+bool lifetimes(uint32_t id, uint32_t out[prof::kLifetimeBuckets]) {
+  if (id == 0 || id > count() || g_life_chunks == nullptr) return false;
+  Life* row = g_life_chunks[id >> kCumChunkShift].load(std::memory_order_acquire);
+  if (row == nullptr) return false;
+  for (uint32_t b = 0; b < prof::kLifetimeBuckets; ++b)
+    out[b] = row[id & (kCumChunkIds - 1)].n[b].load(std::memory_order_relaxed);
+  return true;
+}
+
 void reset_counts() {
   uint32_t n = count();
   if (g_cum_chunks == nullptr) return;
@@ -224,6 +260,9 @@ void reset_counts() {
       c.objs.store(0, std::memory_order_relaxed);
       c.bytes.store(0, std::memory_order_relaxed);
     }
+    Life* life = g_life_chunks[id >> kCumChunkShift].load(std::memory_order_relaxed);
+    if (life != nullptr)
+      for (auto& b : life[id & (kCumChunkIds - 1)].n) b.store(0, std::memory_order_relaxed);
   }
   g_dropped.store(0, std::memory_order_relaxed);
 }
@@ -243,7 +282,7 @@ uint64_t bytes_in_use() {
   if (index_touched > index_bytes) index_touched = index_bytes;
   uint64_t stripes = static_cast<uint64_t>(__builtin_popcount(g_cum_stripes_used.load(std::memory_order_relaxed)));
   return g_arena_used.load(std::memory_order_relaxed) + index_touched + (n + 2) * sizeof(uint64_t) +
-         stripes * n * sizeof(Cum);
+         stripes * n * sizeof(Cum) + n * sizeof(Life);
 }
 
 bool get(uint32_t id, prof::StackView* out) {

@@ -10,7 +10,7 @@
 // work without locks.
 //
 // Counts. Each stack has cumulative sampled objects and bytes (relaxed atomic adds on
-// every sample). Live objects and bytes per stack are not kept here: they are
+// every sample), and a histogram of the lifetimes of its freed sampled blocks. Live objects and bytes per stack are not kept here: they are
 // exact only as of some instant, and every consumer (dumps, leak.count/leak.bytes) also
 // needs them filtered by age, so they are computed from the live set in one walk
 // (prof::live_walk) rather than maintained with two more atomic updates on every
@@ -38,6 +38,12 @@ bool init(uint32_t max_stacks, uint32_t max_depth);
 uint32_t intern(const uintptr_t* frames, uint32_t depth);
 // Adds one sample of `size` bytes to the stack's cumulative counts (striped by thread).
 void count_sample(uint32_t id, uint64_t size, uint32_t thread_index);
+// Counts one freed sampled block of stack `id` whose lifetime fell in `bucket`
+// (prof::lifetime_bucket); the histogram is cumulative, like the counts.
+void count_lifetime(uint32_t id, uint32_t bucket);
+// The lifetime histogram of `id`; false if the id is not (yet) published.
+bool lifetimes(uint32_t id, uint32_t out[prof::kLifetimeBuckets]);
+// Zeroes the cumulative counts and the lifetime histograms (prof.reset).
 void reset_counts();
 uint32_t count();
 uint64_t dropped();
