@@ -3,10 +3,12 @@
 // "pprof protobuf" for what Go's reader accepts.
 //
 // Contents.
-// - Four sample types, alloc_objects/count, alloc_space/bytes, inuse_objects/count,
-//   inuse_space/bytes; inuse_space is the default. Go never rescales protobuf values,
-//   so every value is an unsampled estimate (exact at sample:0).
-// - In-use values: the live sampled blocks born at or before now - age, grouped by
+// - Five sample types, alloc_objects/count, alloc_space/bytes, inuse_objects/count,
+//   inuse_space/bytes, freed_objects/count; inuse_space is the default. Go never
+//   rescales protobuf values, so every value is an unsampled estimate (exact at sample:0).
+// - In-use values: EVERY live sampled block, young ones included (the age threshold is
+//   only noted in the comment: `-tagfocus=age=` and `leakalloc report --age` apply any
+//   age later; the .heap formats keep filtering for jeprof), grouped by
 //   (stack, object size, thread, whole seconds of age). Each group is one sample with
 //   labels age (seconds), bytes (object size), thread (name) and thread_id, so
 //   `-tagfocus=age=60s:` and `-tags` work. One size per group makes the unsampling
@@ -15,6 +17,11 @@
 //   start or the last reset, freed or not), one unlabelled sample per stack with zero
 //   in-use values. They carry no size or age, so they are unsampled with the stack's
 //   mean object size.
+// - Freed values: each stack's lifetime histogram (profile/profiler.h kLifetimeBuckets),
+//   one sample per non-empty bucket with freed_objects = the freed blocks (unsampled
+//   with the stack's mean size) and a numeric label lifetime = the bucket's lower edge
+//   in ms (unit "ms"), so `-sample_index=freed_objects -tagfocus=lifetime=:100ms` shows
+//   the stacks whose blocks die young. All other values of these samples are 0.
 // - Unsymbolised locations (address = return address - 1, so the reader's line lookup
 //   lands inside the call) in mappings read from /proc/self/maps, one per executable
 //   segment of a file, with the file's GNU build ID; the main executable comes first
@@ -66,6 +73,7 @@ constexpr const char kDropFrames[] =
     "operator new.*|operator delete.*|__libc_(malloc|calloc|realloc|free|memalign)";
 
 constexpr uint32_t kMaxFrames = 256;
+constexpr size_t kValues = 5;  // alloc_objects, alloc_space, inuse_objects, inuse_space, freed_objects
 
 struct StrKey {
   const char* s;
@@ -243,7 +251,9 @@ class PbWriter {
   void encode_stack(uint32_t stack_id, const prof::StackView* sv, StackField* out);
   void emit_group(const StackField& loc, const GroupKey& g);
   void emit_alloc(const StackField& loc, const prof::StackView& sv);
-  void emit_sample(const StackField& loc, const int64_t values[4], const GroupKey* g);
+  void emit_freed(const StackField& loc, const prof::StackView& sv, const uint32_t* life);
+  void emit_sample(const StackField& loc, const int64_t values[kValues], const GroupKey* g,
+                   uint64_t lifetime_ms = UINT64_MAX);
   int emit_groups();
   void emit_comments();
   void on_block(const snap::Block& b);
@@ -267,6 +277,7 @@ class PbWriter {
   uint32_t thread_cache_n_ = 0;
   uint64_t k_age_ = 0, k_seconds_ = 0, k_bytes_ = 0, k_thread_ = 0, k_thread_id_ = 0;
   uint64_t k_reach_ = 0, k_reach_value_[4] = {0, 0, 0, 0};
+  uint64_t k_lifetime_ = 0, k_ms_ = 0;
 };
 
 uint64_t PbWriter::str(const char* s, size_t n) {
@@ -427,11 +438,20 @@ void PbWriter::encode_stack(uint32_t stack_id, const prof::StackView* sv, StackF
   out->len = b.size();
 }
 
-void PbWriter::emit_sample(const StackField& loc, const int64_t values[4], const GroupKey* g) {
+void PbWriter::emit_sample(const StackField& loc, const int64_t values[kValues], const GroupKey* g,
+                           uint64_t lifetime_ms) {
   uint8_t buf[sizeof loc.bytes + 512];
   pb::Buf s(buf, sizeof buf);
   s.raw(loc.bytes, loc.len);
-  s.packed(kSampleValue, values, 4);
+  s.packed(kSampleValue, values, kValues);
+  if (lifetime_ms != UINT64_MAX) {
+    uint8_t lb[48];
+    pb::Buf l(lb, sizeof lb);
+    l.u64(kLabelKey, k_lifetime_);
+    l.u64(kLabelNum, lifetime_ms);
+    l.u64(kLabelNumUnit, k_ms_);
+    s.message(kSampleLabel, l);
+  }
   if (g != nullptr) {
     auto num_label = [&](uint64_t key, uint64_t num, uint64_t unit) {
       uint8_t lb[48];
@@ -469,17 +489,28 @@ void PbWriter::emit_sample(const StackField& loc, const int64_t values[4], const
 
 void PbWriter::emit_group(const StackField& loc, const GroupKey& g) {
   double n = static_cast<double>(g.blocks) * prof::unsample_scale(g.size, p_.period);
-  int64_t values[4] = {0, 0, static_cast<int64_t>(n + 0.5),
-                       static_cast<int64_t>(n * static_cast<double>(g.size) + 0.5)};
+  int64_t values[kValues] = {0, 0, static_cast<int64_t>(n + 0.5),
+                             static_cast<int64_t>(n * static_cast<double>(g.size) + 0.5), 0};
   emit_sample(loc, values, &g);
 }
 
 void PbWriter::emit_alloc(const StackField& loc, const prof::StackView& sv) {
   double mean = static_cast<double>(sv.cum_bytes) / static_cast<double>(sv.cum_objs);
   double scale = prof::unsample_scale(static_cast<uint64_t>(mean + 0.5), p_.period);
-  int64_t values[4] = {static_cast<int64_t>(static_cast<double>(sv.cum_objs) * scale + 0.5),
-                       static_cast<int64_t>(static_cast<double>(sv.cum_bytes) * scale + 0.5), 0, 0};
+  int64_t values[kValues] = {static_cast<int64_t>(static_cast<double>(sv.cum_objs) * scale + 0.5),
+                             static_cast<int64_t>(static_cast<double>(sv.cum_bytes) * scale + 0.5), 0, 0, 0};
   emit_sample(loc, values, nullptr);
+}
+
+void PbWriter::emit_freed(const StackField& loc, const prof::StackView& sv, const uint32_t* life) {
+  double mean = sv.cum_objs != 0 ? static_cast<double>(sv.cum_bytes) / static_cast<double>(sv.cum_objs) : 0;
+  double scale = prof::unsample_scale(static_cast<uint64_t>(mean + 0.5), p_.period);
+  for (uint32_t b = 0; b < prof::kLifetimeBuckets && !oom_ && sink_.error() == 0; ++b) {
+    if (life[b] == 0) continue;
+    int64_t values[kValues] = {0, 0, 0, 0, static_cast<int64_t>(static_cast<double>(life[b]) * scale + 0.5)};
+    if (values[4] == 0) values[4] = 1;
+    emit_sample(loc, values, nullptr, prof::lifetime_bucket_floor_ms(b));
+  }
 }
 
 // Groups go out ordered by stack (a counting sort on the stack id), so each stack's
@@ -518,7 +549,7 @@ void PbWriter::emit_comments() {
     size_t k = u64_to_dec(v, tmp);
     for (size_t i = 0; i < k && n < sizeof line; ++i) line[n++] = tmp[i];
   };
-  add("leakalloc " LEAKALLOC_VERSION ": live blocks older than ");
+  add("leakalloc " LEAKALLOC_VERSION ": every live block, age threshold ");
   num(p_.age_ns / 1000000);
   add(" ms, sample:");
   num(static_cast<uint64_t>(p_.lg_sample));
@@ -558,6 +589,7 @@ int PbWriter::run() {
   value_type(kProfSampleType, "alloc_space", "bytes");
   value_type(kProfSampleType, "inuse_objects", "count");
   value_type(kProfSampleType, "inuse_space", "bytes");
+  value_type(kProfSampleType, "freed_objects", "count");
   value_type(kProfPeriodType, "space", "bytes");
   sink_.scalar(kProfPeriod, p_.period);
   sink_.scalar(kProfDefaultSampleType, str("inuse_space"));
@@ -577,6 +609,8 @@ int PbWriter::run() {
     k_reach_value_[snap::kLostDirect] = str("direct");
     k_reach_value_[snap::kLostIndirect] = str("indirect");
   }
+  k_lifetime_ = str("lifetime");
+  k_ms_ = str("ms");
 
   rc = read_mappings();
   if (rc != 0) return rc;
@@ -587,8 +621,9 @@ int PbWriter::run() {
 
   // Every live sampled block could be its own group (sample:0, all sizes distinct).
   if (!groups_.reserve(arena_, s_.nblocks + 1024)) return ENOMEM;
+  // Every live block, young ones too; a lost dump keeps its old lost blocks only.
   for (size_t i = 0; i < s_.nblocks && !oom_; ++i)
-    if (s_.is_old(s_.blocks[i])) on_block(s_.blocks[i]);
+    if (!s_.lost_only || s_.is_old(s_.blocks[i])) on_block(s_.blocks[i]);
   if (oom_) return ENOMEM;
   rc = emit_groups();
   if (rc != 0) return rc;
@@ -597,12 +632,14 @@ int PbWriter::run() {
   if (loc == nullptr) return ENOMEM;
   for (uint32_t id = 1; id <= s_.nstacks && !oom_ && sink_.error() == 0; ++id) {
     prof::StackView sv;
-    if (!s_.stacks[id].stored || s_.stacks[id].cum_objs == 0 || !prof::stack_get(id, &sv)) continue;
+    const snap::StackCounts& sc = s_.stacks[id];
+    if (!sc.stored || (sc.cum_objs == 0 && sc.freed == 0) || !prof::stack_get(id, &sv)) continue;
     // Counts as the snapshot saw them (the table's go on moving), frames from the table.
-    sv.cum_objs = s_.stacks[id].cum_objs;
-    sv.cum_bytes = s_.stacks[id].cum_bytes;
+    sv.cum_objs = sc.cum_objs;
+    sv.cum_bytes = sc.cum_bytes;
     encode_stack(id, &sv, loc);
-    emit_alloc(*loc, sv);
+    if (sc.cum_objs != 0) emit_alloc(*loc, sv);
+    if (sc.freed != 0) emit_freed(*loc, sv, sc.life);
   }
   if (oom_) return ENOMEM;
 

@@ -128,6 +128,9 @@ int take(const Params& p, ScratchArena& arena, Snapshot* s) {
     sc.depth = v.depth;
     sc.cum_objs = v.cum_objs;
     sc.cum_bytes = v.cum_objs != 0 ? v.cum_bytes : 0;
+    sc.freed = 0;
+    if (prof::stack_lifetimes(id, sc.life))
+      for (uint32_t b = 0; b < prof::kLifetimeBuckets; ++b) sc.freed += sc.life[b];
   }
   // A block whose stack id is out of range cannot be written; drop it here, once.
   size_t kept = 0;

@@ -52,6 +52,11 @@ struct StackCounts {
   uint64_t cum_bytes;  // their requested bytes
   bool stored;         // the id was published when the snapshot was taken
   uint32_t depth;      // 0: no frames (cannot be written as a line every reader takes)
+  // Freed sampled blocks by lifetime bucket (prof::lifetime_bucket), cumulative; a
+  // block freed shortly before the snapshot may still wait in its thread's ring of
+  // pending retirements (profile/live_set.h) and be counted in the next one.
+  uint64_t freed;      // sum of life[]
+  uint32_t life[prof::kLifetimeBuckets];
 };
 
 struct Thread {

@@ -83,6 +83,9 @@ struct Profile {
   // Age threshold the writer filtered the in-use samples with, -1 when unknown (a pb
   // from leakalloc holds every live block: 0).
   double writer_age_ms = -1;
+  // The age the process was configured with (its `age` option), -1 when unknown; a pb
+  // from leakalloc holds every live block and notes this threshold beside it.
+  double age_threshold_ms = -1;
   std::vector<std::string> comments;  // '#' lines of a .heap, comment strings of a pb
   // Symbolised pprof files: lookup address -> frames, innermost first.
   std::map<uint64_t, std::vector<EmbeddedFrame>> embedded;

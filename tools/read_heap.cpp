@@ -171,6 +171,7 @@ Profile parse_heap_text(const std::string& path, const std::string& text) {
         };
         number_after("uptime_ms:", &prof.uptime_ms);
         number_after("age_threshold_ms:", &prof.writer_age_ms);
+        number_after("age_threshold_ms:", &prof.age_threshold_ms);
       }
       continue;
     }

@@ -261,7 +261,12 @@ Profile parse_pprof(const std::string& path, const std::string& data) {
       if (end != p && v >= 0) *out = v;
     };
     number_after("uptime ", &prof.uptime_ms);
-    number_after("older than ", &prof.writer_age_ms);
+    number_after("older than ", &prof.writer_age_ms);  // before the pb held every block
+    number_after("older than ", &prof.age_threshold_ms);
+    if (t.find(": every live block, age threshold ") != std::string::npos) {
+      prof.writer_age_ms = 0;
+      number_after("age threshold ", &prof.age_threshold_ms);
+    }
   }
 
   std::unordered_map<uint64_t, size_t> mapping_by_id;

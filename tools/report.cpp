@@ -226,6 +226,9 @@ void print_symbol_notes(const Symbolizer& sym, const ReportOptions& opt, FILE* o
 void print_report(const std::string& path, const ReportOptions& opt, FILE* out) {
   Profile prof = read_dump(path);
   double age_s = static_cast<double>(opt.age_ms) / 1000.0;
+  // A pb that holds every live block notes the process's age: the default "old".
+  if (!opt.age_given && opt.age_ms == 0 && prof.writer_age_ms == 0 && prof.age_threshold_ms > 0)
+    age_s = prof.age_threshold_ms / 1000.0;
 
   std::map<std::vector<uint64_t>, StackTotals> stacks;
   double live_count = 0, live_bytes = 0, old_count = 0, old_bytes = 0;

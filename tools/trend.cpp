@@ -238,8 +238,11 @@ Analysis analyse(const std::vector<std::string>& paths, const ReportOptions& opt
   if (opt.age_given) {
     a.age_s = static_cast<double>(opt.age_ms) / 1e3;
     a.age_source = "--age";
-  } else if (a.profs.back().writer_age_ms > 0) {
-    a.age_s = a.profs.back().writer_age_ms / 1e3;
+  } else if (opt.age_ms > 0) {
+    a.age_s = static_cast<double>(opt.age_ms) / 1e3;
+    a.age_source = "the run's --age";
+  } else if (a.profs.back().age_threshold_ms > 0) {
+    a.age_s = a.profs.back().age_threshold_ms / 1e3;
     a.age_source = "the dumps' age";
   } else if (n >= 2) {
     std::vector<double> gaps;
@@ -327,6 +330,8 @@ Analysis analyse(const std::vector<std::string>& paths, const ReportOptions& opt
     double cov = 0;
     for (size_t i = 0; i < n; ++i) cov += (a.t_s[i] - mean_t) * (t.bytes[i] - mean_b);
     t.slope = var_t > 0 ? cov / var_t : 0;
+    // Rounding noise of a flat series (a few 1e-28): under a byte over the span is flat.
+    if (std::fabs(t.slope * (a.t_s.back() - a.t_s.front())) < 0.5) t.slope = 0;
     t.intervals = n - 1;
     // Sampled estimates wobble by rounding; under a byte is not a rise.
     for (size_t i = 1; i < n; ++i) t.rose += t.bytes[i] - t.bytes[i - 1] >= 0.5;
@@ -562,6 +567,8 @@ bool is_series(const std::vector<std::string>& paths) {
 
 void print_trend(const std::vector<std::string>& paths, const ReportOptions& opt, FILE* out, bool exclude_final) {
   Analysis a = analyse(paths, opt, exclude_final);
+  // Several files of one dump (its .heap and .pb.gz): the report of that dump.
+  if (!opt.json && a.profs.size() == 1 && a.series.left_out.empty()) return print_report(a.series.dumps[0].path, opt, out);
   if (opt.json) print_json(a, opt, out);
   else print_text(a, opt, out);
 }

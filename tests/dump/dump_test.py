@@ -338,7 +338,10 @@ def scenario_age():
     check_sites("google-pprof heap age", google_pprof(s0)[0], OLD_SITES, absent)
     check_sites("go pprof heap age", go_top(s0)[0], OLD_SITES, absent)
     check_sites("jeprof heap_v2 age", jeprof(p.dump_name(0, "s", 0, ".heap_v2"))[0], OLD_SITES, absent)
-    check_sites("go pprof pb age", go_top(p.dump_name(0, "s", 0, ".pb.gz"))[0], OLD_SITES, absent)
+    # The pb holds every live block; its age label selects the old ones.
+    pb = p.dump_name(0, "s", 0, ".pb.gz")
+    check_sites("go pprof pb age", go_top(pb, extra=("-tagfocus=age=2s:",))[0], OLD_SITES, absent)
+    check_sites("go pprof pb all", go_top(pb)[0], dict(OLD_SITES, young_site=54000), FREED_SITES)
     with open(s0) as f:
         check("# age_threshold_ms: 2000\n" in f.read(), "metadata records the age threshold")
     rc = p.finish()

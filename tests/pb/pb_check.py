@@ -116,7 +116,7 @@ def check(path, period=None):
         bad.append("duplicate strings in the table")
     types = [(s(t.get(1, 0)), s(t.get(2, 0))) for t in p["sample_type"]]
     if types != [("alloc_objects", "count"), ("alloc_space", "bytes"), ("inuse_objects", "count"),
-                 ("inuse_space", "bytes")]:
+                 ("inuse_space", "bytes"), ("freed_objects", "count")]:
         bad.append("sample types %s" % types)
     if s(p.get("default_sample_type", 0)) != "inuse_space":
         bad.append("default_sample_type is not inuse_space")

@@ -135,7 +135,7 @@ def exact():
           min(ages[3000]) >= 2, "old blocks are labelled age >= 2 (%s, %s)" % (ages.get(1000), ages.get(3000)))
     sizes = {pb_check.label(p, smp, "bytes"): smp["value"][2:] for smp in p["sample"]
              if pb_check.label(p, smp, "bytes") in (1000, 3000, 1234, 700)}
-    check(sizes == {1000: [10, 10000], 3000: [7, 21000], 1234: [3, 3702], 700: [5, 3500]},
+    check(sizes == {1000: [10, 10000, 0], 3000: [7, 21000, 0], 1234: [3, 3702, 0], 700: [5, 3500, 0]},
           "per-size samples carry exact inuse counts and bytes: %s" % sizes)
 
     old = {"pb_old_main": OLD_MAIN, "pb_old_thread": OLD_THREAD}
@@ -205,23 +205,27 @@ def exact():
     check(flat(rows, "pb_old_thread") == OLD_THREAD[0] * OLD_THREAD[1] and flat(rows, "pb_young_thread") == 0,
           "tagfocus thread=pb-worker + tagignore age<=1s keeps only pb_old_thread")
 
-    # The age-filtered file holds only the old blocks.
+    # The file of a dump with an age threshold still holds every live block (any age can
+    # be applied later); the threshold's old blocks are what -tagfocus=age=2s: keeps.
     rows = top("-sample_index=inuse_space", BIN, old_pb)
+    for fn, (n, size) in list(old.items()) + list(young.items()):
+        check(flat(rows, fn) == n * size, "old file holds every block: %s %d == %d" % (fn, flat(rows, fn), n * size))
+    rows = top("-sample_index=inuse_space", "-tagfocus=age=2s:", BIN, old_pb)
     for fn, (n, size) in old.items():
-        check(flat(rows, fn) == n * size, "old file: %s %d == %d" % (fn, flat(rows, fn), n * size))
-    check(flat(rows, "pb_bt_leaf") == bt_bytes, "old file: pb_bt_leaf %d" % flat(rows, "pb_bt_leaf"))
+        check(flat(rows, fn) == n * size, "old file, age>=2s: %s %d == %d" % (fn, flat(rows, fn), n * size))
+    check(flat(rows, "pb_bt_leaf") == bt_bytes, "old file, age>=2s: pb_bt_leaf %d" % flat(rows, "pb_bt_leaf"))
     for fn in young:
-        check(flat(rows, fn) == 0, "old file: %s absent" % fn)
+        check(flat(rows, fn) == 0, "old file, age>=2s: %s absent" % fn)
 
     rows = top(BIN, os.path.join(tmp, "unguarded.pb.gz"))
     check(flat(rows, "pb_old_main") == OLD_MAIN[0] * OLD_MAIN[1], "unguarded dump: pb_old_main %d" % flat(rows, "pb_old_main"))
 
     out = pprof("-comments", BIN, old_pb)
-    check("older than 2000 ms" in out and "sample:0" in out, "comment names age and sample")
+    check("every live block, age threshold 2000 ms" in out and "sample:0" in out, "comment names age and sample")
     out = pprof("-raw", BIN, old_pb, max_lines=12)
     check(re.search(r"^PeriodType: space bytes$", out, re.M) is not None, "period type space/bytes")
     check(re.search(r"^Period: 1$", out, re.M) is not None, "period 1 at sample:0")
-    check("alloc_objects/count alloc_space/bytes inuse_objects/count inuse_space/bytes[dflt]" in out,
+    check("alloc_objects/count alloc_space/bytes inuse_objects/count inuse_space/bytes[dflt] freed_objects/count" in out,
           "sample types in order, inuse_space default")
     m = re.search(r"^1: 0x[0-9a-f]+/0x[0-9a-f]+/0x[0-9a-f]+ (\S+) ([0-9a-f]*)", out, re.M)
     check(m is not None and os.path.realpath(m.group(1)) == os.path.realpath(BIN),
@@ -279,7 +283,8 @@ def e2e():
     rows = top(BIN, pb)
     for fn, want in old.items():
         check(flat(rows, fn) == want, "exit dump: %s inuse_space %d == %d" % (fn, flat(rows, fn), want))
-    check(flat(rows, "leak_young") == 0, "exit dump (age:1s): leak_young left out")
+    check(flat(rows, "leak_young") > 0, "exit dump (age:1s): leak_young is in the pb (every live block)")
+    check(flat(top("-tagfocus=age=1s:", BIN, pb), "leak_young") == 0, "exit dump, age>=1s: leak_young left out")
     check(flat(rows, "free_me") == 0, "exit dump: free_me not in use")
     rows = top("-sample_index=alloc_space", BIN, pb)
     check(flat(rows, "free_me") == 5 * 300, "exit dump: free_me alloc_space %d == 1500" % flat(rows, "free_me"))
