@@ -80,6 +80,7 @@
 #include "profile/dump_files.h"
 #include "profile/dump_internal.h"
 #include "profile/dump_writers.h"
+#include "profile/leak_error.h"
 #include "profile/profiler.h"
 #include "profile/reach.h"
 #include "profile/snapshot.h"
@@ -320,11 +321,17 @@ void at_exit(const uint32_t* skip, size_t nskip) {
   }
   if (opt(kOpt_leak_error) == 0) return;
   int64_t age_ms = opt(kOpt_age);
-  LeakTotals t = leak_totals_skipping(static_cast<uint64_t>(age_ms > 0 ? age_ms : 0), skip, nskip);
-  if (t.blocks == 0) return;
-  log_printf("leak_error: %llu blocks (%llu bytes) alive for at least %llu ms at exit; exit status 1",
-             static_cast<unsigned long long>(t.blocks), static_cast<unsigned long long>(t.bytes),
-             static_cast<unsigned long long>(age_ms > 0 ? age_ms : 0));
+  ScratchArena arena;
+  snap::Snapshot s;
+  if (snap::take(snap::params_now(static_cast<uint64_t>(age_ms > 0 ? age_ms : 0), 'f'), arena, &s) != 0) return;
+  leak_error::Finding found = leak_error::assess(s, skip, nskip);
+  if (found.total.blocks == 0) return;
+  {
+    // A failing CI run needs a file to look at: the exit dump, written now if final was off.
+    LockGuard l(g_lock);
+    if (!g_final) dump_locked('f', nullptr);
+  }
+  leak_error::report(s, found, g_files);
   // _exit skips stdio's flush at the end of exit(): do it here.
   fflush(nullptr);
   _exit(1);

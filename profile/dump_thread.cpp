@@ -14,6 +14,7 @@
 
 #include "base/base.h"
 #include "config/options.h"
+#include "profile/leak_error.h"
 #include "profile/dump.h"
 #include "profile/dump_files.h"
 #include "profile/dump_internal.h"
@@ -218,6 +219,7 @@ void start() {
   ReentrancyGuard g;
   // final and interval already hold the defaults derived from age (config/conf.cpp).
   g_final = opt(kOpt_final) != 0;
+  leak_error::start();
   int64_t interval_ms = opt(kOpt_interval);
   g_interval_ns = interval_ms > 0 ? static_cast<uint64_t>(interval_ms) * 1000000ull : 0;
   g_lg_interval = static_cast<int>(opt(kOpt_lg_interval));
