@@ -148,9 +148,10 @@ ElfInfo read_elf_info(const std::string& path) {
 }
 
 // Refuses, with the reason, programs into which LD_PRELOAD cannot load the library.
-// `runs` receives the ELF file that really runs: PROG, or a script's interpreter.
+// `runs` receives what runs the program: PROG itself, or for a script the interpreter
+// its #! line names (env's argument for `#!/usr/bin/env NAME`), as written there.
 void check_preloadable(const std::string& path, const std::string& lib, int depth, std::string* runs) {
-  *runs = path;
+  if (depth == 0) *runs = path;
   struct stat st;
   if (stat(path.c_str(), &st) != 0) throw ToolError(path + ": " + std::strerror(errno));
   if (!S_ISREG(st.st_mode)) throw ToolError(path + ": not a regular file");
@@ -170,11 +171,13 @@ void check_preloadable(const std::string& path, const std::string& lib, int dept
     size_t b = line.find_first_not_of(" \t");
     if (b == std::string::npos) throw ToolError(path + ": script without an interpreter");
     std::string interp = line.substr(b, line.find_first_of(" \t", b) - b);
+    if (depth == 0) *runs = interp;
     // `#!/usr/bin/env python3`: the program is env's first argument.
     if (interp.size() >= 4 && interp.compare(interp.size() - 4, 4, "/env") == 0) {
       size_t a = line.find_first_not_of(" \t", line.find_first_of(" \t", b));
       if (a != std::string::npos) {
         std::string name = line.substr(a, line.find_first_of(" \t", a) - a);
+        if (depth == 0) *runs = name;
         std::string real;
         try {
           real = resolve_program(name);

@@ -130,6 +130,55 @@ def case_verdicts():
         check(s["live_bytes"] == 51200 and s["live_count"] == 200 and s["series_bytes"] == [51200] * len(doc["dumps"]),
               "json: the table is 200 x 256 bytes at every dump: %s" % s)
         check(s["growth_bytes_per_s"] == 0, "json: the table does not grow: %s" % s["growth_bytes_per_s"])
+    # Lifetimes, to within a bucket (a bucket's upper edge is what p50/p99 give): the
+    # short-lived blocks die 3 ticks (about 30 ms) after birth, under 100 ms; the cache's
+    # evicted entries lived over a second (evictions spread over 3 s, 64 slots).
+    if "short_lived" in j:
+        s = j["short_lived"]
+        check(s["freed_count"] is not None and s["freed_count"] >= 20 * 200 and s["lifetime_p99_ms"] <= 128 and
+              s["lifetime_p50_ms"] >= 32, "short_lived lifetimes: %s" % s)
+    if "cache_insert" in j:
+        s = j["cache_insert"]
+        check(s["freed_count"] is not None and 15 <= s["freed_count"] <= 30 and s["lifetime_p50_ms"] >= 2048,
+              "cache lifetimes: p50 over a second: %s" % s)
+    for leaf in ("steady_table", "growing_list", "lost_leak"):
+        if leaf in j:
+            check(j[leaf]["freed_count"] == 0 and j[leaf]["lifetime_p50_ms"] is None,
+                  "%s frees nothing: %s" % (leaf, j[leaf]))
+    # The same through go tool pprof: freed blocks by lifetime label.
+    if shutil.which("go"):
+        last = doc["dumps"][-1]["path"]
+
+        def freed(*extra):
+            p = run(["go", "tool", "pprof", "-top", "-nodecount=100", "-sample_index=freed_objects"] + list(extra) +
+                    [ARGS.verdict_fixture, last])
+            rows = {}
+            for line in p.stdout.splitlines():
+                parts = line.split()
+                if len(parts) == 6 and parts[1].endswith("%"):
+                    rows[parts[5]] = int(parts[0])
+            return rows
+        young = freed("-tagfocus=lifetime=:100ms")
+        old = freed("-tagfocus=lifetime=1s:")
+        check(young.get("short_lived", 0) == j.get("short_lived", {}).get("freed_count") and "cache_insert" not in young,
+              "pprof -tagfocus=lifetime=:100ms: the short-lived stack's frees only: %s" % young)
+        check(old.get("cache_insert", 0) >= 8 and "short_lived" not in old,
+              "pprof -tagfocus=lifetime=1s: the cache's frees only: %s" % old)
+        # Every live block is in the pb, young ones too; the age label selects.
+        def inuse(*extra):
+            p = run(["go", "tool", "pprof", "-top", "-nodecount=100", "-sample_index=inuse_space", "-unit=B"] +
+                    list(extra) + [ARGS.verdict_fixture, last])
+            rows = {}
+            for line in p.stdout.splitlines():
+                parts = line.split()
+                if len(parts) == 6 and parts[1].endswith("%"):
+                    rows[parts[5]] = int(parts[0].rstrip("B"))
+            return rows
+        every = inuse()
+        check(every.get("short_lived") == j["short_lived"]["live_bytes"] if "short_lived" in j else False,
+              "the pb holds the young blocks: %s" % every)
+        check("short_lived" not in inuse("-tagfocus=age=1s:") and inuse("-tagfocus=age=1s:").get("steady_table") == 51200,
+              "-tagfocus=age=1s: leaves the young blocks out")
     if not reach and "lost_leak" in j:
         check(j["lost_leak"]["lost_bytes"] is None, "json: no lost bytes without reach data")
     check(len(doc["dumps"]) >= 5 and all(x["kind"] == "i" for x in doc["dumps"]),
@@ -169,11 +218,146 @@ def case_verdicts():
         pass
 
 
+def preload(conf):
+    return {"LD_PRELOAD": ARGS.lib, "LEAKALLOC_CONF": conf}
+
+
+STACK_LINE = re.compile(r"^leakalloc:\s+(0x[0-9a-f]+)(?: (\S+)\+(0x[0-9a-f]+))?$")
+
+
+def leak_error_stacks(text):
+    """[(bytes, blocks, [(pc, module, offset)])] from leak_error's message."""
+    out = []
+    for line in text.splitlines():
+        m = re.match(r"^leakalloc:   #\d+ (\d+) bytes in (\d+) blocks?$", line)
+        if m:
+            out.append((int(m.group(1)), int(m.group(2)), []))
+            continue
+        m = STACK_LINE.match(line)
+        if m and out:
+            out[-1][2].append((int(m.group(1), 16), m.group(2), int(m.group(3), 16) if m.group(3) else None))
+    return out
+
+
+def addr2line_function(binary, offset):
+    # The offset is of the return address; the call is the byte before it.
+    p = subprocess.run(["addr2line", "-f", "-e", binary, hex(offset - 1)], stdout=subprocess.PIPE, text=True)
+    return p.stdout.split("\n", 1)[0]
+
+
+def case_leak_error():
+    reach = has_reach()
+    d = fresh_dir("leak_error")
+    # A leaking program, exact: fails, names its three largest stacks symbol-free with
+    # module+offset (checked with addr2line), and the exit dump to run report on.
+    conf = "sample:0,leak_error:true,format:heap+pb,prefix:%s/le" % d + (",reach:true" if reach else "")
+    p = run([ARGS.verdict_fixture, "--seconds", "1.5"], env=preload(conf))
+    check(p.returncode == 1, "a leaking program must exit 1 under leak_error, got %d: %s" % (p.returncode, p.stderr))
+    check(re.search(r"^leakalloc: leak_error: \d+ blocks \(\d+ bytes\) ", p.stderr, re.M) is not None,
+          "leak_error's summary line:\n" + p.stderr)
+    if not reach:
+        check("reach is off: reachable memory counts too" in p.stderr,
+              "without reach, leak_error must say that reachable memory counts:\n" + p.stderr)
+    stacks = leak_error_stacks(p.stderr)
+    check(len(stacks) == 3, "leak_error must print three stacks:\n" + p.stderr)
+    fixture = os.path.realpath(ARGS.verdict_fixture)
+    leaves = []
+    for b, n, frames in stacks:
+        if check(frames and frames[0][1] == fixture and frames[0][2] is not None,
+                 "leaf frame with the fixture's module+offset: %s\n%s" % (frames[:1], p.stderr)):
+            leaves.append(addr2line_function(fixture, frames[0][2]))
+    # 150 ticks: lost_leak 150 x 1000 B, growing_list 150 x 512 B, the table 200 x 256 B.
+    want = ["growing_list", "steady_table"] if reach else ["lost_leak", "growing_list", "steady_table"]
+    check(leaves[:len(want)] == want, "leak_error's stacks by bytes: %s, want %s" % (leaves, want))
+    if not reach and len(stacks) == 3:
+        check(stacks[0][0] == stacks[0][1] * 1000 and stacks[2][:2] == (51200, 200),
+              "exact numbers at sample:0: %s" % [(b, n) for b, n, _ in stacks])
+    m = re.search(r"names and lines: leakalloc report (\S+)$", p.stderr, re.M)
+    if check(m is not None and m.group(1).endswith(".f0.pb.gz") and os.path.exists(m.group(1)),
+             "leak_error must name the exit dump's pb:\n" + p.stderr):
+        r = run([ARGS.tool, "report", "--top", "1", m.group(1)])
+        check(re.search(r"^\s+at 0x[0-9a-f]+: lost_leak ", r.stdout, re.M) is not None,
+              "report of the named dump: lost_leak first:\n" + r.stdout + r.stderr)
+
+    # /bin/ls closes its stderr before exit (gnulib close_stdout): the message still
+    # reaches the user, through the copy of fd 2 taken at start-up.
+    p = run(["/bin/ls", "/"], env=preload("sample:0,leak_error:true,prefix:%s/ls" % d + (",reach:true" if reach else "")))
+    if p.returncode != 0:
+        check(p.returncode == 1 and "leakalloc: leak_error: " in p.stderr,
+              "/bin/ls / failing under leak_error must say why: rc %d, stderr %r" % (p.returncode, p.stderr))
+    check(p.returncode == (0 if reach else 1), "/bin/ls / under leak_error: rc %d (reach %s)" % (p.returncode, reach))
+    # The copy is close-on-exec: a program the process execs (without the library) does
+    # not inherit it.
+    p = run(["python3", "-c", "import os; e = dict(os.environ); del e['LD_PRELOAD']; "
+             "print(sorted(os.listdir('/proc/self/fd'))); os.execve('/bin/ls', ['ls', '/proc/self/fd'], e)"],
+            env=preload("leak_error:true"))
+    lines = p.stdout.splitlines()
+    check(len(lines) >= 2 and "'255'" in lines[0] and "255" not in lines[1:],
+          "fd 255 in the process, not in what it execs: %r" % p.stdout)
+
+    # Clean programs: a threaded C++ program and perl. With reach they pass; without, what
+    # they keep (glibc's per-thread blocks, perl's interpreter) counts, and the message says so.
+    for label, cmd in (("threads", [ARGS.threads_fixture]), ("perl", ["perl", "-e", "1"])):
+        p = run(cmd, env=preload("leak_error:true" + (",reach:true" if reach else "")))
+        if reach:
+            check(p.returncode == 0, "%s under leak_error,reach must pass: rc %d %s" % (label, p.returncode, p.stderr))
+        else:
+            check(p.returncode == 0 or "reach is off: reachable memory counts too" in p.stderr,
+                  "%s under leak_error without reach: rc %d, the message must say reachable memory counts: %s" %
+                  (label, p.returncode, p.stderr))
+
+
+def case_python():
+    """A Python script leaking through a module-level list: `leakalloc run` sets
+    PYTHONMALLOC=malloc, so the leak shows as the interpreter's own allocation path, one
+    block per object, not as pymalloc's arenas (256 KiB blocks of obmalloc). Debian's
+    python3.11 is stripped: the frames it names come from its dynamic symbols
+    (_PyEval_EvalFrameDefault, PyEval_EvalCode, ...). The user's own PYTHONMALLOC wins,
+    which is also the control that this test can tell the two apart."""
+    d = fresh_dir("python")
+    script = os.path.join(d, "leaky.py")
+    with open(script, "w") as f:
+        f.write("#!/usr/bin/python3\n"  # Debian's, whatever python3 is first in PATH
+                "import time\n"
+                "LEAK = []\n"
+                "def handle(i):\n"
+                "    LEAK.append(('request-%d' % i) * 3)\n"
+                "for step in range(12):\n"
+                "    for i in range(2000):\n"
+                "        handle(i)\n"
+                "    time.sleep(0.1)\n")
+    os.chmod(script, 0o755)
+
+    def top_growing(env):
+        p = run([ARGS.tool, "run", "--sample", "0", "--top", "3", "--interval", "300ms", "--out", d, "--", script],
+                env=env)
+        check(p.returncode == 0, "python run: rc %d %s" % (p.returncode, p.stderr))
+        got = verdicts(p.stderr)
+        return p.stderr, (got[0] if got else ("", "", ""))
+
+    text, (verdict, leaf, block) = top_growing(None)
+    check("PYTHONMALLOC=malloc" in text, "run must say it set PYTHONMALLOC=malloc:\n" + text)
+    m = re.search(r"live (\d+) bytes \([^)]*\) in (\d+) blocks", block)
+    check(verdict == "growing" and m is not None and int(m.group(2)) >= 10000 and
+          int(m.group(1)) / int(m.group(2)) < 200,
+          "the top stack grows by one small block per string:\n" + block)
+    check("_PyEval_EvalFrameDefault" in block and "PyEval_EvalCode" in block,
+          "the top stack goes through the interpreter's eval loop:\n" + block)
+    check(not re.search(r"obmalloc|pymalloc|new_arena|_PyObject_Malloc", block),
+          "pymalloc's arena allocator must not be on the top stack:\n" + block)
+    # Control: with pymalloc (the user's choice wins), the same check sees arenas.
+    text, (verdict, leaf, block) = top_growing({"PYTHONMALLOC": "pymalloc"})
+    check("PYTHONMALLOC=malloc" not in text, "the user's PYTHONMALLOC must be kept:\n" + text)
+    m = re.search(r"live (\d+) bytes \([^)]*\) in (\d+) blocks?", block)
+    check(m is None or int(m.group(1)) / max(1, int(m.group(2))) >= 200,
+          "with pymalloc the top stack is arenas, not objects:\n" + block)
+
+
 def main():
     global ARGS
     ap = argparse.ArgumentParser()
     ap.add_argument("case")
-    for a in ("tool", "lib", "verdict-fixture", "source", "docs", "work"):
+    for a in ("tool", "lib", "verdict-fixture", "threads-fixture", "source", "docs", "work"):
         ap.add_argument("--" + a, default="")
     ARGS = ap.parse_args()
     os.makedirs(ARGS.work, exist_ok=True)
