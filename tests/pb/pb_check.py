@@ -159,7 +159,7 @@ def check(path, period=None):
     if len(set(addrs)) != len(addrs):
         bad.append("two locations share an address")
     for n, smp in enumerate(p["sample"]):
-        if len(smp["value"]) != 4:
+        if len(smp["value"]) != len(types):
             bad.append("sample %d has %d values" % (n, len(smp["value"])))
         if any(v < 0 for v in smp["value"]):
             bad.append("sample %d has a negative value" % n)
@@ -168,9 +168,12 @@ def check(path, period=None):
                 bad.append("sample %d names unknown location %d" % (n, lid))
         for lab in smp["label"]:
             key = s(lab.get(1, 0))
-            if key in ("age", "bytes", "thread_id"):
+            if key in ("age", "bytes", "thread_id", "lifetime"):
                 if 2 in lab:
                     bad.append("numeric label %s has a string value" % key)
+                if key == "lifetime" and (s(lab.get(4, 0)) != "ms" or smp["value"][:4] != [0, 0, 0, 0] or
+                                          len(smp["value"]) < 5 or smp["value"][4] <= 0):
+                    bad.append("sample %d: a lifetime sample has unit ms and only freed_objects" % n)
             elif key == "thread":
                 if not s(lab.get(2, 0)):
                     bad.append("empty thread label")

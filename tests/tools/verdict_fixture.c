@@ -7,7 +7,7 @@
 //   steady_table   200 x 256 bytes in a global table made at start, never freed
 //   cache_insert   a bounded cache of 64 x 128-byte entries, one random entry replaced
 //                  every 10 ticks (old but flat; its freed entries lived seconds)
-//   short_lived    20 x 48-byte blocks a tick, each freed 3 ticks later (young; their
+//   short_lived    20 x 48-byte blocks a tick, each freed a tick later (young; their
 //                  lifetimes are under 100 ms)
 // A tick is 10 ms; the program runs `--seconds S` (default 3) and then exits without
 // freeing anything, so that the exit dump still holds everything.
@@ -59,11 +59,11 @@ NOINLINE static void cache_step(long t) {
   }
 }
 
-// Each tick makes 20 blocks and frees those made 3 ticks before: always about 60 live,
-// none older than about 40 ms.
+// Each tick makes 20 blocks and frees those of the tick before: always 20 to 40 live,
+// each living one tick (10 ms and the sleep's overshoot).
 NOINLINE static void short_lived(long t) {
-  static void* ring[4][20];
-  int now = (int)(t % 4), old = (int)((t + 1) % 4);
+  static void* ring[2][20];
+  int now = (int)(t % 2), old = (int)((t + 1) % 2);
   for (int i = 0; i < 20; ++i) {
     free(ring[old][i]);
     ring[old][i] = NULL;

@@ -131,12 +131,13 @@ def case_verdicts():
               "json: the table is 200 x 256 bytes at every dump: %s" % s)
         check(s["growth_bytes_per_s"] == 0, "json: the table does not grow: %s" % s["growth_bytes_per_s"])
     # Lifetimes, to within a bucket (a bucket's upper edge is what p50/p99 give): the
-    # short-lived blocks die 3 ticks (about 30 ms) after birth, under 100 ms; the cache's
-    # evicted entries lived over a second (evictions spread over 3 s, 64 slots).
+    # short-lived blocks die a tick (about 10 ms) after birth: half under 32 ms, and on a
+    # loaded machine, where a 10 ms sleep can take far longer, 99% under 128 ms; the
+    # cache's evicted entries lived over a second (evictions spread over 3 s, 64 slots).
     if "short_lived" in j:
         s = j["short_lived"]
-        check(s["freed_count"] is not None and s["freed_count"] >= 20 * 200 and s["lifetime_p99_ms"] <= 128 and
-              s["lifetime_p50_ms"] >= 32, "short_lived lifetimes: %s" % s)
+        check(s["freed_count"] is not None and s["freed_count"] >= 20 * 200 and s["lifetime_p50_ms"] <= 32 and
+              s["lifetime_p50_ms"] >= 16 and s["lifetime_p99_ms"] <= 128, "short_lived lifetimes: %s" % s)
     if "cache_insert" in j:
         s = j["cache_insert"]
         check(s["freed_count"] is not None and 15 <= s["freed_count"] <= 30 and s["lifetime_p50_ms"] >= 2048,
@@ -150,7 +151,7 @@ def case_verdicts():
         last = doc["dumps"][-1]["path"]
 
         def freed(*extra):
-            p = run(["go", "tool", "pprof", "-top", "-nodecount=100", "-sample_index=freed_objects"] + list(extra) +
+            p = run(["go", "tool", "pprof", "-top", "-nodecount=100", "-nodefraction=0", "-edgefraction=0", "-sample_index=freed_objects"] + list(extra) +
                     [ARGS.verdict_fixture, last])
             rows = {}
             for line in p.stdout.splitlines():
@@ -160,13 +161,15 @@ def case_verdicts():
             return rows
         young = freed("-tagfocus=lifetime=:100ms")
         old = freed("-tagfocus=lifetime=1s:")
-        check(young.get("short_lived", 0) == j.get("short_lived", {}).get("freed_count") and "cache_insert" not in young,
-              "pprof -tagfocus=lifetime=:100ms: the short-lived stack's frees only: %s" % young)
+        short = j.get("short_lived", {}).get("freed_count") or 0
+        # (An entry evicted at the eviction right after its insertion lived about 100 ms.)
+        check(young.get("short_lived", 0) >= 0.99 * short and young.get("cache_insert", 0) <= 3,
+              "pprof -tagfocus=lifetime=:100ms: the short-lived stack's frees (of %d) only: %s" % (short, young))
         check(old.get("cache_insert", 0) >= 8 and "short_lived" not in old,
               "pprof -tagfocus=lifetime=1s: the cache's frees only: %s" % old)
         # Every live block is in the pb, young ones too; the age label selects.
         def inuse(*extra):
-            p = run(["go", "tool", "pprof", "-top", "-nodecount=100", "-sample_index=inuse_space", "-unit=B"] +
+            p = run(["go", "tool", "pprof", "-top", "-nodecount=100", "-nodefraction=0", "-edgefraction=0", "-sample_index=inuse_space", "-unit=B"] +
                     list(extra) + [ARGS.verdict_fixture, last])
             rows = {}
             for line in p.stdout.splitlines():
@@ -206,6 +209,29 @@ def case_verdicts():
     with open(os.path.join(ARGS.docs, "diff.schema.json")) as f:
         ds = json.load(f)
     check(rs["definitions"]["frame"] == ds["definitions"]["frame"], "the two schemas' frame definitions differ")
+
+    # A `.lost` sibling (issue 26's lost dump) gives the lost verdict. Until the library
+    # writes them, one is made by go tool pprof from the last dump, keeping lost_leak only.
+    if not reach and shutil.which("go"):
+        last = doc["dumps"][-1]["path"]
+        lost = last[:-len(".pb.gz")] + ".lost.pb.gz"
+        p = run(["go", "tool", "pprof", "-proto", "-focus=lost_leak", "-output=" + lost, ARGS.verdict_fixture, last])
+        check(p.returncode == 0 and os.path.exists(lost), "go tool pprof -proto: %s" % p.stderr)
+        p = run([ARGS.tool, "report", "--format", "json", "--top", "50", d])
+        lj = json.loads(p.stdout) if p.returncode == 0 else {"stacks": [], "reach_checked": False}
+        validate(lj, "report.schema.json")
+        first = lj["stacks"][0] if lj["stacks"] else {}
+        leaf = next((f["function"] for f in first.get("frames", []) if f["function"]), None)
+        check(lj["reach_checked"] and leaf == "lost_leak" and first["verdict"] == "lost" and
+              first["lost_bytes"] == first["live_bytes"] and first["indirect_bytes"] == 0,
+              "with a .lost sibling, lost_leak is lost and ranked first: %s" % first)
+        others = [s["verdict"] for s in lj["stacks"][1:]]
+        check("lost" not in others and others.count("growing") == 1,
+              "only lost_leak is lost; growing_list still grows: %s" % others)
+        p = run([ARGS.tool, "report", d])
+        check("reachability: not checked" not in p.stdout and re.search(r"^#1 lost: \d+ bytes direct", p.stdout, re.M),
+              "text report with a .lost sibling:\n" + p.stdout)
+        os.unlink(lost)
 
     # A schema that is not checked is no schema: a document missing a field must fail.
     import jsonschema
