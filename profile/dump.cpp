@@ -321,9 +321,16 @@ void at_exit(const uint32_t* skip, size_t nskip) {
   }
   if (opt(kOpt_leak_error) == 0) return;
   int64_t age_ms = opt(kOpt_age);
+  // With reach on, only lost blocks count: a check now, after the program's cleanup.
+  bool reach_ok = false;
+  if (opt(kOpt_reach) != 0) {
+    LockGuard l(g_lock);
+    reach_ok = reach::check_locked() == 0;
+  }
   ScratchArena arena;
   snap::Snapshot s;
   if (snap::take(snap::params_now(static_cast<uint64_t>(age_ms > 0 ? age_ms : 0), 'f'), arena, &s) != 0) return;
+  if (reach_ok) reach::fill(s);
   leak_error::Finding found = leak_error::assess(s, skip, nskip);
   if (found.total.blocks == 0) return;
   {
