@@ -35,26 +35,6 @@ bool counts(const snap::Snapshot& s, const snap::Block& b, const uint32_t* skip,
   return true;
 }
 
-// Unsampled sums, exact integers at sample:0 (as snap::census).
-struct Sum {
-  double objs = 0, bytes = 0;
-  uint64_t exact_objs = 0, exact_bytes = 0;
-  void add(const snap::Block& b, uint64_t period) {
-    ++exact_objs;
-    exact_bytes += b.size;
-    if (period > 1) {
-      double scale = prof::unsample_scale(b.size, period);
-      objs += scale;
-      bytes += static_cast<double>(b.size) * scale;
-    }
-  }
-  snap::Totals get(uint64_t period) const {
-    if (period <= 1) return snap::Totals{exact_objs, exact_bytes};
-    auto round = [](double v) { return v <= 0 ? uint64_t{0} : static_cast<uint64_t>(v + 0.5); };
-    return snap::Totals{round(objs), round(bytes)};
-  }
-};
-
 // The mapping of `addr` in the snapshot's copy of /proc/self/maps.
 bool module_of(const snap::Snapshot& s, uintptr_t addr, MapsLine* out) {
   const char* p = s.maps;
@@ -84,11 +64,11 @@ void start() {
 Finding assess(const snap::Snapshot& s, const uint32_t* skip, size_t nskip) {
   Finding f{};
   f.reach_checked = s.reach_checked;
-  Sum total;
+  snap::Tally total;
   size_t i = 0;
   while (i < s.nblocks) {
     uint32_t id = s.blocks[i].stack_id;
-    Sum stack;
+    snap::Tally stack;
     bool any = false;
     for (; i < s.nblocks && s.blocks[i].stack_id == id; ++i) {
       if (!counts(s, s.blocks[i], skip, nskip)) continue;

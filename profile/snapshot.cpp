@@ -155,31 +155,24 @@ int take(const Params& p, ScratchArena& arena, Snapshot* s) {
   return 0;
 }
 
-namespace {
-
-struct Sum {
-  double objs = 0, bytes = 0;
-  uint64_t exact_objs = 0, exact_bytes = 0;
-  void add(const Block& b, uint64_t period) {
-    ++exact_objs;
-    exact_bytes += b.size;
-    if (period > 1) {
-      double scale = prof::unsample_scale(b.size, period);
-      objs += scale;
-      bytes += static_cast<double>(b.size) * scale;
-    }
+void Tally::add(const Block& b, uint64_t period) {
+  ++exact_objs;
+  exact_bytes += b.size;
+  if (period > 1) {
+    double scale = prof::unsample_scale(b.size, period);
+    objs += scale;
+    bytes += static_cast<double>(b.size) * scale;
   }
-  Totals get(uint64_t period) const {
-    if (period <= 1) return Totals{exact_objs, exact_bytes};
-    auto round = [](double v) { return v <= 0 ? uint64_t{0} : static_cast<uint64_t>(v + 0.5); };
-    return Totals{round(objs), round(bytes)};
-  }
-};
+}
 
-}  // namespace
+Totals Tally::get(uint64_t period) const {
+  if (period <= 1) return Totals{exact_objs, exact_bytes};
+  auto round = [](double v) { return v <= 0 ? uint64_t{0} : static_cast<uint64_t>(v + 0.5); };
+  return Totals{round(objs), round(bytes)};
+}
 
 Census census(const Snapshot& s) {
-  Sum live, old;
+  Tally live, old;
   for (size_t i = 0; i < s.nblocks; ++i) {
     const Block& b = s.blocks[i];
     live.add(b, s.p.period);
@@ -189,7 +182,7 @@ Census census(const Snapshot& s) {
 }
 
 Totals old_totals(const Snapshot& s, const uint32_t* skip, size_t nskip) {
-  Sum old;
+  Tally old;
   for (size_t i = 0; i < s.nblocks; ++i) {
     const Block& b = s.blocks[i];
     if (!s.is_old(b)) continue;

@@ -113,6 +113,13 @@ struct Totals {
   uint64_t blocks;
   uint64_t bytes;
 };
+// Sums blocks as unsampled estimates at `period` (exact integer sums at sample:0).
+struct Tally {
+  double objs = 0, bytes = 0;
+  uint64_t exact_objs = 0, exact_bytes = 0;
+  void add(const Block& b, uint64_t period);
+  Totals get(uint64_t period) const;
+};
 struct Census {
   Totals live;  // every live sampled block
   Totals old;   // those at least age old

@@ -243,10 +243,9 @@ struct Symbolizer::Impl {
   std::string executable_from_debuginfod(const Mapping& m, uint64_t* bias);
 };
 
-std::vector<std::string> debug_search_dirs() {
-  const char* env = std::getenv("LEAKALLOC_DEBUG_DIRS");
-  std::string s = env != nullptr && *env != '\0' ? env : "/usr/lib/debug";
-  std::vector<std::string> dirs;
+namespace {
+// The non-empty entries of a colon-separated list of directories.
+std::vector<std::string> split_dirs(const std::string& s, std::vector<std::string> dirs = {}) {
   for (size_t at = 0; at <= s.size();) {
     size_t end = s.find(':', at);
     if (end == std::string::npos) end = s.size();
@@ -254,6 +253,12 @@ std::vector<std::string> debug_search_dirs() {
     at = end + 1;
   }
   return dirs;
+}
+}  // namespace
+
+std::vector<std::string> debug_search_dirs() {
+  const char* env = std::getenv("LEAKALLOC_DEBUG_DIRS");
+  return split_dirs(env != nullptr && *env != '\0' ? env : "/usr/lib/debug");
 }
 
 namespace {
@@ -368,14 +373,7 @@ std::vector<std::string> binary_search_path() {
     if (home != nullptr && *home != '\0') dirs.push_back(std::string(home) + "/pprof/binaries");
     return dirs;
   }
-  std::string s = env;
-  for (size_t at = 0; at <= s.size();) {
-    size_t end = s.find(':', at);
-    if (end == std::string::npos) end = s.size();
-    if (end > at) dirs.push_back(s.substr(at, end - at));
-    at = end + 1;
-  }
-  return dirs;
+  return split_dirs(env, std::move(dirs));
 }
 
 namespace {
