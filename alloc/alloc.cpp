@@ -225,7 +225,7 @@ bool glibc_malloc_found() {
 // space the program is short of), once, with a message.
 LA_SLOW_PATH void degrade() {
   if (g_degraded.exchange(true, std::memory_order_acq_rel)) return;
-  prof::set_active(false);
+  prof::switch_off();
   log_message("mimalloc cannot map memory (an address-space limit such as ulimit -v?): "
               "serving allocations from glibc's malloc from now on, without profiling");
 }

@@ -50,6 +50,9 @@ enum InitState : int { kUninit = 0, kInitRunning = 1, kInitDone = 2 };
 std::atomic<int> g_init{kUninit};
 std::atomic<bool> g_sampling_ready{false};
 std::atomic<bool> g_active{true};
+// The allocator ran out of address space and serves glibc's blocks (prof::switch_off):
+// profiling stays off whatever the options say.
+std::atomic<bool> g_switched_off{false};
 std::atomic<int> g_lg_sample{19};
 std::atomic<uint32_t> g_sample_gen{1};
 // Sum of the records counters at the last prof.reset: stats.sampled_total counts from it.
@@ -72,7 +75,8 @@ int64_t draw_gap(ThreadState& t, int lg) {
 
 void apply_options() {
   g_lg_sample.store(static_cast<int>(opt(kOpt_sample)), std::memory_order_relaxed);
-  g_active.store(opt(kOpt_active) != 0, std::memory_order_relaxed);
+  g_active.store(opt(kOpt_active) != 0 && !g_switched_off.load(std::memory_order_relaxed),
+                 std::memory_order_relaxed);
   g_sample_gen.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -225,9 +229,14 @@ void live_walk(uint64_t born_before_ns, LiveBlockFn fn, void* ctx) {
 int lg_sample() { return g_lg_sample.load(std::memory_order_relaxed); }
 uint64_t sample_period() { return uint64_t{1} << lg_sample(); }
 bool active() { return g_active.load(std::memory_order_relaxed); }
+void switch_off() {
+  g_switched_off.store(true, std::memory_order_relaxed);
+  set_active(false);
+}
+
 void set_active(bool on) {
   set_opt(kOpt_active, on ? 1 : 0);
-  g_active.store(on, std::memory_order_relaxed);
+  g_active.store(on && !g_switched_off.load(std::memory_order_relaxed), std::memory_order_relaxed);
 }
 
 void reset(int lg) {
@@ -333,8 +342,10 @@ void start_tables(uintptr_t entries_lo) {
   // malloc may come before `environ` is set), and nothing samples before this point.
   if (!stacks::init(static_cast<uint32_t>(opt(kOpt_max_stacks)),
                     static_cast<uint32_t>(opt(kOpt_max_depth)))) {
-    log_message("cannot map the stack table; profiling is off");
+    // Said once: when the allocator has already switched profiling off for want of
+    // address space (prof::switch_off), its message covers this one.
     g_active.store(false, std::memory_order_relaxed);
+    if (!g_switched_off.load(std::memory_order_relaxed)) log_message("cannot map the stack table; profiling is off");
   }
 }
 

@@ -100,6 +100,9 @@ int lg_sample();                 // current sample:N
 uint64_t sample_period();        // 2^N (1 when N == 0)
 bool active();
 void set_active(bool on);
+// For good: the allocator is short of address space (alloc.cpp degrade); later option
+// loads and the stack table's own failure leave profiling off without another message.
+void switch_off();
 // Clears cumulative per-stack counts, the sampled-allocation total and the count of
 // samples dropped for want of stack-table room, and starts sampling at 2^lg bytes (every
 // thread's next allocation draws under the new rate). Live blocks stay tracked (a dump
