@@ -1,6 +1,6 @@
-// The subcommands of `leakalloc`. Each takes its own arguments (after the
-// subcommand name) and returns the process exit status; usage errors and bad files
-// throw ToolError.
+// What the subcommands of `leakalloc` share: the report printer `run` and `dump` end
+// with, and the value parsers. Each subcommand registers itself with the command line
+// (tools/options.h); failures throw ToolError.
 #pragma once
 
 #include <cstdint>
@@ -12,16 +12,8 @@
 
 namespace leakalloc_tool {
 
-int cmd_run(const std::vector<std::string>& args);
-int cmd_report(const std::vector<std::string>& args);
-int cmd_diff(const std::vector<std::string>& args);
-int cmd_dump(const std::vector<std::string>& args);
-int cmd_symbolize(const std::vector<std::string>& args);
-
 // "heap+pb" etc. -> leakalloc::kRemoteFormat* bits; false on an unknown name.
 bool parse_formats(const std::string& value, uint32_t* bits);
-// A count of 0 or more (--top of run and dump); false on anything else.
-bool parse_count(const std::string& value, size_t* out);
 
 struct ReportOptions {
   uint64_t age_ms = 0;

@@ -14,11 +14,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "profile/remote.h"
 #include "tools/commands.h"
+#include "tools/options.h"
 #include "tools/profile_data.h"
 
 namespace leakalloc_tool {
@@ -28,8 +30,7 @@ namespace {
 using leakalloc::RemoteControl;
 
 [[noreturn]] void usage_error(const std::string& what) {
-  throw ToolError("dump: " + what +
-                  "\nusage: leakalloc dump [--lost] [--age 60s] [--format heap+pb] [--timeout 30s] [--top N] [--no-symbolize] PID");
+  throw ToolError("dump: " + what + "\nRun `leakalloc dump --help` for its options.");
 }
 
 struct SymbolSearch {
@@ -221,55 +222,28 @@ bool parse_formats(const std::string& value, uint32_t* bits) {
   }
 }
 
-bool parse_count(const std::string& value, size_t* out) {
-  char* end = nullptr;
-  long n = std::strtol(value.c_str(), &end, 10);
-  if (value.empty() || *end != '\0' || n < 0) return false;
-  *out = static_cast<size_t>(n);
-  return true;
-}
 
-int cmd_dump(const std::vector<std::string>& args) {
+namespace {
+
+struct DumpArgs {
   uint64_t age_ms = leakalloc::kRemoteAgeDefault;
+  std::string format_text;
   uint32_t formats = leakalloc::kRemoteFormatHeap | leakalloc::kRemoteFormatPb;
   uint64_t timeout_ms = 30000;
   size_t top = 3;
   bool symbolize = true;
   std::string pid_text;
-  bool lost = false;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a.empty() || a[0] != '-') {
-      if (!pid_text.empty()) usage_error("one PID only");
-      pid_text = a;
-      continue;
-    }
-    if (a == "--lost") {  // a reachability check, and only the lost dump (profile/reach.h)
-      lost = true;
-      continue;
-    }
-    if (a == "--no-symbolize") {
-      symbolize = false;
-      continue;
-    }
-    size_t eq = a.find('=');
-    std::string name = a.substr(0, eq), value;
-    if (eq != std::string::npos) value = a.substr(eq + 1);
-    else if (i + 1 < args.size()) value = args[++i];
-    else usage_error(name + " needs a value");
-    if (name == "--age") {
-      if (!parse_duration_ms(value, &age_ms)) usage_error("--age: bad duration \"" + value + "\" (e.g. 500ms, 60s, 5m, 2h)");
-    } else if (name == "--format") {
-      if (!parse_formats(value, &formats))
-        usage_error("--format: expected heap, heap_v2 or pb joined by '+', got \"" + value + "\"");
-    } else if (name == "--timeout") {
-      if (!parse_duration_ms(value, &timeout_ms)) usage_error("--timeout: bad duration \"" + value + "\"");
-    } else if (name == "--top") {
-      if (!parse_count(value, &top)) usage_error("--top: expected a number, got \"" + value + "\"");
-    } else {
-      usage_error("unknown option " + a);
-    }
-  }
+  bool lost = false;  // a reachability check, and only the lost dump (profile/reach.h)
+};
+
+int dump_command(const DumpArgs& a) {
+  uint64_t age_ms = a.age_ms;
+  uint32_t formats = a.formats;
+  uint64_t timeout_ms = a.timeout_ms;
+  size_t top = a.top;
+  const std::string& pid_text = a.pid_text;
+  bool lost = a.lost;
+  bool symbolize = a.symbolize;
   if (pid_text.empty()) usage_error("which process? (a PID)");
   char* end = nullptr;
   long pid_l = std::strtol(pid_text.c_str(), &end, 10);
@@ -377,6 +351,28 @@ int cmd_dump(const std::vector<std::string>& args) {
                  pick->c_str());
   }
   return 0;
+}
+
+}  // namespace
+
+void add_dump_command(CLI::App& app, Action* action) {
+  auto a = std::make_shared<DumpArgs>();
+  CLI::App* sub = app.add_subcommand("dump", "Make a running process under leakalloc write a dump now");
+  sub->footer(
+      "Asks process PID, running under leakalloc, for a dump now, whatever it was started with;\n"
+      "prints the files it wrote, then the top of the report on stderr, and writes a symbolized\n"
+      "copy beside the dump (see symbolize) unless --no-symbolize. Needs a debugger's\n"
+      "permission over PID: its user with ptrace allowed (kernel.yama.ptrace_scope), or root.\n"
+      "Durations take ms, s, m or h; a bare number is seconds.");
+  add_duration(sub, "--age", &a->age_ms, "Blocks at least this old (default: the process's age: setting)");
+  add_formats(sub, &a->format_text, &a->formats, "Formats: heap, heap_v2 and pb joined by '+' (default heap+pb)");
+  add_duration(sub, "--timeout", &a->timeout_ms, "Give up when the process has not answered by then (default 30s)");
+  add_number(sub, "--top", &a->top, 0, SIZE_MAX, "a number", "Stacks shown in the report; 0: none (default 3)");
+  sub->add_flag("--lost", a->lost, "Run a reachability check and write only the lost dump (unreachable blocks)");
+  sub->add_flag_callback("--no-symbolize", [a] { a->symbolize = false; },
+                         "Write no symbolized copy (<dump>.sym.pb.gz, see symbolize) beside the dump");
+  sub->add_option("PID", a->pid_text, "The process")->type_name("");
+  sub->callback([a, action] { *action = [a] { return dump_command(*a); }; });
 }
 
 }  // namespace leakalloc_tool

@@ -8,10 +8,12 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <set>
 
 #include "tools/commands.h"
 #include "tools/json_out.h"
+#include "tools/options.h"
 #include "tools/symbolize.h"
 
 namespace leakalloc_tool {
@@ -68,57 +70,6 @@ void print_histogram(FILE* out, const Profile& prof, double age_s) {
                  human_bytes(sum).c_str(), total > 0 ? 100.0 * sum / total : 0.0);
   }
   std::fputc('\n', out);
-}
-
-void parse_report_flag(const std::vector<std::string>& args, size_t* i, ReportOptions* opt,
-                       std::vector<std::string>* files, bool allow_age) {
-  const std::string& a = args[*i];
-  auto value = [&](const char* name) -> std::string {
-    size_t n = std::strlen(name);
-    if (a.size() > n && a.compare(0, n, name) == 0 && a[n] == '=') return a.substr(n + 1);
-    if (*i + 1 >= args.size()) throw ToolError(std::string(name) + " needs a value");
-    return args[++*i];
-  };
-  auto is = [&](const char* name) {
-    size_t n = std::strlen(name);
-    return a == name || (a.size() > n && a.compare(0, n, name) == 0 && a[n] == '=');
-  };
-  if (allow_age && is("--age")) {
-    std::string v = value("--age");
-    if (!parse_duration_ms(v, &opt->age_ms))
-      throw ToolError("--age: bad duration \"" + v + "\" (use e.g. 500ms, 60s, 5m, 2h)");
-    opt->age_given = true;
-  } else if (is("--top")) {
-    std::string v = value("--top");
-    char* end = nullptr;
-    unsigned long n = std::strtoul(v.c_str(), &end, 10);
-    if (v.empty() || *end || n == 0 || n > 1000000) throw ToolError("--top: expected a positive number, got \"" + v + "\"");
-    opt->top = n;
-  } else if (is("--depth")) {
-    std::string v = value("--depth");
-    char* end = nullptr;
-    unsigned long n = std::strtoul(v.c_str(), &end, 10);
-    if (v.empty() || *end || n == 0 || n > 10000) throw ToolError("--depth: expected a positive number, got \"" + v + "\"");
-    opt->depth = n;
-  } else if (is("--binary")) {
-    opt->binary = value("--binary");
-  } else if (is("--root")) {
-    opt->root = value("--root");
-    while (opt->root.size() > 1 && opt->root.back() == '/') opt->root.pop_back();
-    if (opt->root == "/") opt->root.clear();
-  } else if (is("--format")) {
-    std::string v = value("--format");
-    if (v != "json" && v != "text") throw ToolError("--format: expected text or json, got \"" + v + "\"");
-    opt->json = v == "json";
-  } else if (a == "--no-histogram") {
-    opt->histogram = false;
-  } else if (a == "--") {
-    for (++*i; *i < args.size(); ++*i) files->push_back(args[*i]);
-  } else if (!a.empty() && a[0] == '-' && a != "-") {
-    throw ToolError("unknown option " + a);
-  } else {
-    files->push_back(a);
-  }
 }
 
 }  // namespace
@@ -339,22 +290,16 @@ void print_report(const std::string& path, const ReportOptions& opt, FILE* out) 
   print_symbol_notes(sym, opt, out);
 }
 
-int cmd_report(const std::vector<std::string>& args) {
-  ReportOptions opt;
-  std::vector<std::string> files;
-  for (size_t i = 0; i < args.size(); ++i) parse_report_flag(args, &i, &opt, &files, true);
-  if (files.empty()) throw ToolError("report: no dump given (usage: leakalloc report [--age 60s] [--top N] [--binary PATH] DUMP...|DIR)");
+namespace {
+
+int report_command(const ReportOptions& opt, const std::vector<std::string>& files) {
   if (is_series(files)) print_trend(files, opt, stdout, true);
   else if (opt.json) print_report_json(files[0], opt, stdout);
   else print_report(files[0], opt, stdout);
   return 0;
 }
 
-int cmd_diff(const std::vector<std::string>& args) {
-  ReportOptions opt;
-  std::vector<std::string> files;
-  for (size_t i = 0; i < args.size(); ++i) parse_report_flag(args, &i, &opt, &files, false);
-  if (files.size() != 2) throw ToolError("diff: need exactly two dumps (usage: leakalloc diff [--top N] [--binary PATH] OLD NEW)");
+int diff_command(const ReportOptions& opt, const std::vector<std::string>& files) {
   Profile old_p = read_dump(files[0]);
   Profile new_p = read_dump(files[1]);
 
@@ -436,6 +381,60 @@ int cmd_diff(const std::vector<std::string>& args) {
   if (grew.size() > shown) std::printf("... and %zu more stacks grew (--top N shows more)\n", grew.size() - shown);
   print_symbol_notes(sym, opt, stdout);
   return 0;
+}
+
+const char kDumpNotes[] =
+    "A DUMP is a .pb.gz (pprof protobuf, carries ages and threads) or a .heap (gperftools text)\n"
+    "file. Objects missing at their path, or rebuilt since the dump, are looked for by build id\n"
+    "and name in the directories of $PPROF_BINARY_PATH (default ~/pprof/binaries).\n"
+    "Durations take ms, s, m or h; a bare number is seconds.";
+
+// The options report and diff share (diff has no --age: it compares every live block).
+void add_reading_options(CLI::App* sub, ReportOptions* opt) {
+  add_number(sub, "--top", &opt->top, 1, 1000000, "a positive number", "Stacks shown (default 10)");
+  add_number(sub, "--depth", &opt->depth, 1, 10000, "a positive number", "Frames shown per stack (default 16)");
+  add_object_options(sub, opt);
+  sub->add_option_function<std::string>(
+         "--format",
+         [opt](const std::string& v) {
+           if (v != "json" && v != "text") throw CLI::ValidationError("--format", "expected text or json, got \"" + v + "\"");
+           opt->json = v == "json";
+         },
+         "text (default) or json")
+      ->type_name("FORMAT");
+}
+
+}  // namespace
+
+void add_report_commands(CLI::App& app, Action* action) {
+  struct Args {
+    ReportOptions opt;
+    std::vector<std::string> files;
+  };
+  auto r = std::make_shared<Args>();
+  CLI::App* report = app.add_subcommand("report", "The stacks that hold memory older than --age, largest first");
+  report->footer(std::string(
+      "One dump: prints the stacks that hold live memory older than --age, largest first, with\n"
+      "their functions, files and lines, and a histogram of live bytes by age.\n"
+      "Several dumps of one process, or a directory of them: follows each stack over time, with\n"
+      "its growth and a verdict (lost, growing, steady, young).\n") + kDumpNotes);
+  add_duration(report, "--age", &r->opt.age_ms,
+               "Only blocks at least this old (default: the age a complete pb dump notes, else 0)")
+      ->each([r](const std::string&) { r->opt.age_given = true; });
+  add_reading_options(report, &r->opt);
+  report->add_flag_callback("--no-histogram", [r] { r->opt.histogram = false; },
+                            "Leave out the histogram of live bytes by age");
+  report->add_option("DUMP", r->files, "Dump files (.pb.gz or .heap), or a directory of them")->required()->type_name("");
+  report->callback([r, action] { *action = [r] { return report_command(r->opt, r->files); }; });
+
+  auto d = std::make_shared<Args>();
+  CLI::App* diff = app.add_subcommand("diff", "The stacks whose live bytes grew between two dumps");
+  diff->footer(std::string(
+      "Compares two dumps of one process (OLD then NEW) stack by stack and prints the stacks\n"
+      "whose live bytes grew, most first.\n") + kDumpNotes);
+  add_reading_options(diff, &d->opt);
+  diff->add_option("OLD_NEW", d->files, "Two dumps of one process, the older first")->required()->expected(2)->type_name("");
+  diff->callback([d, action] { *action = [d] { return diff_command(d->opt, d->files); }; });
 }
 
 }  // namespace leakalloc_tool

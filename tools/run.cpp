@@ -26,8 +26,10 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 
 #include "tools/commands.h"
+#include "tools/options.h"
 #include "tools/profile_data.h"
 
 extern char** environ;
@@ -255,12 +257,6 @@ size_t count_other_dumps(const std::string& dir, const std::string& base, pid_t 
   return n;
 }
 
-[[noreturn]] void usage_error(const std::string& what) {
-  throw ToolError("run: " + what +
-                  "\nusage: leakalloc run [--reach] [--age 60s] [--sample N] [--interval 30s] [--out DIR] "
-                  "[--format heap+pb] [--top N] [--quiet] [--no-symbolize] -- PROG [ARGS...]");
-}
-
 // Writes the symbolized copy of each dump (one per seq: the .pb.gz, which has ages and
 // threads, else the .heap) while the program's files are surely still there. Returns
 // the files written; a failure is one line on stderr (unless quiet) and no more: the
@@ -285,74 +281,76 @@ std::vector<std::string> symbolize_dumps(const std::vector<DumpFile>& dumps, boo
   return written;
 }
 
-}  // namespace
-
-int cmd_run(const std::vector<std::string>& args) {
-  std::string age, sample, interval, format = "heap+pb", out_dir = ".";
-  uint64_t age_ms = 0;
+struct RunOptions {
+  std::string sample, format = "heap+pb", out_dir = ".";
+  uint64_t age_ms = 0, interval_ms = 0;
+  CLI::Option *age_opt = nullptr, *interval_opt = nullptr;  // count() says whether given
+  uint32_t format_bits = 0;
   size_t top = 3;
   bool quiet = false, symbolize = true;
-  bool reach = false;
-  size_t i = 0;
-  for (; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (a == "--") {
-      ++i;
-      break;
-    }
-    if (a.empty() || a[0] != '-') break;
-    std::string name = a, value;
-    size_t eq = a.find('=');
-    bool has_value = eq != std::string::npos;
-    if (has_value) {
-      name = a.substr(0, eq);
-      value = a.substr(eq + 1);
-    }
-    auto take = [&]() {
-      if (has_value) return;
-      if (i + 1 >= args.size()) usage_error(name + " needs a value");
-      value = args[++i];
-    };
-    uint64_t ms;
-    if (name == "--quiet" && !has_value) {
-      quiet = true;
-    } else if (name == "--reach" && !has_value) {
-      reach = true;  // every dump runs a reachability check and writes a .lost dump beside it
-    } else if (name == "--no-symbolize" && !has_value) {
-      symbolize = false;
-    } else if (name == "--age") {
-      take();
-      if (!parse_duration_ms(value, &ms)) usage_error("--age: bad duration \"" + value + "\" (e.g. 500ms, 60s, 5m, 2h)");
-      age = std::to_string(ms) + "ms";
-      age_ms = ms;
-    } else if (name == "--interval") {
-      take();
-      if (!parse_duration_ms(value, &ms)) usage_error("--interval: bad duration \"" + value + "\"");
-      interval = std::to_string(ms) + "ms";
-    } else if (name == "--sample") {
-      take();
-      char* end = nullptr;
-      long n = std::strtol(value.c_str(), &end, 10);
-      if (value.empty() || *end || n < 0 || n > 62) usage_error("--sample: expected 0..62 (mean 2^N bytes between samples), got \"" + value + "\"");
-      sample = value;
-    } else if (name == "--out") {
-      take();
-      if (value.empty()) usage_error("--out: empty directory");
-      out_dir = value;
-    } else if (name == "--format") {
-      take();
-      uint32_t bits;
-      if (!parse_formats(value, &bits)) usage_error("--format: expected heap, heap_v2 or pb joined by '+', got \"" + value + "\"");
-      format = value;
-    } else if (name == "--top") {
-      take();
-      if (!parse_count(value, &top)) usage_error("--top: expected a number, got \"" + value + "\"");
-    } else {
-      usage_error("unknown option " + a);
-    }
-  }
-  if (i >= args.size()) usage_error("no program given");
-  std::vector<std::string> child_args(args.begin() + static_cast<long>(i), args.end());
+  bool reach = false;  // every dump runs a reachability check and writes a .lost dump beside it
+  std::vector<std::string> command;  // PROG [ARGS...]
+};
+
+int run_command(RunOptions& o);
+
+}  // namespace
+
+void add_run_command(CLI::App& app, Action* action) {
+  auto o = std::make_shared<RunOptions>();
+  CLI::App* sub = app.add_subcommand("run", "Run a program under leakalloc, then report its leaks");
+  sub->footer(
+      "Runs PROG with libleakalloc.so preloaded and exits with PROG's status; then lists the dumps\n"
+      "and ends with the report over all of them on stderr (each stack over time, with a verdict).\n"
+      "Python programs get PYTHONMALLOC=malloc. Each dump gets a symbolized copy beside\n"
+      "it (see symbolize) unless --no-symbolize. leakalloc's options come before PROG (or\n"
+      "before --); everything after it is PROG's.\n"
+      "The library comes from $LEAKALLOC_LIB, else <prefix>/lib next to this program, else the\n"
+      "build tree it was built in. Durations take ms, s, m or h; a bare number is seconds.");
+  o->age_opt = add_duration(sub, "--age", &o->age_ms, "Dumps hold blocks at least this old (LEAKALLOC_CONF age:)");
+  sub->add_option_function<std::string>(
+         "--sample",
+         [o](const std::string& v) {
+           char* end = nullptr;
+           long n = std::strtol(v.c_str(), &end, 10);
+           if (v.empty() || *end || n < 0 || n > 62)
+             throw CLI::ValidationError("--sample", "expected 0..62 (mean 2^N bytes between samples), got \"" + v + "\"");
+           o->sample = v;
+         },
+         "Sample one allocation per 2^N bytes on average; 0 records every one (exact numbers)")
+      ->type_name("N");
+  o->interval_opt = add_duration(sub, "--interval", &o->interval_ms, "Also dump this often while PROG runs (default: --age, else 10s)");
+  sub->add_option_function<std::string>(
+         "--out",
+         [o](const std::string& v) {
+           if (v.empty()) throw CLI::ValidationError("--out", "empty directory");
+           o->out_dir = v;
+         },
+         "Directory for the dumps (created if missing; default: the current directory)")
+      ->type_name("DIR");
+  add_formats(sub, &o->format, &o->format_bits, "Dump formats: heap, heap_v2 and pb joined by '+' (default heap+pb)");
+  add_number(sub, "--top", &o->top, 0, SIZE_MAX, "a number", "Stacks shown in the report at the end; 0: none (default 3)");
+  sub->add_flag("--reach", o->reach, "Every dump also runs a reachability check and writes a .lost dump (reach:true)");
+  sub->add_flag_callback("--no-symbolize", [o] { o->symbolize = false; },
+                         "Write no symbolized copy (<dump>.sym.pb.gz, see symbolize) beside each dump");
+  sub->add_flag("--quiet", o->quiet, "Print nothing of leakalloc's own: only PROG's output and status");
+  sub->add_option("PROG", o->command, "The program to run, and its arguments")->required()->type_name("");
+  // Everything from PROG on is PROG's, its options too.
+  sub->positionals_at_end();
+  sub->callback([o, action] { *action = [o] { return run_command(*o); }; });
+}
+
+namespace {
+
+int run_command(RunOptions& o) {
+  std::string age = o.age_opt->count() ? std::to_string(o.age_ms) + "ms" : "";
+  std::string interval = o.interval_opt->count() ? std::to_string(o.interval_ms) + "ms" : "";
+  const std::string &sample = o.sample, &format = o.format;
+  std::string out_dir = o.out_dir;
+  uint64_t age_ms = o.age_ms;
+  size_t top = o.top;
+  bool quiet = o.quiet, symbolize = o.symbolize;
+  std::vector<std::string>& child_args = o.command;
 
   std::string prog = resolve_program(child_args[0]);
   std::string tried;
@@ -397,7 +395,7 @@ int cmd_run(const std::vector<std::string>& args) {
   if (!interval.empty()) add("interval:" + interval);
   add("format:" + format);
   add("final:true");
-  if (reach) add("reach:true");
+  if (o.reach) add("reach:true");
   add("prefix:" + out_dir + "/" + base);
   std::string preload = lib;
   if (const char* p = std::getenv("LD_PRELOAD"); p && *p) preload += std::string(":") + p;
@@ -563,5 +561,7 @@ int cmd_run(const std::vector<std::string>& args) {
   raise(sig);
   return 128 + sig;
 }
+
+}  // namespace
 
 }  // namespace leakalloc_tool

@@ -27,11 +27,13 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <set>
 #include <unordered_map>
 
 #include "profile/pprof_fields.h"
 #include "tools/commands.h"
+#include "tools/options.h"
 #include "tools/pb_wire.h"
 #include "tools/symbolize.h"
 
@@ -372,49 +374,45 @@ SymbolizeResult symbolize_dump(const std::string& in, const std::string& out, co
 namespace {
 
 [[noreturn]] void symbolize_usage(const std::string& what) {
-  throw ToolError("symbolize: " + what +
-                  "\nusage: leakalloc symbolize [--binary PATH] [--root DIR] [-o OUT] DUMP...");
+  throw ToolError("symbolize: " + what + "\nRun `leakalloc symbolize --help` for its options.");
 }
+
+int symbolize_command(const ReportOptions& opt, const std::string& out, std::vector<std::string> files);
 
 }  // namespace
 
-int cmd_symbolize(const std::vector<std::string>& args) {
-  ReportOptions opt;
-  std::string out;
-  std::vector<std::string> files;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    std::string name = a, value;
-    size_t eq = a.find('=');
-    bool has_value = a.size() > 2 && a[0] == '-' && eq != std::string::npos;
-    if (has_value) {
-      name = a.substr(0, eq);
-      value = a.substr(eq + 1);
-    }
-    auto take = [&]() {
-      if (has_value) return;
-      if (i + 1 >= args.size()) symbolize_usage(name + " needs a value");
-      value = args[++i];
-    };
-    if (name == "-o" || name == "--output") {
-      take();
-      if (value.empty()) symbolize_usage(name + ": empty file name");
-      out = value;
-    } else if (name == "--binary") {
-      take();
-      opt.binary = value;
-    } else if (name == "--root") {
-      take();
-      opt.root = value;
-    } else if (a == "--") {
-      files.insert(files.end(), args.begin() + static_cast<long>(i) + 1, args.end());
-      break;
-    } else if (!a.empty() && a[0] == '-') {
-      symbolize_usage("unknown option " + a);
-    } else {
-      files.push_back(a);
-    }
-  }
+void add_symbolize_command(CLI::App& app, Action* action) {
+  struct Args {
+    ReportOptions opt;
+    std::string out;
+    std::vector<std::string> files;
+  };
+  auto a = std::make_shared<Args>();
+  CLI::App* sub = app.add_subcommand("symbolize", "Write dumps as .pb.gz files that carry their own names");
+  sub->footer(
+      "Writes each dump as a .pb.gz that carries its own function names, files, lines and\n"
+      "inlined frames, for go tool pprof and profiling back ends that never see the program's\n"
+      "files; prints the names written. Without -o each goes beside its dump, the dump's name\n"
+      "with .sym.pb.gz; an existing copy is kept when some object cannot be read now.\n"
+      "Objects missing at their path, or rebuilt since the dump, are looked for by build id\n"
+      "and name in the directories of $PPROF_BINARY_PATH (default ~/pprof/binaries), then\n"
+      "through $DEBUGINFOD_URLS.");
+  add_object_options(sub, &a->opt);
+  sub->add_option_function<std::string>(
+         "-o,--output",
+         [a](const std::string& v) {
+           if (v.empty()) throw CLI::ValidationError("-o", "empty file name");
+           a->out = v;
+         },
+         "Write to OUT (one DUMP only); replaces OUT even when objects are missing")
+      ->type_name("OUT");
+  sub->add_option("DUMP", a->files, "Dump files (.pb.gz or .heap)")->required()->type_name("");
+  sub->callback([a, action] { *action = [a] { return symbolize_command(a->opt, a->out, a->files); }; });
+}
+
+namespace {
+
+int symbolize_command(const ReportOptions& opt, const std::string& out, std::vector<std::string> files) {
   if (files.empty()) symbolize_usage("no dump given");
   if (!out.empty() && files.size() > 1) symbolize_usage("-o names one file; give one dump with it");
   // A glob such as *.pb.gz takes the copies of an earlier run along: they are named
@@ -453,5 +451,7 @@ int cmd_symbolize(const std::vector<std::string>& args) {
   }
   return 0;
 }
+
+}  // namespace
 
 }  // namespace leakalloc_tool

@@ -200,6 +200,72 @@ def find(d, suffix):
 
 # ---------------------------------------------------------------------------- cases
 
+def header_version():
+    with open(os.path.join(ARGS.source, "..", "..", "include", "leakalloc", "leakalloc.h")) as f:
+        m = re.search(r'^#define LEAKALLOC_VERSION "([0-9.]+)"', f.read(), re.M)
+    return m.group(1)
+
+
+# Every option of every subcommand, as --help must list it.
+SUBCOMMAND_OPTIONS = {
+    "run": ["--age", "--sample", "--interval", "--out", "--format", "--top", "--quiet"],
+    "report": ["--age", "--top", "--depth", "--binary", "--root", "--no-histogram"],
+    "diff": ["--top", "--depth", "--binary", "--root"],
+    "dump": ["--age", "--format", "--timeout", "--top"],
+}
+
+
+def case_cli():
+    """The command line (CLI11): --help everywhere, --version, the exit statuses of usage
+    errors, options in both spellings, and PROG's own options left to PROG."""
+    p = run([ARGS.tool, "--version"])
+    check(p.returncode == 0 and p.stdout.strip() == "leakalloc " + header_version(),
+          "--version: rc %d %r, wanted leakalloc %s" % (p.returncode, p.stdout, header_version()))
+    p = run([ARGS.tool, "--help"])
+    check(p.returncode == 0, "--help: rc %d" % p.returncode)
+    for sub in SUBCOMMAND_OPTIONS:
+        check(re.search(r"^\s+%s\s" % sub, p.stdout, re.M) is not None, "--help must list %s:\n%s" % (sub, p.stdout))
+    for sub, opts in SUBCOMMAND_OPTIONS.items():
+        for flag in ("--help", "-h"):
+            h = run([ARGS.tool, sub, flag])
+            check(h.returncode == 0 and h.stderr == "" and ("Usage: leakalloc " + sub) in h.stdout,
+                  "%s %s: rc %d %r %r" % (sub, flag, h.returncode, h.stdout, h.stderr))
+            for o in opts:
+                check(re.search(r"^\s+%s[ ,]" % re.escape(o), h.stdout, re.M) is not None,
+                      "%s --help must list %s:\n%s" % (sub, o, h.stdout))
+    # Usage errors: 2 without a known command, 1 for a subcommand's bad option.
+    p = run([ARGS.tool])
+    check(p.returncode == 2 and "Usage: leakalloc" in p.stderr, "no command: rc %d %r" % (p.returncode, p.stderr))
+    p = run([ARGS.tool, "frobnicate"])
+    check(p.returncode == 2 and 'unknown command "frobnicate"' in p.stderr, "unknown command: rc %d %r" % (p.returncode, p.stderr))
+    for args, msg in ((["report", "--frob", "x.heap"], "--frob"),
+                      (["report", "--top", "0", "x.heap"], '--top: expected a positive number, got "0"'),
+                      (["report", "--depth"], "--depth needs a value"),
+                      (["report"], "DUMP is required"),
+                      (["diff", "a.heap"], "OLD_NEW"),
+                      (["diff", "--age=1s", "a.heap", "b.heap"], "--age=1s"),
+                      (["run", "--sample", "63", "--", "true"], "--sample: expected 0..62"),
+                      (["run", "--interval=soon", "true"], '--interval: bad duration "soon"'),
+                      (["run", "--out", "", "true"], "--out: empty directory"),
+                      (["run"], "PROG is required"),
+                      (["dump", "--timeout", "x", "1"], "--timeout: bad duration"),
+                      (["dump", "1", "2"], "not expected: 2"),
+                      (["dump", "abc"], 'bad PID "abc"')):
+        p = run([ARGS.tool] + args)
+        check(p.returncode == 1 and p.stderr.startswith("leakalloc: ") and msg in p.stderr,
+              "%s: rc %d, wanted 1 and %r in %r" % (args, p.returncode, msg, p.stderr))
+    # Both spellings of an option; PROG's options stay PROG's, with or without --.
+    d = fresh_dir("cli")
+    env = {"LEAKALLOC_LIB": ARGS.lib}
+    for args in (["--quiet", "--out=" + d, ARGS.fixture, "--exit", "5"],
+                 ["--quiet", "--out", d, "--", ARGS.fixture, "--exit", "5"]):
+        p = run([ARGS.tool, "run"] + args, env=env)
+        check(p.returncode == 5 and p.stderr == "", "run %s: rc %d %r" % (args, p.returncode, p.stderr))
+    p = run([ARGS.tool, "run", "--age=1s", "--top=0", "--out", d, ARGS.fixture, "--help"], env=env)
+    check("age:1000ms" in p.stderr and "Usage: leakalloc" not in p.stdout + p.stderr,
+          "run PROG --help must reach PROG: rc %d %r" % (p.returncode, p.stderr))
+
+
 def case_report_selfdump():
     """Hand-made legacy .heap (the fixture describes itself) and pb files converted from
     it by `go tool pprof -proto`, with and without Go's symbols."""
