@@ -35,6 +35,37 @@ std::string reword(const CLI::ParseError& e) {
   return msg;
 }
 
+// --help-all: the top-level help, then each command's, as help2man reads it to make the
+// man page (tools/CMakeLists.txt): "*Command run*" opens a section, option lines are
+// indented with two spaces, and CLI11's "Options:"/"Positionals:" headings are left out
+// because help2man would move everything after them into one OPTIONS section.
+std::string help_all(const CLI::App& app) {
+  std::string out = app.help();
+  for (const CLI::App* sub : app.get_subcommands({})) {
+    out += "\n*Command " + sub->get_name() + "*\n";
+    std::string text = sub->help("leakalloc");
+    size_t pos = 0;
+    bool blank = false, first = true;
+    while (pos < text.size()) {
+      size_t nl = text.find('\n', pos);
+      if (nl == std::string::npos) nl = text.size();
+      std::string line = text.substr(pos, nl - pos);
+      pos = nl + 1;
+      if (line == "Options:" || line == "Positionals:" || line.compare(0, 11, "  -h,--help") == 0) continue;
+      if (line.empty()) {
+        if (!blank) out += "\n";
+        blank = true;
+        continue;
+      }
+      out += line + "\n";
+      if (first) out += "\n";  // the description is a paragraph of its own
+      blank = first;
+      first = false;
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -64,7 +95,10 @@ int main(int argc, char** argv) {
   }
   try {
     app.parse(argc, argv);
-  } catch (const CLI::Success& e) {  // --help, --help-all, --version
+  } catch (const CLI::CallForAllHelp&) {
+    std::fputs(help_all(app).c_str(), stdout);
+    return 0;
+  } catch (const CLI::Success& e) {  // --help, --version
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::vector<CLI::App*> subs = app.get_subcommands();

@@ -266,6 +266,29 @@ def case_cli():
           "run PROG --help must reach PROG: rc %d %r" % (p.returncode, p.stderr))
 
 
+def case_man():
+    """The man page, generated from --help-all at build time, renders and documents every
+    command and option."""
+    check(os.path.exists(ARGS.man), "no man page at %s" % ARGS.man)
+    p = run(["man", "-l", ARGS.man], env={"MANWIDTH": "100", "MANPAGER": "cat", "PAGER": "cat"})
+    text = re.sub(r".\x08", "", p.stdout)
+    check(p.returncode == 0 and "LEAKALLOC(1)" in text and "SYNOPSIS" in text,
+          "man -l %s: rc %d %r" % (ARGS.man, p.returncode, p.stderr))
+    check("leakalloc " + header_version() in text, "the man page must carry the version %s" % header_version())
+    for sub, opts in SUBCOMMAND_OPTIONS.items():
+        at = text.find("COMMAND " + sub.upper())
+        if not check(at >= 0, "man page has no section for %s:\n%s" % (sub, text)):
+            continue
+        end = text.find("\nCOMMAND ", at + 1)
+        section = text[at:end if end > 0 else len(text)]
+        for o in opts:
+            check(re.search(r"^\s+%s\b" % re.escape(o), section, re.M) is not None,
+                  "man page section %s lacks %s:\n%s" % (sub, o, section))
+    # groff finds nothing to warn about either.
+    g = run(["groff", "-man", "-Tutf8", "-ww", "-z", ARGS.man])
+    check(g.returncode == 0 and g.stderr == "", "groff warnings: %r" % g.stderr)
+
+
 def case_report_selfdump():
     """Hand-made legacy .heap (the fixture describes itself) and pb files converted from
     it by `go tool pprof -proto`, with and without Go's symbols."""
@@ -1419,7 +1442,7 @@ def main():
     for a in ("tool", "asan-tool", "lib", "fixture", "linked-fixture", "cpp-fixture", "static-fixture", "source", "work",
               "rel-libdir",
               "tcmalloc",
-              "build", "examples"):
+              "build", "examples", "man"):
         ap.add_argument("--" + a, default="")
     ARGS = ap.parse_args()
     os.makedirs(ARGS.work, exist_ok=True)
