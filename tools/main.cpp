@@ -79,6 +79,7 @@ int main(int argc, char** argv) {
   leakalloc_tool::add_report_commands(app, &action);
   leakalloc_tool::add_dump_command(app, &action);
   leakalloc_tool::add_symbolize_command(app, &action);
+  leakalloc_tool::add_serve_command(app, &action);
   // After the subcommands, which would inherit them.
   app.set_version_flag("--version", "leakalloc " LEAKALLOC_VERSION, "Print the version and exit");
   app.set_help_all_flag("--help-all", "Print the help of every command and exit");

@@ -23,6 +23,7 @@ void add_run_command(CLI::App& app, Action* action);
 void add_report_commands(CLI::App& app, Action* action);  // report and diff
 void add_dump_command(CLI::App& app, Action* action);
 void add_symbolize_command(CLI::App& app, Action* action);
+void add_serve_command(CLI::App& app, Action* action);
 
 // A duration: 500ms, 60s, 5m, 2h; a bare number is seconds.
 CLI::Option* add_duration(CLI::App* sub, const std::string& name, uint64_t* ms, const std::string& help);

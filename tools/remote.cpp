@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,7 @@
 #include "tools/commands.h"
 #include "tools/options.h"
 #include "tools/profile_data.h"
+#include "tools/remote.h"
 
 namespace leakalloc_tool {
 
@@ -58,15 +60,15 @@ int find_in_module(Dwfl_Module* mod, void**, const char* name, Dwarf_Addr, void*
   return DWARF_CB_OK;
 }
 
-// /proc/PID/what.
-std::string proc_path(pid_t pid, const std::string& what) { return "/proc/" + std::to_string(pid) + "/" + what; }
 
 // The target's file mappings as /proc/PID/maps lists them (start address, "START-END",
-// path), read once for find_target_elf.
+// path), read once for find_target_elf. Globals, because libdwfl's callback has no
+// argument of ours: g_dwfl_lock guards them and the whole lookup.
 struct FileMapping {
   uint64_t start;
   std::string range, path;
 };
+std::mutex g_dwfl_lock;
 pid_t g_target = 0;
 std::vector<FileMapping> g_target_maps;
 
@@ -106,10 +108,13 @@ int find_target_elf(Dwfl_Module* mod, void** userdata, const char* module_name, 
   return dwfl_linux_proc_find_elf(mod, userdata, module_name, base, file_name, elfp);
 }
 
+}  // namespace
+
 // The control block's address in process `pid`. Modules whose name says leakalloc are
 // searched first (the preloaded or linked library); the rest only if it is not there
 // (a copy of the library under another name, or linked into the executable).
 uint64_t find_control_block(pid_t pid) {
+  std::lock_guard<std::mutex> hold(g_dwfl_lock);
   static char* debuginfo_path = nullptr;
   static const Dwfl_Callbacks callbacks = {
       find_target_elf, dwfl_standard_find_debuginfo, nullptr, &debuginfo_path};
@@ -121,8 +126,11 @@ uint64_t find_control_block(pid_t pid) {
   if (err != 0) {
     dwfl_end(dwfl);
     std::string why = err > 0 ? std::strerror(err) : dwfl_errmsg(-1);
-    throw ToolError("cannot read the memory map of pid " + std::to_string(pid) + " (/proc/" +
-                    std::to_string(pid) + "/maps: " + why + ")");
+    RemoteFailure kind = err == EACCES || err == EPERM ? RemoteFailure::kDenied
+                         : err == ENOENT || err == ESRCH ? RemoteFailure::kNoProcess
+                                                         : RemoteFailure::kFailed;
+    throw RemoteError(kind, "cannot read the memory map of pid " + std::to_string(pid) + " (/proc/" +
+                                std::to_string(pid) + "/maps: " + why + ")");
   }
   SymbolSearch s;
   dwfl_getmodules(dwfl, find_in_module, &s, 0);
@@ -132,11 +140,15 @@ uint64_t find_control_block(pid_t pid) {
   }
   dwfl_end(dwfl);
   if (!s.found)
-    throw ToolError("pid " + std::to_string(pid) +
+    throw RemoteError(RemoteFailure::kNotLeakalloc, "pid " + std::to_string(pid) +
                     " does not run leakalloc (no module of it defines leakalloc_remote_control; "
                     "a leakalloc older than this tool has no remote dumps either)");
   return s.addr;
 }
+
+std::string proc_path(pid_t pid, const std::string& what) { return "/proc/" + std::to_string(pid) + "/" + what; }
+
+namespace {
 
 class TargetMemory {
  public:
@@ -149,7 +161,10 @@ class TargetMemory {
                              ? ": the same permission as a debugger is needed: run as the process's user "
                                "with ptrace allowed (sysctl kernel.yama.ptrace_scope), or as root"
                              : "";
-      throw ToolError("cannot open " + path + ": " + std::strerror(e) + hint);
+      throw RemoteError(e == EACCES || e == EPERM ? RemoteFailure::kDenied
+                        : e == ENOENT || e == ESRCH ? RemoteFailure::kNoProcess
+                                                    : RemoteFailure::kFailed,
+                        "cannot open " + path + ": " + std::strerror(e) + hint);
     }
   }
   ~TargetMemory() { close(fd_); }
@@ -167,10 +182,11 @@ class TargetMemory {
 
  private:
   [[noreturn]] void fail(const char* what, int e) const {
-    if (e == ESRCH || gone(pid_)) throw ToolError("pid " + std::to_string(pid_) + " exited before it answered");
+    if (e == ESRCH || gone(pid_))
+      throw RemoteError(RemoteFailure::kNoProcess, "pid " + std::to_string(pid_) + " exited before it answered");
     char at[32];
     std::snprintf(at, sizeof at, "%#llx", static_cast<unsigned long long>(addr_));
-    throw ToolError(std::string("cannot ") + what + " the memory of pid " + std::to_string(pid_) + " at " + at +
+    throw RemoteError(RemoteFailure::kFailed, std::string("cannot ") + what + " the memory of pid " + std::to_string(pid_) + " at " + at +
                     ": " + std::strerror(e));
   }
   // No such process, or a zombie (whose memory reads fail with EIO).
@@ -223,48 +239,24 @@ bool parse_formats(const std::string& value, uint32_t* bits) {
 }
 
 
-namespace {
+RemoteAnswer request_remote_dump(pid_t pid, uint64_t age_ms, uint32_t formats, uint64_t timeout_ms) {
+  std::string pid_text = std::to_string(pid);
+  if (kill(pid, 0) != 0 && errno == ESRCH) throw RemoteError(RemoteFailure::kNoProcess, "no process " + pid_text);
 
-struct DumpArgs {
-  uint64_t age_ms = leakalloc::kRemoteAgeDefault;
-  std::string format_text;
-  uint32_t formats = leakalloc::kRemoteFormatHeap | leakalloc::kRemoteFormatPb;
-  uint64_t timeout_ms = 30000;
-  size_t top = 3;
-  bool symbolize = true;
-  std::string pid_text;
-  bool lost = false;  // a reachability check, and only the lost dump (profile/reach.h)
-};
-
-int dump_command(const DumpArgs& a) {
-  uint64_t age_ms = a.age_ms;
-  uint32_t formats = a.formats;
-  uint64_t timeout_ms = a.timeout_ms;
-  size_t top = a.top;
-  const std::string& pid_text = a.pid_text;
-  bool lost = a.lost;
-  bool symbolize = a.symbolize;
-  if (pid_text.empty()) usage_error("which process? (a PID)");
-  char* end = nullptr;
-  long pid_l = std::strtol(pid_text.c_str(), &end, 10);
-  if (*end != '\0' || pid_l <= 0 || pid_l > 0x3fffffff) usage_error("bad PID \"" + pid_text + "\"");
-  pid_t pid = static_cast<pid_t>(pid_l);
-  if (kill(pid, 0) != 0 && errno == ESRCH) throw ToolError("no process " + pid_text);
-
+  RemoteAnswer answer;
   uint64_t addr = find_control_block(pid);
   TargetMemory mem(pid, addr);
   RemoteControl head;
   mem.read(0, &head, offsetof(RemoteControl, files));
   if (std::memcmp(head.magic, leakalloc::kRemoteMagic, sizeof head.magic) != 0)
-    throw ToolError("pid " + pid_text + ": leakalloc_remote_control does not hold leakalloc's magic");
+    throw RemoteError(RemoteFailure::kNotLeakalloc, "pid " + pid_text + ": leakalloc_remote_control does not hold leakalloc's magic");
   if (head.version != leakalloc::kRemoteVersion || head.size != sizeof(RemoteControl))
-    throw ToolError("pid " + pid_text + " runs a leakalloc whose remote control block is version " +
+    throw RemoteError(RemoteFailure::kNotLeakalloc, "pid " + pid_text + " runs a leakalloc whose remote control block is version " +
                     std::to_string(head.version) + " (" + std::to_string(head.size) + " bytes); this tool speaks version " +
                     std::to_string(leakalloc::kRemoteVersion) + " (" + std::to_string(sizeof(RemoteControl)) +
                     " bytes): use the leakalloc command of the library the process runs");
 
   // The parameters first, then the number: the process reads them after the number.
-  if (lost) formats |= leakalloc::kRemoteLost;
   mem.write(offsetof(RemoteControl, age_ms), &age_ms, sizeof age_ms);
   mem.write(offsetof(RemoteControl, formats), &formats, sizeof formats);
   uint32_t request;
@@ -277,9 +269,12 @@ int dump_command(const DumpArgs& a) {
     uint32_t served;
     mem.read(offsetof(RemoteControl, served), &served, sizeof served);
     // Answered, by this request's dump or a later one's.
-    if (static_cast<int32_t>(served - request) >= 0) break;
+    if (static_cast<int32_t>(served - request) >= 0) {
+      answer.served = served;
+      break;
+    }
     if (now_ms() >= deadline)
-      throw ToolError("pid " + pid_text + " has not answered within " + std::to_string(timeout_ms) +
+      throw RemoteError(RemoteFailure::kTimeout, "pid " + pid_text + " has not answered within " + std::to_string(timeout_ms) +
                       " ms. A process without a dump thread (none of interval, signal, gdump, lg_interval "
                       "configured) notices the request at its next call to malloc; this one has not called "
                       "it since. The request stays pending: the dump is written when it is noticed");
@@ -302,7 +297,7 @@ int dump_command(const DumpArgs& a) {
   bool same_tree = (root.empty() || root == "/") && (mnt.empty() || mnt == proc_link(getpid(), "ns/mnt"));
   std::string cwd = same_tree ? proc_link(pid, "cwd") : proc_path(pid, "cwd");
   std::string prefix = same_tree ? "" : proc_path(pid, "root");
-  std::vector<std::string> paths;
+  std::vector<std::string>& paths = answer.paths;
   for (const char* p = files; *p != '\0';) {
     const char* sp = std::strchr(p, ' ');
     std::string name(p, sp != nullptr ? static_cast<size_t>(sp - p) : std::strlen(p));
@@ -310,6 +305,43 @@ int dump_command(const DumpArgs& a) {
     if (sp == nullptr) break;
     p = sp + 1;
   }
+  answer.root = prefix;
+  answer.request = request;
+  answer.status = status;
+  return answer;
+}
+
+namespace {
+
+struct DumpArgs {
+  uint64_t age_ms = leakalloc::kRemoteAgeDefault;
+  std::string format_text;
+  uint32_t formats = leakalloc::kRemoteFormatHeap | leakalloc::kRemoteFormatPb;
+  uint64_t timeout_ms = 30000;
+  size_t top = 3;
+  bool symbolize = true;
+  std::string pid_text;
+  bool lost = false;  // a reachability check, and only the lost dump (profile/reach.h)
+};
+
+int dump_command(const DumpArgs& a) {
+  uint64_t age_ms = a.age_ms;
+  uint32_t formats = a.formats;
+  uint64_t timeout_ms = a.timeout_ms;
+  size_t top = a.top;
+  const std::string& pid_text = a.pid_text;
+  bool lost = a.lost;
+  bool symbolize = a.symbolize;
+  if (lost) formats |= leakalloc::kRemoteLost;
+  if (pid_text.empty()) usage_error("which process? (a PID)");
+  char* end = nullptr;
+  long pid_l = std::strtol(pid_text.c_str(), &end, 10);
+  if (*end != '\0' || pid_l <= 0 || pid_l > 0x3fffffff) usage_error("bad PID \"" + pid_text + "\"");
+  pid_t pid = static_cast<pid_t>(pid_l);
+  RemoteAnswer answer = request_remote_dump(pid, age_ms, formats, timeout_ms);
+  const std::vector<std::string>& paths = answer.paths;
+  const std::string& prefix = answer.root;
+  int32_t status = answer.status;
   for (const std::string& p : paths) std::printf("%s\n", p.c_str());
   std::fflush(stdout);
   if (lost && status == 0 && !paths.empty() && paths[0].find(".lost.") == std::string::npos)

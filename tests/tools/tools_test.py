@@ -212,6 +212,7 @@ SUBCOMMAND_OPTIONS = {
     "report": ["--age", "--top", "--depth", "--binary", "--root", "--no-histogram"],
     "diff": ["--top", "--depth", "--binary", "--root"],
     "dump": ["--age", "--format", "--timeout", "--top"],
+    "serve": ["--listen", "--timeout", "--threads", "--keep"],
 }
 
 
@@ -287,6 +288,147 @@ def case_man():
     # groff finds nothing to warn about either.
     g = run(["groff", "-man", "-Tutf8", "-ww", "-z", ARGS.man])
     check(g.returncode == 0 and g.stderr == "", "groff warnings: %r" % g.stderr)
+
+
+class Serve:
+    """`leakalloc serve` on a free loopback port (port 0: it prints the one it got)."""
+
+    def __init__(self, *args, user=None):
+        cmd = [ARGS.tool, "serve", "--listen", "127.0.0.1:0"] + list(args)
+        if user:
+            cmd = ["setpriv", "--reuid=" + user, "--regid=nogroup", "--clear-groups"] + cmd
+        self.err_path = os.path.join(ARGS.work, "serve.%d.err" % len(cmd))
+        self.err = open(self.err_path, "w+")
+        self.p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.err, text=True)
+        self.port = None
+        for _ in range(100):
+            self.err.seek(0)
+            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)/debug/pprof/", self.err.read())
+            if m:
+                self.port = int(m.group(1))
+                break
+            if self.p.poll() is not None:
+                break
+            time.sleep(0.1)
+        if not check(self.port is not None, "serve did not start: %s" % self.log()):
+            self.stop()
+            raise SystemExit(1)
+
+    def url(self, path):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def get(self, path, out=None):
+        """(status, content type, body) through curl."""
+        cmd = ["curl", "-sS", "--max-time", "30", "-w", "\n%{http_code} %{content_type}", "-o", out or "-",
+               self.url(path)]
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        text = p.stdout.decode("utf-8", "replace")
+        body, _, tail = text.rpartition("\n")
+        code, _, ctype = tail.partition(" ")
+        return int(code or 0), ctype, body
+
+    def log(self):
+        self.err.seek(0)
+        return self.err.read()
+
+    def stop(self):
+        self.p.terminate()
+        try:
+            rc = self.p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            rc = self.p.wait()
+        return rc
+
+
+def case_serve():
+    """`leakalloc serve`: a live process's heap fetched by curl and by go tool pprof from
+    the URL, the index page, and each error status."""
+    d = os.path.realpath(fresh_dir("serve"))
+    fx = start_fixture(d, preload_env("sample:0"), "--busy-ms", "60000")
+    plain = start_fixture(os.path.realpath(fresh_dir("serve_plain")), {}, "--idle-ms", "60000")
+    srv = Serve("--timeout", "2s")
+    try:
+        # curl: a gzipped profile, the fixture's exact leaks, and no file left behind.
+        out = os.path.join(ARGS.work, "serve_heap.pb.gz")
+        code, ctype, _ = srv.get("/debug/pprof/heap?pid=%d&age=0" % fx.pid, out=out)
+        check(code == 200 and ctype == "application/octet-stream", "heap: %d %s\n%s" % (code, ctype, srv.log()))
+        if code == 200:
+            check(open(out, "rb").read(2) == b"\x1f\x8b", "heap: the body must be gzip")
+            check_report_against_pprof(report("--top", "20", out), out, "serve curl")
+        check(os.listdir(d) == ["fixture.ready"], "serve must remove the dump it sent: %s" % os.listdir(d))
+        # go tool pprof fetches the URL itself.
+        rows = pprof_top(srv.url("/debug/pprof/heap?pid=%d&age=0" % fx.pid), extra=("-unit=B", "-sample_index=inuse_space"))
+        for func, (blocks, nbytes, line) in expected_sites().items():
+            check(rows.get(func) == nbytes, "go tool pprof URL: %s has %s bytes, wanted %d: %s" % (func, rows.get(func), nbytes, rows))
+        # Two at once for one process: one dump at a time, both answered, nothing left.
+        outs = [os.path.join(ARGS.work, "serve_par%d.pb.gz" % i) for i in range(2)]
+        curls = [subprocess.Popen(["curl", "-sS", "--max-time", "30", "-o", o, "-w", "%{http_code}",
+                                   srv.url("/debug/pprof/heap?pid=%d" % fx.pid)], stdout=subprocess.PIPE)
+                 for o in outs]
+        codes = [c.communicate(timeout=60)[0].decode() for c in curls]
+        check(codes == ["200", "200"], "two requests at once: %s\n%s" % (codes, srv.log()))
+        check(os.listdir(d) == ["fixture.ready"], "both dumps removed: %s" % os.listdir(d))
+        # The index lists the fixture (command, uptime, live bytes of the last dump) and
+        # not the process without leakalloc.
+        code, ctype, page = srv.get("/debug/pprof/")
+        row = re.search(r"<tr><td class=pid>%d</td><td class=cmd>([^<]*)</td><td class=uptime>([^<]*)</td>"
+                        r"<td class=live>([^<]*)</td>" % fx.pid, page)
+        check(code == 200 and ctype.startswith("text/html") and row is not None,
+              "index must list pid %d: %d %s\n%s" % (fx.pid, code, ctype, page))
+        if row:
+            check(ARGS.fixture in row.group(1) and "--busy-ms 60000" in row.group(1), "index command: %s" % row.group(1))
+            check(re.match(r"^\d+s$", row.group(2)) is not None, "index uptime: %s" % row.group(2))
+            check(row.group(3).startswith("62.0 KiB at "), "index live bytes: %s" % row.group(3))
+        check("class=pid>%d<" % plain.pid not in page, "index must leave out pid %d (no leakalloc)" % plain.pid)
+        # Errors: a status and one line of reason each.
+        for query, want, why in (("pid=%d" % plain.pid, 404, "does not run leakalloc"),
+                                 ("pid=1073741808", 404, "no process 1073741808"),
+                                 ("pid=abc", 400, 'bad pid "abc"'),
+                                 ("pid=0", 400, 'bad pid "0"'),
+                                 ("", 400, "pid= is required"),
+                                 ("pid=%d&age=soon" % fx.pid, 400, 'age: bad duration "soon"')):
+            code, ctype, body = srv.get("/debug/pprof/heap?" + query)
+            check(code == want and why in body and body.count("\n") == 1 and ctype.startswith("text/plain"),
+                  "heap?%s: %d %s %r, wanted %d with %r" % (query, code, ctype, body, want, why))
+        # A stopped process cannot answer: 504 after --timeout, and the server goes on.
+        os.kill(fx.pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            code, _, body = srv.get("/debug/pprof/heap?pid=%d" % fx.pid)
+            took = time.monotonic() - t0
+            check(code == 504 and "has not answered within 2000 ms" in body and 1.5 < took < 10,
+                  "stopped process: %d %r after %.1f s" % (code, body, took))
+        finally:
+            os.kill(fx.pid, signal.SIGCONT)
+        code, _, _ = srv.get("/debug/pprof/heap?pid=%d&age=0" % fx.pid, out=out)
+        check(code == 200, "after the 504 the process answers again: %d" % code)
+    finally:
+        rc = srv.stop()
+    check(rc == 0, "serve must exit 0 on SIGTERM, got %d: %s" % (rc, srv.log()))
+    check("-> 200" in srv.log() and "-> 504" in srv.log(), "serve logs each request:\n" + srv.log())
+    # Permission: nobody may not dump root's process: 403, and the index leaves it out.
+    if os.geteuid() == 0 and shutil.which("setpriv"):
+        srv = Serve(user="nobody")
+        try:
+            code, _, body = srv.get("/debug/pprof/heap?pid=%d" % fx.pid)
+            check(code == 403 and "Permission denied" in body, "nobody against root's process: %d %r" % (code, body))
+            code, _, page = srv.get("/debug/pprof/")
+            check(code == 200 and "class=pid>%d<" % fx.pid not in page, "nobody's index must not list %d" % fx.pid)
+        finally:
+            srv.stop()
+    else:
+        print("skip: the 403 check needs root and setpriv")
+    # Another address than loopback is named, and warned about.
+    p = subprocess.Popen([ARGS.tool, "serve", "--listen", "0.0.0.0:0"], stderr=subprocess.PIPE, text=True)
+    line = p.stderr.readline()
+    p.terminate()
+    p.wait(timeout=10)
+    check("warning: listening on 0.0.0.0:0, not a loopback address" in line, "no warning for 0.0.0.0: %r" % line)
+    r = run([ARGS.tool, "serve", "--listen", "nowhere"])
+    check(r.returncode == 1 and "--listen: expected HOST:PORT" in r.stderr, "bad --listen: %d %r" % (r.returncode, r.stderr))
+    stop_fixture(fx, "serve")
+    stop_fixture(plain, "serve plain")
 
 
 def case_report_selfdump():
