@@ -13,7 +13,7 @@ PACKAGES=(
   clang libclang-rt-14-dev llvm-14
   sqlite3 heaptrack valgrind ruby
   nlohmann-json3-dev python3-jsonschema
-  libcli11-dev help2man man-db groff-base libcpp-httplib-dev curl
+  libcli11-dev help2man man-db groff-base libcpp-httplib-dev curl dpkg-dev
 )
 
 missing=()
