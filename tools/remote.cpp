@@ -182,6 +182,13 @@ class TargetMemory {
 
  private:
   [[noreturn]] void fail(const char* what, int e) const {
+    // An exiting process drops its memory before it becomes a zombie: in between, reads
+    // fail with EIO and /proc/PID/stat still says it runs. Seen under load in
+    // tools_remote_dump; give the exit up to 200 ms to show.
+    for (int i = 0; e == EIO && i < 10 && !gone(pid_); ++i) {
+      struct timespec nap = {0, 20 * 1000 * 1000};
+      nanosleep(&nap, nullptr);
+    }
     if (e == ESRCH || gone(pid_))
       throw RemoteError(RemoteFailure::kNoProcess, "pid " + std::to_string(pid_) + " exited before it answered");
     char at[32];

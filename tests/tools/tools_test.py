@@ -378,7 +378,7 @@ def case_serve():
               "index must list pid %d: %d %s\n%s" % (fx.pid, code, ctype, page))
         if row:
             check(ARGS.fixture in row.group(1) and "--busy-ms 60000" in row.group(1), "index command: %s" % row.group(1))
-            check(re.match(r"^\d+s$", row.group(2)) is not None, "index uptime: %s" % row.group(2))
+            check(re.match(r"^\d+(ms|s)$", row.group(2)) is not None, "index uptime: %s" % row.group(2))
             check(row.group(3).startswith("62.0 KiB at "), "index live bytes: %s" % row.group(3))
         check("class=pid>%d<" % plain.pid not in page, "index must leave out pid %d (no leakalloc)" % plain.pid)
         # Errors: a status and one line of reason each.
