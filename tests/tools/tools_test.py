@@ -208,10 +208,10 @@ def header_version():
 
 # Every option of every subcommand, as --help must list it.
 SUBCOMMAND_OPTIONS = {
-    "run": ["--age", "--sample", "--interval", "--out", "--format", "--top", "--quiet"],
+    "run": ["--reach", "--age", "--sample", "--interval", "--out", "--format", "--top", "--quiet"],
     "report": ["--age", "--top", "--depth", "--binary", "--root", "--no-histogram"],
     "diff": ["--top", "--depth", "--binary", "--root"],
-    "dump": ["--age", "--format", "--timeout", "--top"],
+    "dump": ["--lost", "--age", "--format", "--timeout", "--top"],
     "serve": ["--listen", "--timeout", "--threads", "--keep"],
 }
 
