@@ -1,7 +1,7 @@
 // `leakalloc serve`: Go's net/http/pprof conventions for the processes running under
 // leakalloc on this host, on Debian's cpp-httplib.
 //
-//   GET /debug/pprof/heap?pid=N[&age=DURATION]  a fresh .pb.gz dump of N
+//   GET /debug/pprof/heap?pid=N[&age=DURATION][&lost=1]  a fresh .pb.gz dump of N
 //   GET /debug/pprof/                           the processes this server may dump
 //
 // so that `go tool pprof http://127.0.0.1:6060/debug/pprof/heap?pid=N` (or a Parca or
@@ -11,7 +11,12 @@
 // - A heap request is one remote dump (tools/remote.h): the target writes one pb file
 //   as for `leakalloc dump`, this server reads it, answers with it and removes it (unless
 //   --keep, or the dump also answered someone else's request). The target is never
-//   stopped or signalled; it pays for one ordinary dump.
+//   stopped or signalled; it pays for one ordinary dump. lost=1 asks for the lost dump
+//   instead (a reachability check: the blocks nothing points to, as `dump --lost`).
+// - The answer is the dump symbolized (symbolize_dump, as `leakalloc symbolize`), so that
+//   the client needs none of the program's files: written to a private temporary file
+//   while the target's files are surely there, sent, removed. When that fails, the raw
+//   dump is sent and the header X-Leakalloc-Note (and a line on stderr) says why.
 // - Permission is the kernel's, as for `leakalloc dump`: this server can dump what its
 //   user could debug. It listens on loopback unless told otherwise, and warns on stderr
 //   when told otherwise, because any client that reaches it gets that power.
@@ -21,7 +26,7 @@
 //   Slow clients are cut off by the read/write timeouts.
 // - Errors are an HTTP status with a one-line text/plain reason: 400 bad parameters,
 //   404 no such process or not running leakalloc, 403 not permitted, 504 no answer in
-//   time, 500 the dump failed.
+//   time, 500 the dump failed, 501 lost=1 to a leakalloc without the reachability check.
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -223,6 +228,13 @@ void Server::heap(const httplib::Request& req, httplib::Response& res) {
     std::string v = req.get_param_value("age");
     if (!parse_duration_ms(v, &age_ms)) return fail(res, 400, "age: bad duration \"" + v + "\" (e.g. 0, 500ms, 60s, 5m)");
   }
+  bool lost = false;
+  if (req.has_param("lost")) {
+    std::string v = req.get_param_value("lost");
+    if (v == "1" || v == "true") lost = true;
+    else if (v != "0" && v != "false") return fail(res, 400, "lost: expected 1 or 0, got \"" + v + "\"");
+  }
+  uint32_t formats = leakalloc::kRemoteFormatPb | (lost ? leakalloc::kRemoteLost : 0);
   std::shared_ptr<std::timed_mutex> lock = target_lock(pid);
   auto started = std::chrono::steady_clock::now();
   if (!lock->try_lock_for(std::chrono::milliseconds(opt_.timeout_ms)))
@@ -233,20 +245,64 @@ void Server::heap(const httplib::Request& req, httplib::Response& res) {
   uint64_t left = opt_.timeout_ms > waited ? opt_.timeout_ms - waited : 1;
   RemoteAnswer answer;
   try {
-    answer = request_remote_dump(pid, age_ms, leakalloc::kRemoteFormatPb, left);
+    answer = request_remote_dump(pid, age_ms, formats, left);
   } catch (const RemoteError& e) {
     return fail(res, status_of(e.kind), e.what());
   } catch (const ToolError& e) {
     return fail(res, 500, e.what());
   }
+  // The files were made for this response alone unless a later request's dump answered
+  // it too; every way out below removes them.
+  struct Cleanup {
+    const RemoteAnswer& a;
+    bool keep;
+    ~Cleanup() {
+      if (!keep && a.served == a.request)
+        for (const std::string& p : a.paths) unlink(p.c_str());
+    }
+  } cleanup{answer, opt_.keep};
   const std::string* pb = nullptr;
   for (const std::string& p : answer.paths)
     if (ends_with(p, ".pb.gz")) pb = &p;
+  if (lost && answer.status == 0 && pb != nullptr && pb->find(".lost.") == std::string::npos)
+    return fail(res, 501, "pid " + pid_text + " runs a leakalloc without the reachability check: it wrote an "
+                              "ordinary dump instead of the lost one");
   if (answer.status != 0 || pb == nullptr)
     return fail(res, 500, "pid " + pid_text + " could not write its dump: " +
                               std::strerror(answer.status != 0 ? answer.status : EIO) + " (its stderr names the file)");
+  // The symbolized copy goes to a file of this server's own (the target's directory may
+  // not be writable from here), unique per request: symbolize_dump's own temporary name
+  // is OUT.tmp.PID, the same for every thread of this server.
+  static std::atomic<unsigned> serial{0};
+  const char* tmpdir = std::getenv("TMPDIR");
+  std::string sym = std::string(tmpdir != nullptr && *tmpdir != '\0' ? tmpdir : "/tmp") + "/leakalloc-serve." +
+                    std::to_string(getpid()) + "." + std::to_string(serial++) + ".sym.pb.gz";
+  std::string note;
+  try {
+    ReportOptions so;
+    so.root = answer.root;  // the dump names files as the process sees them
+    SymbolizeResult r = symbolize_dump(*pb, sym, so);
+    if (!r.missing.empty() || !r.replaced.empty()) {
+      std::vector<std::string> bare = r.missing;
+      bare.insert(bare.end(), r.replaced.begin(), r.replaced.end());
+      note = "frames of";
+      for (const std::string& b : bare) note += " " + b;
+      note += " stay addresses (could not read the file, or it is not the one the process ran)";
+    }
+  } catch (const ToolError& e) {
+    note = std::string("not symbolized: ") + e.what();
+    for (char& c : note)
+      if (c == '\n') c = ' ';
+    std::fprintf(stderr, "leakalloc: serve: pid %s: %s; sending the raw dump\n", pid_text.c_str(), note.c_str());
+    unlink(sym.c_str());
+    sym.clear();
+  }
   std::string body;
-  if (!read_file(*pb, &body)) return fail(res, 500, "cannot read " + *pb + ": " + std::strerror(errno));
+  const std::string& send = sym.empty() ? *pb : sym;
+  bool read_ok = read_file(send, &body);
+  int read_errno = errno;
+  if (!sym.empty()) unlink(sym.c_str());
+  if (!read_ok) return fail(res, 500, "cannot read " + send + ": " + std::strerror(read_errno));
   try {
     double live = 0;
     for (const Sample& s : read_dump(*pb).samples) live += s.bytes;
@@ -255,9 +311,7 @@ void Server::heap(const httplib::Request& req, httplib::Response& res) {
   } catch (const ToolError&) {
     // The index goes without this process's figure; the client still gets the file.
   }
-  // The file was made for this response alone unless a later request's dump answered it.
-  if (!opt_.keep && answer.served == answer.request)
-    for (const std::string& p : answer.paths) unlink(p.c_str());
+  if (!note.empty()) res.set_header("X-Leakalloc-Note", note);
   res.set_header("Content-Disposition", "attachment; filename=\"heap\"");
   res.set_header("X-Content-Type-Options", "nosniff");
   res.set_content(std::move(body), "application/octet-stream");
@@ -300,8 +354,9 @@ void Server::index(const httplib::Request&, httplib::Response& res) {
       "<!DOCTYPE html>\n<html><head><title>/debug/pprof/</title></head><body>\n"
       "<h1>/debug/pprof/</h1>\n<p>" + std::to_string(n) + " process" + (n == 1 ? "" : "es") +
       " under leakalloc that this server may dump. <code>go tool pprof "
-      "'http://HOST:PORT/debug/pprof/heap?pid=N'</code> reads one; <code>age=60s</code> keeps only blocks "
-      "at least that old (default: the process's own age setting).</p>\n"
+      "'http://HOST:PORT/debug/pprof/heap?pid=N'</code> reads one, symbolized; <code>age=60s</code> keeps "
+      "only blocks at least that old (default: the process's own age setting); <code>lost=1</code> gives the "
+      "blocks nothing points to any more (a reachability check).</p>\n"
       "<table>\n<tr><th>pid</th><th>command</th><th>uptime</th><th>live bytes (last dump here)</th>"
       "<th>rss</th><th>profile</th></tr>\n" + rows + "</table>\n</body></html>\n";
   res.set_content(page, "text/html; charset=utf-8");
@@ -406,13 +461,16 @@ void add_serve_command(CLI::App& app, Action* action) {
   auto o = std::make_shared<ServeOptions>();
   CLI::App* sub = app.add_subcommand("serve", "Serve live heap profiles over HTTP, as Go's net/http/pprof");
   sub->footer(
-      "Answers GET /debug/pprof/heap?pid=N[&age=DURATION] with a fresh .pb.gz dump of process N\n"
-      "(running under leakalloc), and GET /debug/pprof/ with the list of those this user may dump:\n"
+      "Answers GET /debug/pprof/heap?pid=N[&age=DURATION][&lost=1] with a fresh .pb.gz dump of\n"
+      "process N (running under leakalloc), symbolized as by `leakalloc symbolize` (the raw dump,\n"
+      "with an X-Leakalloc-Note header, when that fails); lost=1: only the blocks nothing points\n"
+      "to (a reachability check, as `dump --lost`). GET /debug/pprof/ lists the processes this\n"
+      "user may dump:\n"
       "  go tool pprof -http=:8080 'http://127.0.0.1:6060/debug/pprof/heap?pid=1234'\n"
       "The permission is the same as for `leakalloc dump` (a debugger's). Listens on loopback\n"
       "unless --listen names another address. Port 0 picks a free port; the address is printed.\n"
       "Errors: 400 bad parameters, 404 no such process or not under leakalloc, 403 not permitted,\n"
-      "504 no answer within --timeout. Durations take ms, s, m or h; a bare number is seconds.");
+      "504 no answer within --timeout, 501 lost=1 without the reachability check. Durations take ms, s, m or h; a bare number is seconds.");
   sub->add_option("--listen", o->listen, "Address to listen on (default 127.0.0.1:6060)")->type_name("HOST:PORT");
   add_duration(sub, "--timeout", &o->timeout_ms, "Answer 504 when a process has not dumped by then (default 30s)");
   add_number(sub, "--threads", &o->threads, 1, 64, "1 to 64", "Requests served at once (default 4)");
