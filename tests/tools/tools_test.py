@@ -208,10 +208,11 @@ def header_version():
 
 # Every option of every subcommand, as --help must list it.
 SUBCOMMAND_OPTIONS = {
-    "run": ["--reach", "--age", "--sample", "--interval", "--out", "--format", "--top", "--quiet"],
+    "run": ["--reach", "--age", "--sample", "--interval", "--out", "--format", "--top", "--quiet", "--no-symbolize"],
     "report": ["--age", "--top", "--depth", "--binary", "--root", "--no-histogram"],
     "diff": ["--top", "--depth", "--binary", "--root"],
-    "dump": ["--lost", "--age", "--format", "--timeout", "--top"],
+    "dump": ["--lost", "--age", "--format", "--timeout", "--top", "--no-symbolize"],
+    "symbolize": ["--binary", "--root", "-o"],
     "serve": ["--listen", "--timeout", "--threads", "--keep"],
 }
 
@@ -251,7 +252,10 @@ def case_cli():
                       (["run"], "PROG is required"),
                       (["dump", "--timeout", "x", "1"], "--timeout: bad duration"),
                       (["dump", "1", "2"], "not expected: 2"),
-                      (["dump", "abc"], 'bad PID "abc"')):
+                      (["dump", "abc"], 'bad PID "abc"'),
+                      (["symbolize"], "DUMP is required"),
+                      (["symbolize", "-o", "", "a.heap"], "-o: empty file name"),
+                      (["symbolize", "-o", "x.pb.gz", "a.heap", "b.heap"], "-o names one file")):
         p = run([ARGS.tool] + args)
         check(p.returncode == 1 and p.stderr.startswith("leakalloc: ") and msg in p.stderr,
               "%s: rc %d, wanted 1 and %r in %r" % (args, p.returncode, msg, p.stderr))
@@ -293,13 +297,14 @@ def case_man():
 class Serve:
     """`leakalloc serve` on a free loopback port (port 0: it prints the one it got)."""
 
-    def __init__(self, *args, user=None):
+    def __init__(self, *args, user=None, env=None):
         cmd = [ARGS.tool, "serve", "--listen", "127.0.0.1:0"] + list(args)
         if user:
             cmd = ["setpriv", "--reuid=" + user, "--regid=nogroup", "--clear-groups"] + cmd
         self.err_path = os.path.join(ARGS.work, "serve.%d.err" % len(cmd))
         self.err = open(self.err_path, "w+")
-        self.p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.err, text=True)
+        self.p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.err, text=True,
+                                  env=dict(os.environ, **(env or {})))
         self.port = None
         for _ in range(100):
             self.err.seek(0)
@@ -317,10 +322,12 @@ class Serve:
     def url(self, path):
         return "http://127.0.0.1:%d%s" % (self.port, path)
 
-    def get(self, path, out=None):
-        """(status, content type, body) through curl."""
+    def get(self, path, out=None, headers=None):
+        """(status, content type, body) through curl; the headers to the file `headers`."""
         cmd = ["curl", "-sS", "--max-time", "30", "-w", "\n%{http_code} %{content_type}", "-o", out or "-",
                self.url(path)]
+        if headers:
+            cmd[1:1] = ["-D", headers]
         p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
         text = p.stdout.decode("utf-8", "replace")
         body, _, tail = text.rpartition("\n")
@@ -356,11 +363,28 @@ def case_serve():
         if code == 200:
             check(open(out, "rb").read(2) == b"\x1f\x8b", "heap: the body must be gzip")
             check_report_against_pprof(report("--top", "20", out), out, "serve curl")
+            # Symbolized: go tool pprof names every frame without the program's files.
+            rows = pprof_top(out, extra=("-symbolize=none", "-unit=B", "-sample_index=inuse_space"))
+            for func, (blocks, nbytes, line) in expected_sites().items():
+                check(rows.get(func) == nbytes, "symbolized body, -symbolize=none: %s has %s bytes, wanted %d: %s" %
+                      (func, rows.get(func), nbytes, rows))
         check(os.listdir(d) == ["fixture.ready"], "serve must remove the dump it sent: %s" % os.listdir(d))
         # go tool pprof fetches the URL itself.
         rows = pprof_top(srv.url("/debug/pprof/heap?pid=%d&age=0" % fx.pid), extra=("-unit=B", "-sample_index=inuse_space"))
         for func, (blocks, nbytes, line) in expected_sites().items():
             check(rows.get(func) == nbytes, "go tool pprof URL: %s has %s bytes, wanted %d: %s" % (func, rows.get(func), nbytes, rows))
+        # lost=1: the reachability check's dump. The fixture keeps every leak in a global
+        # array, so none of its leak sites is lost.
+        lost = os.path.join(ARGS.work, "serve_lost.pb.gz")
+        code, _, _ = srv.get("/debug/pprof/heap?pid=%d&age=0&lost=1" % fx.pid, out=lost)
+        check(code == 200, "heap lost=1: %d\n%s" % (code, srv.log()))
+        if code == 200:
+            p = run(["go", "tool", "pprof", "-top", "-symbolize=none", lost], timeout=120)
+            check(p.returncode == 0 and "lost blocks only (reachability check)" in p.stdout,
+                  "lost=1 must answer with the lost dump: %s %s" % (p.stdout, p.stderr))
+            for func in expected_sites():
+                check(func not in p.stdout, "lost=1: %s is reachable, not lost:\n%s" % (func, p.stdout))
+        check(os.listdir(d) == ["fixture.ready"], "serve must remove the lost dump it sent: %s" % os.listdir(d))
         # Two at once for one process: one dump at a time, both answered, nothing left.
         outs = [os.path.join(ARGS.work, "serve_par%d.pb.gz" % i) for i in range(2)]
         curls = [subprocess.Popen(["curl", "-sS", "--max-time", "30", "-o", o, "-w", "%{http_code}",
@@ -387,7 +411,8 @@ def case_serve():
                                  ("pid=abc", 400, 'bad pid "abc"'),
                                  ("pid=0", 400, 'bad pid "0"'),
                                  ("", 400, "pid= is required"),
-                                 ("pid=%d&age=soon" % fx.pid, 400, 'age: bad duration "soon"')):
+                                 ("pid=%d&age=soon" % fx.pid, 400, 'age: bad duration "soon"'),
+                                 ("pid=%d&lost=maybe" % fx.pid, 400, 'lost: expected 1 or 0, got "maybe"')):
             code, ctype, body = srv.get("/debug/pprof/heap?" + query)
             check(code == want and why in body and body.count("\n") == 1 and ctype.startswith("text/plain"),
                   "heap?%s: %d %s %r, wanted %d with %r" % (query, code, ctype, body, want, why))
@@ -407,6 +432,25 @@ def case_serve():
         rc = srv.stop()
     check(rc == 0, "serve must exit 0 on SIGTERM, got %d: %s" % (rc, srv.log()))
     check("-> 200" in srv.log() and "-> 504" in srv.log(), "serve logs each request:\n" + srv.log())
+    # When symbolizing fails (here: no temporary directory), the raw dump, with a note.
+    srv = Serve("--threads", "2", env={"TMPDIR": "/nonexistent/leakalloc"})
+    try:
+        raw = os.path.join(ARGS.work, "serve_raw.pb.gz")
+        hdr = os.path.join(ARGS.work, "serve_raw.headers")
+        # (A dump asked for by the 504 request above is written when the process resumes,
+        # and nobody sends or removes it.)
+        before = sorted(os.listdir(d))
+        code, _, _ = srv.get("/debug/pprof/heap?pid=%d&age=0" % fx.pid, out=raw, headers=hdr)
+        heads = open(hdr).read().lower() if os.path.exists(hdr) else ""
+        check(code == 200 and "x-leakalloc-note: not symbolized: " in heads and "sending the raw dump" in srv.log(),
+              "unsymbolized fallback: %d %r\n%s" % (code, heads, srv.log()))
+        if code == 200:
+            check_report_against_pprof(report("--top", "20", raw), raw, "serve raw")
+            rows = pprof_top(raw, extra=("-symbolize=none",))
+            check("leak_large_buffers" not in rows, "the raw dump carries no names: %s" % rows)
+        check(sorted(os.listdir(d)) == before, "fallback: the dump removed: %s, before %s" % (os.listdir(d), before))
+    finally:
+        srv.stop()
     # Permission: nobody may not dump root's process: 403, and the index leaves it out.
     if os.geteuid() == 0 and shutil.which("setpriv"):
         srv = Serve(user="nobody")
