@@ -209,8 +209,8 @@ def header_version():
 # Every option of every subcommand, as --help must list it.
 SUBCOMMAND_OPTIONS = {
     "run": ["--reach", "--age", "--sample", "--interval", "--out", "--format", "--top", "--quiet", "--no-symbolize"],
-    "report": ["--age", "--top", "--depth", "--binary", "--root", "--no-histogram"],
-    "diff": ["--top", "--depth", "--binary", "--root"],
+    "report": ["--age", "--top", "--depth", "--binary", "--root", "--no-histogram", "--format"],
+    "diff": ["--top", "--depth", "--binary", "--root", "--format"],
     "dump": ["--lost", "--age", "--format", "--timeout", "--top", "--no-symbolize"],
     "symbolize": ["--binary", "--root", "-o"],
     "serve": ["--listen", "--timeout", "--threads", "--keep"],
