@@ -444,23 +444,16 @@ void PbWriter::emit_sample(const StackField& loc, const int64_t values[kValues],
   pb::Buf s(buf, sizeof buf);
   s.raw(loc.bytes, loc.len);
   s.packed(kSampleValue, values, kValues);
-  if (lifetime_ms != UINT64_MAX) {
+  auto num_label = [&](uint64_t key, uint64_t num, uint64_t unit) {
     uint8_t lb[48];
     pb::Buf l(lb, sizeof lb);
-    l.u64(kLabelKey, k_lifetime_);
-    l.u64(kLabelNum, lifetime_ms);
-    l.u64(kLabelNumUnit, k_ms_);
+    l.u64(kLabelKey, key);
+    l.u64(kLabelNum, num);
+    l.u64(kLabelNumUnit, unit);
     s.message(kSampleLabel, l);
-  }
+  };
+  if (lifetime_ms != UINT64_MAX) num_label(k_lifetime_, lifetime_ms, k_ms_);
   if (g != nullptr) {
-    auto num_label = [&](uint64_t key, uint64_t num, uint64_t unit) {
-      uint8_t lb[48];
-      pb::Buf l(lb, sizeof lb);
-      l.u64(kLabelKey, key);
-      l.u64(kLabelNum, num);
-      l.u64(kLabelNumUnit, unit);
-      s.message(kSampleLabel, l);
-    };
     num_label(k_age_, g->age_s, k_seconds_);
     if (g->reach != 0) {  // reach=reachable|direct|indirect (profile/reach.h)
       uint8_t lb[32];

@@ -197,24 +197,18 @@ Profile parse_heap_text(const std::string& path, const std::string& text) {
       s.pcs.push_back(a > 0 ? a - 1 : a);
     }
     if (s.pcs.empty()) bad_line(path, lineno, line, "stack line without addresses");
-    double count = static_cast<double>(v[0]), bytes = static_cast<double>(v[1]);
-    if (prof.sampled && count > 0 && bytes > 0) {
-      double ratio = (bytes / count) / static_cast<double>(prof.period);
+    // docs/FORMATS.md "Unsampling", for the in-use and the alloc pair alike.
+    auto unsample = [&](uint64_t objs, uint64_t total, double* count, double* bytes) {
+      *count = static_cast<double>(objs);
+      *bytes = static_cast<double>(total);
+      if (!prof.sampled || *count <= 0 || *bytes <= 0) return;
+      double ratio = (*bytes / *count) / static_cast<double>(prof.period);
       double scale = 1.0 / (1.0 - std::exp(-ratio));
-      count *= scale;
-      bytes *= scale;
-    }
-    s.count = count;
-    s.bytes = bytes;
-    double alloc_count = static_cast<double>(v[2]), alloc_bytes = static_cast<double>(v[3]);
-    if (prof.sampled && alloc_count > 0 && alloc_bytes > 0) {
-      double ratio = (alloc_bytes / alloc_count) / static_cast<double>(prof.period);
-      double scale = 1.0 / (1.0 - std::exp(-ratio));
-      alloc_count *= scale;
-      alloc_bytes *= scale;
-    }
-    s.alloc_count = alloc_count;
-    s.alloc_bytes = alloc_bytes;
+      *count *= scale;
+      *bytes *= scale;
+    };
+    unsample(v[0], v[1], &s.count, &s.bytes);
+    unsample(v[2], v[3], &s.alloc_count, &s.alloc_bytes);
     // Lines with only alloc history ("0: 0 [500: 87904]") hold nothing live.
     if (v[0] != 0 || v[1] != 0) prof.samples.push_back(std::move(s));
     else if (v[2] != 0 || v[3] != 0) prof.history.push_back(std::move(s));
