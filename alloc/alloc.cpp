@@ -6,11 +6,14 @@
 #include <mimalloc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "alloc/fast_path.h"
 #include "alloc/header.h"
 #include "alloc/thread_cache.h"
+#include "alloc/thread_state.h"
 #include "config/options.h"
 #include "profile/profiler.h"
 #include "profile/sampler.h"
@@ -33,11 +36,14 @@ namespace {
 // a thread that frees before it ever allocated (a consumer) registers here; a thread
 // that cannot (past its exit hook, or before the allocator is initialised) counts into
 // the shared totals.
+void thread_settle(ThreadState& t, bool with_cache);
+
 LA_SLOW_PATH void count_unregistered(CounterId blocks, CounterId bytes, size_t size) {
   ThreadState& t = t_state;
-  if (prof::adopt_thread(t)) {
-    t.counter[blocks].add(1);
-    t.counter[bytes].add(size);
+  if (prof::adopt_thread(t.profile)) {
+    thread_settle(t, false);
+    t.profile.counter[blocks].add(1);
+    t.profile.counter[bytes].add(size);
     return;
   }
   threads::count_exited(blocks, 1);
@@ -46,16 +52,16 @@ LA_SLOW_PATH void count_unregistered(CounterId blocks, CounterId bytes, size_t s
 
 LA_ALWAYS_INLINE void count_alloc(size_t size) {
   ThreadState& t = t_state;
-  if (LA_UNLIKELY(t.phase != kThreadLive)) return count_unregistered(kCounter_allocs, kCounter_alloc_bytes, size);
-  t.counter[kCounter_allocs].add(1);
-  t.counter[kCounter_alloc_bytes].add(size);
+  if (LA_UNLIKELY(t.profile.phase != kThreadLive)) return count_unregistered(kCounter_allocs, kCounter_alloc_bytes, size);
+  t.profile.counter[kCounter_allocs].add(1);
+  t.profile.counter[kCounter_alloc_bytes].add(size);
 }
 
 LA_ALWAYS_INLINE void count_free(size_t size) {
   ThreadState& t = t_state;
-  if (LA_UNLIKELY(t.phase != kThreadLive)) return count_unregistered(kCounter_frees, kCounter_free_bytes, size);
-  t.counter[kCounter_frees].add(1);
-  t.counter[kCounter_free_bytes].add(size);
+  if (LA_UNLIKELY(t.profile.phase != kThreadLive)) return count_unregistered(kCounter_frees, kCounter_free_bytes, size);
+  t.profile.counter[kCounter_frees].add(1);
+  t.profile.counter[kCounter_free_bytes].add(size);
 }
 
 // ---- The thread cache (alloc/thread_cache.h) ------------------------------------------
@@ -70,6 +76,24 @@ extern "C" void* __dso_handle;
 
 namespace leakalloc {
 namespace {
+
+// The cache's link and mark keys (alloc/thread_cache.h), before the first block is
+// cached: AT_RANDOM's other 8 bytes (the header secret takes the first 8, base/os.cpp),
+// so that a freed mark read from the heap, which gives the header secret away, does not
+// give these away too. Every thread sets them (once) as it starts (thread_settle),
+// before it caches a block: threads that race here write the same values, and the
+// acquire load publishes them to a thread that finds them set.
+std::atomic<bool> g_cache_keys_set{false};
+void ensure_cache_keys() {
+  if (LA_LIKELY(g_cache_keys_set.load(std::memory_order_acquire))) return;
+  const unsigned char* rnd = reinterpret_cast<const unsigned char*>(getauxval(AT_RANDOM));
+  uint64_t key = 0x9e3779b97f4a7c15ull;
+  if (rnd != nullptr)
+    for (int i = 8; i < 16; ++i) key = (key << 8) | rnd[i];
+  g_link_key = key ^ (reinterpret_cast<uintptr_t>(&g_link_key) * 0xff51afd7ed558ccdull);
+  g_mark_key = (g_link_key ^ (g_link_key >> 29)) * 0xc4ceb9fe1a85ec53ull;
+  g_cache_keys_set.store(true, std::memory_order_release);
+}
 
 enum CacheSupport : int { kCacheUnchecked = 0, kCacheSupported = 1, kCacheUnsupported = 2 };
 std::atomic<int> g_cache_support{kCacheUnchecked};
@@ -121,29 +145,48 @@ void cache_drain_all(ThreadState& t) {
   }
 }
 
-// Gives a live thread's bins their room, from the slow path of an allocation (every
-// thread's first one is slow). Until the options have been read from the environment
-// (the first malloc may come before environ is set) nothing is decided yet.
+// Whether the thread's bins are to have room (thread.tcache.enabled, opt.tcache).
 bool cache_wanted(const ThreadState& t) {
   return t.cache_mode == kCacheFollowOption ? opt(kOpt_tcache) != 0 : t.cache_mode == kCacheForcedOn;
 }
 
-void on_thread_ending(void* arg) { thread_cache_end(*static_cast<ThreadState*>(arg)); }
+// The thread's one exit hook, registered by thread_settle: it runs with the thread's
+// C++ thread_local destructors, which glibc runs before any pthread key destructor.
+// The bins go first (thread_cache_end, alloc/alloc.h: before mimalloc's own key
+// destructor), while the thread is still live: the free fast path's cache hit looks at
+// the bin's room, not at the phase. Then the profiler's part ends (threads::end_current),
+// except on the main thread: exit() runs thread_local destructors first, and the
+// program's atexit handlers, static destructors and the final dump come after; the main
+// thread stays registered through them (its TLS is never reused). What the thread does
+// after this hook (pthread key destructors, glibc's own teardown) is counted in the
+// exited totals and bypasses the thread cache.
+void thread_end(void* arg) {
+  ThreadState& t = *static_cast<ThreadState*>(arg);
+  thread_cache_end(t);
+  if (syscall(SYS_gettid) != getpid()) threads::end_current(t.profile);
+}
 
-void cache_setup(ThreadState& t) {
-  if (t.phase != kThreadLive || !options_loaded_from_environment()) return;
-  if (!cache_wanted(t) || !cache_supported()) return;
-  for_each_bin(t, [](CacheBin& b, uint32_t c) { b.room += cache_bin_limit(c); });
-  t.cache_ready = 1;
-  if (!t.cache_end_hooked) {
-    // The bins are given back with the thread's thread_local destructors, which glibc
-    // runs before any pthread key destructor (thread_cache_end, alloc/alloc.h). glibc
-    // allocates a node for it: leakalloc's own allocation, untracked (cache_ready is set,
-    // so it does not come back here). No leakalloc lock is held: glibc takes its loader
-    // lock, as for any C++ thread_local with a destructor.
-    t.cache_end_hooked = 1;
+// A thread's start, from the slow paths that may be its first (an allocation, a free on
+// a thread that never allocated, a realloc) and from the constructor for the main
+// thread: once the profiler has registered the thread and the options have been read
+// from the environment (the first malloc may come before environ is set), its exit hook
+// is registered and, `with_cache` (from an allocation), its bins get their room: a
+// thread that only frees (a queue's consumer) never caches, since nothing of its own
+// would take the blocks back. Cheap to call again.
+void thread_settle(ThreadState& t, bool with_cache) {
+  if (t.profile.phase != kThreadLive || !options_loaded_from_environment()) return;
+  ensure_cache_keys();
+  if (with_cache && !t.cache_ready && cache_wanted(t) && cache_supported()) {
+    for_each_bin(t, [](CacheBin& b, uint32_t c) { b.room += cache_bin_limit(c); });
+    t.cache_ready = 1;
+  }
+  if (!t.end_hooked) {
+    // glibc allocates a node for it: leakalloc's own allocation, untracked, which comes
+    // back here and finds everything done. No leakalloc lock is held: glibc takes its
+    // loader lock, as for any C++ thread_local with a destructor.
+    t.end_hooked = 1;
     ReentrancyGuard g;
-    __cxa_thread_atexit_impl(on_thread_ending, &t, &__dso_handle);
+    __cxa_thread_atexit_impl(thread_end, &t, &__dso_handle);
   }
 }
 
@@ -258,7 +301,7 @@ LA_SLOW_PATH void* outside_alloc(size_t size, size_t align, bool zero, bool glib
   prefix_of(u)->check = outside_check(u, tagged);
   if (from_glibc) {  // never sampled: profiling is off from here on
     count_alloc(size);
-    header_write_birth(u, size | kUncachedBit | kOutsideBit, birth_word_now(t_state.clock));
+    header_write_birth(u, size | kUncachedBit | kOutsideBit, birth_word_now(t_state.profile.clock));
     return u;
   }
   return alloc_finish(header_of(u), size, kUncachedBit | kOutsideBit, frame);
@@ -354,8 +397,10 @@ bool frees(const char* op) {
                        "(double free: its memory went back to the system)");
   }
   if (!page_start && !in_heap) bad_pointer(op, p, "not allocated by leakalloc");
-  // A block in a thread cache carries that cache's mark instead (alloc/thread_cache.h).
-  if (h->word1 == freed_mark(p) || cache_marked(h->tag, h->word1))
+  // A block in a thread cache carries that cache's mark instead (alloc/thread_cache.h);
+  // before any thread has started, no block has been cached (and the keys are unset).
+  bool cache_keys = g_cache_keys_set.load(std::memory_order_acquire);
+  if (h->word1 == freed_mark(p) || (cache_keys && cache_marked(h->tag, h->word1)))
     bad_pointer(op, p, frees(op) ? "double free: the block was already freed"
                                  : "use after free: the block was already freed");
   if (!in_heap) bad_pointer(op, p, "not allocated by leakalloc, or its header was overwritten");
@@ -420,10 +465,11 @@ void thread_cache_release(ThreadState& t) {
 
 void thread_cache_end(ThreadState& t) {
   thread_cache_release(t);
-  t.cache_mode = kCacheForcedOff;  // cache_setup() must not set the bins up again
+  t.cache_mode = kCacheForcedOff;  // thread_settle() must not set the bins up again
 }
 
-void thread_cache_adopt(ThreadState& gone) {
+void thread_gone_in_child(ThreadProfile& gone_part) {
+  ThreadState& gone = state_of(gone_part);
   ThreadState& t = t_state;
   if (&gone == &t) return;
   // What does not fit stays with the gone thread's bins: its memory is leaked, as before.
@@ -457,17 +503,18 @@ uint32_t sampled_record_of(const void* user) {
   return header_valid(user, h) ? h->record() : 0;
 }
 
-void thread_cache_prepare() {
+void thread_prepare() {
   ThreadState& t = t_state;
-  if (!t.cache_ready) cache_setup(t);
+  if (t.profile.phase == kThreadNew) prof::adopt_thread(t.profile);
+  thread_settle(t, true);
 }
 
 // What the thread has, or for a thread whose first slow-path malloc has not come yet,
-// what cache_setup() will give it.
+// what thread_settle() will give it.
 bool thread_cache_enabled() {
   ThreadState& t = t_state;
   if (t.cache_ready) return true;
-  return t.phase != kThreadExited && cache_wanted(t) && cache_supported();
+  return t.profile.phase != kThreadExited && cache_wanted(t) && cache_supported();
 }
 
 bool thread_cache_set_enabled(bool on) {
@@ -480,17 +527,22 @@ bool thread_cache_set_enabled(bool on) {
   if (!cache_supported()) return false;
   t.cache_mode = kCacheForcedOn;
   // A thread that is not registered yet sets its bins up at its first slow-path malloc.
-  if (!t.cache_ready) cache_setup(t);
+  thread_settle(t, true);
   return true;
 }
 
-uint64_t thread_cache_bytes(const ThreadState& t) {
-  if (__atomic_load_n(&t.cache_ready, __ATOMIC_RELAXED) == 0) return 0;
+uint64_t thread_cache_total_bytes() {
   uint64_t bytes = 0;
-  for_each_bin(t, [&bytes](const CacheBin& b, uint32_t c) {
-    int32_t held = cache_bin_limit(c) - __atomic_load_n(&b.room, __ATOMIC_RELAXED);
-    if (held > 0) bytes += static_cast<uint64_t>(held) * cache_class_size(c);
-  });
+  threads::for_each_thread(
+      [](void* ctx, const ThreadProfile& part) {
+        const ThreadState& t = state_of(part);
+        if (__atomic_load_n(&t.cache_ready, __ATOMIC_RELAXED) == 0) return;
+        for_each_bin(t, [ctx](const CacheBin& b, uint32_t c) {
+          int32_t held = cache_bin_limit(c) - __atomic_load_n(&b.room, __ATOMIC_RELAXED);
+          if (held > 0) *static_cast<uint64_t*>(ctx) += static_cast<uint64_t>(held) * cache_class_size(c);
+        });
+      },
+      &bytes);
   return bytes;
 }
 
@@ -514,8 +566,8 @@ LA_SLOW_PATH void* alloc(void* base, size_t size, uint64_t flags, EntryFrame fra
   // A sampled aligned block has no room for kUncachedBit: its tag says "size in the
   // record", which keeps it out of the thread cache as well.
   if (sample != 0) header_write(user, sampled_tag(sample, flags != 0 ? kSizeInRecord : size), birth_ns);
-  else header_write_birth(user, size | flags, birth_word_now(t_state.clock));
-  if (LA_UNLIKELY(!t_state.cache_ready)) cache_setup(t_state);
+  else header_write_birth(user, size | flags, birth_word_now(t_state.profile.clock));
+  if (LA_UNLIKELY(!(t_state.cache_ready & t_state.end_hooked))) thread_settle(t_state, true);
   return user;
 }
 
@@ -668,13 +720,14 @@ void* la_realloc(void* p, size_t size, const char* op, EntryFrame frame) {
     size_t old = requested_size(h);
     uint64_t sample = 0;
     if (sampled) {
-      sample = prof::sample_again(t, size, frame, h->birth_ns());
+      sample = prof::sample_again(t.profile, size, frame, h->birth_ns());
     } else if (size > old) {
       // The growth is charged to the sampler, and may sample the block here.
-      int64_t left = countdown_after(t, size - old);
-      if (LA_LIKELY(left > 0)) countdown_keep(t, left);
-      else sample = prof::sample_growth(t, size - old, size, frame, h->birth_ns());
+      int64_t left = countdown_after(t.profile, size - old);
+      if (LA_LIKELY(left > 0)) countdown_keep(t.profile, left);
+      else sample = prof::sample_growth(t.profile, size - old, size, frame, h->birth_ns());
     }
+    if (LA_UNLIKELY(!t.end_hooked)) thread_settle(t, false);  // the sampler may have registered it
     // A sampled block that could not be recorded again moves instead (below).
     if (!sampled || sample != 0) {
       if (sampled) prof::record_free(h->record(), h->sampled_generation(), h->birth_ns());

@@ -49,31 +49,36 @@ constexpr size_t kMaxRequest = (static_cast<size_t>(1) << 48) - (static_cast<siz
 constexpr size_t kPageAlignedFrom = static_cast<size_t>(1) << 20;
 constexpr size_t kPageAlign = 4096;
 
-// Gives the thread's cached free blocks back to mimalloc (alloc/thread_cache.h) and
-// leaves its cache unset: its frees then go to mimalloc. Called by the thread's exit
-// hook.
-struct ThreadState;
-void thread_cache_release(ThreadState& t);
-// The same when the thread starts to end (with its C++ thread_local destructors,
-// registered when its cache is set up), and the cache stays off for what the thread still
-// allocates: the blocks must be back in mimalloc before mimalloc's own thread-exit
-// hook, a pthread key destructor that runs before leakalloc's. Left cached until then,
+// The thread's life (alloc/thread_state.h). A thread starts at its first slow-path
+// allocation, or its first free if it never allocates: the profiler registers it
+// (prof::adopt_thread), then the allocator gives its bins their room and registers its
+// one exit hook (thread_end, alloc/alloc.cpp). That hook runs with the thread's C++
+// thread_local destructors: it gives the cached blocks back to mimalloc, whose own
+// thread-exit hook is a pthread key destructor that runs later (left cached until then,
 // they kept the thread's mimalloc segments in use when mimalloc abandoned them, and
-// every later thread paid to reclaim them: 3000 threads that each allocate 64 blocks
-// and end took 1.1 s of CPU instead of 0.1 s.
+// every later thread paid to reclaim them: 3000 threads that each allocate 64 blocks and
+// end took 1.1 s of CPU instead of 0.1 s), then ends the profiler's part
+// (threads::end_current).
+struct ThreadState;
+struct ThreadProfile;
+// Gives the thread's cached free blocks back to mimalloc (alloc/thread_cache.h) and
+// leaves its cache unset: its frees then go to mimalloc.
+void thread_cache_release(ThreadState& t);
+// The same as the thread ends; the cache stays off for what the thread still allocates.
 void thread_cache_end(ThreadState& t);
 
-// In a fork child: moves the blocks cached by `gone` (a thread that does not exist in
-// the child) into the calling thread's bins, as far as they have room; the rest stay
-// lost, as the thread's other memory does (giving them to mimalloc here could take a
-// lock that a vanished thread held). Touches nothing but the two threads' bins.
-void thread_cache_adopt(ThreadState& gone);
+// In a fork child, for each thread that does not exist there (threads::fork_child):
+// moves the blocks it cached into the calling thread's bins, as far as they have room;
+// the rest stay lost, as the thread's other memory does (giving them to mimalloc here
+// could take a lock that a vanished thread held). Touches nothing but the two threads'
+// bins.
+void thread_gone_in_child(ThreadProfile& gone);
 
-// Sets the calling (registered) thread's cache up now rather than at its first slow-path
-// malloc, if it is to have one. The library's constructor does so for the main thread:
-// the registration of its thread-end hook is an allocation of glibc's (32 bytes, in
-// stats.allocated), which would otherwise be made inside the program's first malloc.
-void thread_cache_prepare();
+// Starts the calling thread now rather than at its first slow-path malloc: the library's
+// constructor does so for the main thread, once the options are final. The registration
+// of its exit hook is an allocation of glibc's (32 bytes, in stats.allocated), which
+// would otherwise be made inside the program's first malloc.
+void thread_prepare();
 // The lowest address of the la_* entry points: where the allocator's own code starts
 // when its objects are linked into the executable (the unit tests), for the unwinder to
 // tell its frames from the caller's (unwind::init).
@@ -91,9 +96,10 @@ bool thread_cache_enabled();
 // Off: flushes and stops caching. On: caches from now on, whatever opt.tcache says;
 // false when the loaded mimalloc's size classes rule the cache out.
 bool thread_cache_set_enabled(bool on);
-// Bytes of blocks in `t`'s bins (their class sizes), read from another thread while the
-// owner may be pushing and popping: a snapshot a few blocks stale at worst.
-uint64_t thread_cache_bytes(const ThreadState& t);
+// Bytes of blocks in every registered thread's bins (their class sizes), read while the
+// owners may be pushing and popping: a snapshot a few blocks stale at worst
+// (stats.tcache_bytes).
+uint64_t thread_cache_total_bytes();
 
 // The reachability check's child (alloc/reach_mark.cpp): finds every block by its
 // header and marks what the roots reach (profile/reach.h). Registered with the profiler

@@ -26,6 +26,7 @@
 #include "alloc/alloc.h"
 #include "alloc/header.h"
 #include "alloc/thread_cache.h"
+#include "alloc/thread_state.h"
 #include "profile/sampler.h"
 
 namespace leakalloc {
@@ -44,24 +45,24 @@ void* malloc_large(size_t size, EntryFrame frame);
 }  // namespace slow
 
 LA_ALWAYS_INLINE void count_alloc_fast(ThreadState& t, size_t size) {
-  t.counter[kCounter_allocs].add(1);
-  t.counter[kCounter_alloc_bytes].add(size);
+  t.profile.counter[kCounter_allocs].add(1);
+  t.profile.counter[kCounter_alloc_bytes].add(size);
 }
 
 LA_ALWAYS_INLINE void count_free_fast(ThreadState& t, size_t size) {
-  t.counter[kCounter_frees].add(1);
-  t.counter[kCounter_free_bytes].add(size);
+  t.profile.counter[kCounter_frees].add(1);
+  t.profile.counter[kCounter_free_bytes].add(size);
 }
 
 LA_ALWAYS_INLINE void* alloc_finish(void* base, size_t size, uint64_t flags, EntryFrame frame) {
   ThreadState& t = t_state;
-  int64_t left = countdown_after(t, size);
-  if (LA_UNLIKELY(base == nullptr || left <= 0 || t.phase == kThreadExited))
+  int64_t left = countdown_after(t.profile, size);
+  if (LA_UNLIKELY(base == nullptr || left <= 0 || t.profile.phase == kThreadExited))
     return slow::alloc(base, size, flags, frame);
-  countdown_keep(t, left);
+  countdown_keep(t.profile, left);
   count_alloc_fast(t, size);
   void* user = static_cast<char*>(base) + kHeaderSize;
-  header_write_birth(user, size | flags, birth_word_now(t.clock));
+  header_write_birth(user, size | flags, birth_word_now(t.profile.clock));
   return user;
 }
 
@@ -76,15 +77,15 @@ LA_ALWAYS_INLINE void* malloc_fast(size_t size, EntryFrame frame) {
   uint32_t salt = cache_bin_offset(size);
   CacheBin& b = *reinterpret_cast<CacheBin*>(reinterpret_cast<char*>(t.cache) + salt);
   void* base = b.head;
-  int64_t left = countdown_after(t, size);
+  int64_t left = countdown_after(t.profile, size);
   // A thread that is not registered, or past its exit hook, has empty bins.
-  if (LA_UNLIKELY(base == nullptr || left <= 0 || !birth_ticks_current(t.clock)))
+  if (LA_UNLIKELY(base == nullptr || left <= 0 || !birth_ticks_current(t.profile.clock)))
     return slow::malloc_small(size, frame);
   cache_unlink_head(b, base, salt);
-  countdown_keep(t, left);
+  countdown_keep(t.profile, left);
   count_alloc_fast(t, size);
   void* user = static_cast<char*>(base) + kHeaderSize;
-  header_write_birth(user, size, t.clock.birth);
+  header_write_birth(user, size, t.profile.clock.birth);
   return user;
 }
 
@@ -138,7 +139,7 @@ LA_ALWAYS_INLINE void free_fast(void* p, const char* op) {
     count_free_fast(t, size);
     return;
   }
-  if (LA_UNLIKELY((tag > kUnsampledSizeMask) | (t.phase != kThreadLive))) return slow::free(p, op);
+  if (LA_UNLIKELY((tag > kUnsampledSizeMask) | (t.profile.phase != kThreadLive))) return slow::free(p, op);
   h->word1 = freed_mark(p);
   count_free_fast(t, tag);
   mi_free(h);

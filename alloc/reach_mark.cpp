@@ -21,6 +21,7 @@
 #include <algorithm>
 
 #include "alloc/header.h"
+#include "alloc/thread_state.h"
 #include "base/base.h"
 #include "profile/live_set.h"
 #include "profile/reach.h"
@@ -380,14 +381,19 @@ void Marker::collect_exclusions() {
   for (uint32_t i = 0; i < plan->nslots; ++i)
     if (plan->slots[i].tid > 0 && plan->slots[i].sp != 0) dead_below(plan->slots[i].sp);
   dead_below(plan->checker_sp);
-  auto state_of = [this](uintptr_t tp) {
+  // Every thread's ThreadState (alloc/thread_state.h) sits at the same offset from its
+  // thread pointer (initial-exec TLS); its cache bins point at freed blocks' headers,
+  // which are one past the end of the blocks before them: not roots. This child is a
+  // copy of the checking thread, so its own thread pointer is the checker's.
+  intptr_t offset = reinterpret_cast<intptr_t>(&t_state) - static_cast<intptr_t>(plan->checker_tp);
+  auto state_at = [this, offset](uintptr_t tp) {
     if (tp == 0) return;
-    uintptr_t a = tp + static_cast<uintptr_t>(plan->state_offset);
-    excluded[nexcluded++] = Range{a, a + plan->state_size};
+    uintptr_t a = tp + static_cast<uintptr_t>(offset);
+    excluded[nexcluded++] = Range{a, a + sizeof(ThreadState)};
   };
   for (uint32_t i = 0; i < plan->nslots; ++i)
-    if (plan->slots[i].tid > 0) state_of(plan->slots[i].tp);
-  state_of(plan->checker_tp);
+    if (plan->slots[i].tid > 0) state_at(plan->slots[i].tp);
+  state_at(plan->checker_tp);
   std::sort(excluded, excluded + nexcluded, [](const Range& a, const Range& b) { return a.lo < b.lo; });
 }
 

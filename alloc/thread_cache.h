@@ -58,7 +58,7 @@
 // caches. The thread's exit hook gives everything back; nothing else ages a bin (an idle
 // thread keeps its bins, as with jemalloc without tcache GC). In a fork child the forking
 // thread takes over the other threads' cached blocks, as far as its bins have room
-// (thread_cache_adopt, alloc/alloc.h); thread.tcache.flush / .enabled and
+// (thread_gone_in_child, alloc/alloc.h); thread.tcache.flush / .enabled and
 // stats.tcache_bytes (ctl/ctl.cpp) control and show the cache at run time.
 #pragma once
 

@@ -59,7 +59,7 @@ void fork_parent() {
 void fork_child() {
   live::fork_child();
   stacks::fork_child();
-  threads::fork_child();
+  threads::fork_child(thread_gone_in_child);
   dump::fork_child();
   unwind::open_fork_gate(/*child=*/true);
 }
@@ -67,10 +67,7 @@ void fork_child() {
 __attribute__((constructor(101))) void leakalloc_constructor() {
   prof::ensure_init();
   prof::start_options();
-  {
-    ReentrancyGuard g;
-    thread_cache_prepare();
-  }
+  thread_prepare();
   prof::start_tables(entry_points_lo());
   pthread_atfork(fork_prepare, fork_parent, fork_child);
   if (opt(kOpt_verbose) != 0) {

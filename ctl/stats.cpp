@@ -17,6 +17,7 @@
 #include <atomic>
 
 #include "base/base.h"
+#include "alloc/alloc.h"
 #include "alloc/header.h"
 #include "ctl/ctl.h"
 #include "profile/dump.h"
@@ -72,7 +73,7 @@ void stats_collect(Stats* s) {
   s->sampled_live = c.sampled_live;
   s->sampled_total = c.sampled_total;
   s->total_allocs = a.total_allocs;
-  s->tcache_bytes = static_cast<size_t>(threads::cached_bytes());
+  s->tcache_bytes = static_cast<size_t>(thread_cache_total_bytes());
 }
 
 uint64_t stats_refresh() {

@@ -48,7 +48,7 @@ struct Memo {
   uintptr_t addr[kMemoReads];
   uintptr_t value[kMemoReads];
 };
-// The last stacks a thread walked (ThreadState). A program's allocations come from a
+// The last stacks a thread walked (ThreadProfile). A program's allocations come from a
 // handful of call sites in turn (a loop that makes an object and its buffer; a malloc
 // and a realloc; a query engine's cursor, record, and result row): with eight stacks
 // remembered, sqlite3 at sample:0 skips 60% of its walks (22% with two), and a

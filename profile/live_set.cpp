@@ -63,7 +63,7 @@ bool ensure_chunk(uint32_t chunk_index) {
 }
 
 // Fills the thread's cache with up to kBatch slots: recycled ones first, then fresh.
-LA_NOINLINE bool refill(ThreadState& t) {
+LA_NOINLINE bool refill(ThreadProfile& t) {
   {
     LockGuard g(g_free_lock);
     while (g_pool_top > 0 && t.rec_cache_n < kBatch) {
@@ -118,7 +118,7 @@ LA_ALWAYS_INLINE Record* retire(uint64_t entry) {
 }
 
 // keep_id() past a full cache, or for a thread that does not cache.
-LA_NOINLINE void keep_id_locked(ThreadState& t, uint32_t id) {
+LA_NOINLINE void keep_id_locked(ThreadProfile& t, uint32_t id) {
   LockGuard g(g_free_lock);
   if (t.phase == kThreadLive) {
     // Spill half the cache so that the next frees stay local.
@@ -130,7 +130,7 @@ LA_NOINLINE void keep_id_locked(ThreadState& t, uint32_t id) {
 }
 
 // Keeps a retired slot for this thread's next samples, or gives it to the pool.
-LA_ALWAYS_INLINE void keep_id(ThreadState& t, uint32_t id) {
+LA_ALWAYS_INLINE void keep_id(ThreadProfile& t, uint32_t id) {
   // Only a registered thread caches: its exit hook drains the cache. A thread that is
   // not registered (yet: a consumer registers at the end of its first free, in
   // alloc/alloc.cpp count_free) has no exit hook, and slots cached there would be lost
@@ -151,13 +151,13 @@ namespace {
 // thread's counters, summed with every other thread's by threads::fold_counters, or into
 // the exited threads' totals for a thread that is not registered (past its exit hook,
 // or one that only frees). stats.sampled_live is their difference: no walk.
-LA_ALWAYS_INLINE void count_record(ThreadState& t, CounterId id) {
+LA_ALWAYS_INLINE void count_record(ThreadProfile& t, CounterId id) {
   if (LA_LIKELY(t.phase == kThreadLive)) t.counter[id].add(1);
   else threads::count_exited(id, 1);
 }
 }  // namespace
 
-uint64_t add(ThreadState& t, uint32_t stack_id, uint64_t size, uint64_t birth_ns) {
+uint64_t add(ThreadProfile& t, uint32_t stack_id, uint64_t size, uint64_t birth_ns) {
   // Sequence numbers run modulo 256 (odd = live) so that the 7-bit generation in the
   // block header names the published value exactly; a walker is fooled only if one slot
   // is retired and republished 128 times during its read of that one record.
@@ -205,7 +205,7 @@ uint64_t add(ThreadState& t, uint32_t stack_id, uint64_t size, uint64_t birth_ns
 namespace {
 // remove() on a thread that is not registered: retired at once, counted in the exited
 // threads' totals. Out of line, so that remove() itself saves no registers.
-LA_NOINLINE void remove_unregistered(ThreadState& t, uint64_t entry) {
+LA_NOINLINE void remove_unregistered(ThreadProfile& t, uint64_t entry) {
   threads::count_exited(kCounter_record_frees, 1);
   retire(entry);
   keep_id(t, pending_id(entry));
@@ -213,7 +213,7 @@ LA_NOINLINE void remove_unregistered(ThreadState& t, uint64_t entry) {
 }  // namespace
 
 void remove(uint32_t header_value, uint32_t generation, uint64_t birth_ns) {
-  ThreadState& t = t_state;
+  ThreadProfile& t = this_thread_profile();
   bool live = t.phase == kThreadLive;
   uint64_t now = live ? coarse_now_ns_cached(t.clock) : coarse_now_ns();
   uint64_t bucket = prof::lifetime_bucket(now > birth_ns ? now - birth_ns : 0);
@@ -237,7 +237,7 @@ uint64_t size_of(uint32_t header_value) {
   return slot(header_value - 1)->size_thread.load(std::memory_order_relaxed) & kSizeMask;
 }
 
-void drain_cache(ThreadState& t) {
+void drain_cache(ThreadProfile& t) {
   LockGuard g(g_free_lock);
   for (uint64_t& entry : t.rec_pending) {
     if (entry == 0) continue;

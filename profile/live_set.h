@@ -20,7 +20,7 @@
 // block was born, maybe by another thread), and a store that misses holds up every store
 // after it: at sample:0 on churn, the retiring store in free() cost 15% of the run. So a
 // registered thread's free does not touch the record: it puts (generation, id) in a
-// ring of 8 pending retirements in its ThreadState. The thread's next sample takes the
+// ring of 8 pending retirements in its ThreadProfile. The thread's next sample takes the
 // newest one and retires and republishes that record in one go (same line, no load);
 // a free into a full ring retires the oldest. Walkers copy every registered thread's
 // ring (under the registry lock) before reading the records and leave out a record
@@ -41,10 +41,10 @@ void init();
 // Takes a slot from the caller's cache and publishes the record; returns
 // generation << 32 | id + 1 (for the block header), or 0 if no record memory could be
 // mapped. The generation (7 bits) names this publication of the slot.
-uint64_t add(ThreadState& t, uint32_t stack_id, uint64_t size, uint64_t birth_ns);
+uint64_t add(ThreadProfile& t, uint32_t stack_id, uint64_t size, uint64_t birth_ns);
 // Frees the record `header_value` (id + 1) published as `generation`; any thread,
 // including exited ones. A registered thread does not touch the record: it keeps the
-// pair among its pending retirements (ThreadState::rec_pending), where its next sample
+// pair among its pending retirements (ThreadProfile::rec_pending), where its next sample
 // reuses the record and walkers leave it out. The block's lifetime (now - `birth_ns`)
 // goes into its stack's histogram when the record is retired: the pending entry
 // carries the lifetime's bucket, and retiring reads the record's stack id from the
@@ -54,7 +54,7 @@ void remove(uint32_t header_value, uint32_t generation, uint64_t birth_ns);
 uint64_t size_of(uint32_t header_value);
 // Retires a thread's pending records and drains its slot cache (thread exit; in a fork
 // child, for the threads that did not come along).
-void drain_cache(ThreadState& t);
+void drain_cache(ThreadProfile& t);
 // Calls fn for every live record born at or before born_before_ns; takes the registry
 // lock for a moment (to read the threads' pending retirements).
 void walk(uint64_t born_before_ns, prof::LiveBlockFn fn, void* ctx);

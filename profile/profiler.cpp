@@ -60,7 +60,7 @@ std::atomic<uint64_t> g_records_at_reset{0};
 
 // Exponential gap with mean 2^lg (see profile/sampler.h). A 64-bit LCG is plenty for
 // sampling decisions; 53 bits of it make U, uniform in (0, 1].
-int64_t draw_gap(ThreadState& t, int lg) {
+int64_t draw_gap(ThreadProfile& t, int lg) {
   if (lg <= 0) return 0;
   if (t.rng == 0) {
     t.rng = (reinterpret_cast<uintptr_t>(&t) * 0x9e3779b97f4a7c15ull) ^ coarse_now_ns() ^ g_header_secret;
@@ -84,7 +84,7 @@ void apply_options() {
 // Captures the stack at `frame`, counts a sample of `size` bytes on it and publishes the
 // block's live record. `keep_birth`: the record is born at *birth_ns (a block resized in
 // place); otherwise now, read after the capture, and stored in *birth_ns.
-LA_ALWAYS_INLINE uint64_t record_sample(ThreadState& t, EntryFrame frame, size_t size, uint64_t* birth_ns,
+LA_ALWAYS_INLINE uint64_t record_sample(ThreadProfile& t, EntryFrame frame, size_t size, uint64_t* birth_ns,
                                         bool keep_birth) {
   uintptr_t frames[unwind::kCaptureBuffer];
   size_t max = static_cast<size_t>(opt(kOpt_max_depth));
@@ -112,15 +112,6 @@ void ensure_init() {
   if (g_init.compare_exchange_strong(expected, kInitRunning, std::memory_order_acq_rel)) {
     // The secret first: every header from here on is checked against it.
     init_header_secret(&g_init);
-    // The thread cache's link and mark keys (alloc/thread_cache.h): AT_RANDOM's other 8
-    // bytes, so that a freed mark read from the heap (which gives away the header
-    // secret) does not give them away too.
-    const unsigned char* rnd = reinterpret_cast<const unsigned char*>(getauxval(AT_RANDOM));
-    uint64_t key = 0x9e3779b97f4a7c15ull;
-    if (rnd != nullptr)
-      for (int i = 8; i < 16; ++i) key = (key << 8) | rnd[i];
-    g_link_key = key ^ (reinterpret_cast<uintptr_t>(&g_lg_sample) * 0xff51afd7ed558ccdull);
-    g_mark_key = (g_link_key ^ (g_link_key >> 29)) * 0xc4ceb9fe1a85ec53ull;
     ReentrancyGuard guard;
     use_vdso_clock();
     process_start_ns();
@@ -152,7 +143,7 @@ bool recording() {
 
 // sample_slow() for `charge` bytes of a block of `size`: an allocation (charge == size,
 // born now) or a block grown in place (charge: the growth; born at *birth_ns).
-uint64_t charge_slow(ThreadState& t, size_t charge, size_t size, EntryFrame frame, uint64_t* birth_ns,
+uint64_t charge_slow(ThreadProfile& t, size_t charge, size_t size, EntryFrame frame, uint64_t* birth_ns,
                      bool keep_birth) {
   if (t.guard != 0) return 0;  // leakalloc's own allocation: untracked
   ErrnoKeeper keep_errno;
@@ -179,15 +170,15 @@ uint64_t charge_slow(ThreadState& t, size_t charge, size_t size, EntryFrame fram
 }
 }  // namespace
 
-uint64_t sample_slow(ThreadState& t, size_t size, EntryFrame frame, uint64_t* birth_ns) {
+uint64_t sample_slow(ThreadProfile& t, size_t size, EntryFrame frame, uint64_t* birth_ns) {
   return charge_slow(t, size, size, frame, birth_ns, false);
 }
 
-uint64_t sample_growth(ThreadState& t, size_t growth, size_t size, EntryFrame frame, uint64_t birth_ns) {
+uint64_t sample_growth(ThreadProfile& t, size_t growth, size_t size, EntryFrame frame, uint64_t birth_ns) {
   return charge_slow(t, growth, size, frame, &birth_ns, true);
 }
 
-uint64_t sample_again(ThreadState& t, size_t size, EntryFrame frame, uint64_t birth_ns) {
+uint64_t sample_again(ThreadProfile& t, size_t size, EntryFrame frame, uint64_t birth_ns) {
   if (t.guard != 0) return 0;
   ErrnoKeeper keep_errno;
   if (LA_UNLIKELY(t.phase == kThreadNew)) adopt_thread(t);
@@ -197,12 +188,12 @@ uint64_t sample_again(ThreadState& t, size_t size, EntryFrame frame, uint64_t bi
 }
 
 void on_tick() {
-  if (LA_LIKELY(!dump::needs_attention()) || t_state.guard != 0) return;
+  if (LA_LIKELY(!dump::needs_attention()) || this_thread_profile().guard != 0) return;
   ErrnoKeeper keep_errno;
   dump::attend();
 }
 
-bool adopt_thread(ThreadState& t) {
+bool adopt_thread(ThreadProfile& t) {
   if (t.phase != kThreadNew) return t.phase == kThreadLive;
   if (t.guard != 0 || g_init.load(std::memory_order_acquire) != kInitDone) return false;
   {
@@ -255,7 +246,7 @@ void reset(int lg) {
 }
 
 void seed_thread_sampler(uint64_t seed) {
-  ThreadState& t = t_state;
+  ThreadProfile& t = this_thread_profile();
   t.rng = seed | 1;
   t.sample_gen = 0;  // the next allocation draws a fresh gap from the new seed
   t.bytes_left.store(0, std::memory_order_relaxed);
@@ -302,7 +293,7 @@ AllocTotals alloc_totals() {
 
 size_t capture_stack(uintptr_t* out, size_t max, int kind) {
   ReentrancyGuard g;
-  ThreadState& t = t_state;
+  ThreadProfile& t = this_thread_profile();
   EntryFrame frame = reinterpret_cast<EntryFrame>(__builtin_frame_address(0));
   if (kind == kUnwindFp) return unwind::capture_fp(t, frame, out, max);
   return unwind::capture_libunwind(t, frame, out, max, nullptr, kind == kCaptureLibunwindUncached);
@@ -314,25 +305,22 @@ size_t capture_stack(uintptr_t* out, size_t max, int kind) {
 // allocations must not use up the user's bytes, or user allocations would be sampled
 // more often than 2^N predicts (and unsampled wrongly).
 ReentrancyGuard::ReentrancyGuard() {
-  ThreadState& t = t_state;
+  ThreadProfile& t = this_thread_profile();
   if (t.guard++ == 0) t.saved_bytes_left = t.bytes_left.load(std::memory_order_relaxed);
 }
 ReentrancyGuard::~ReentrancyGuard() {
-  ThreadState& t = t_state;
+  ThreadProfile& t = this_thread_profile();
   if (--t.guard == 0) t.bytes_left.store(t.saved_bytes_left, std::memory_order_relaxed);
 }
 
 namespace prof {
 
 void start_options() {
-  ThreadState& t = t_state;
   ReentrancyGuard g;
   if (!options_loaded_from_environment()) {
     options_load();  // the first malloc came before `environ` was set
     apply_options();
   }
-  if (t.phase == kThreadNew) threads::register_current(t);
-  threads::init_exit_hook();
 }
 
 void start_tables(uintptr_t entries_lo) {

@@ -119,8 +119,7 @@ void seed_thread_sampler(uint64_t seed);
 double unsample_scale(uint64_t size, uint64_t period);
 
 // ---- start-up (called once, in this order, by ctl/startup.cpp) ----------------------
-// Reloads the options if the first malloc came before `environ` was set, registers the
-// calling (main) thread and its exit hook.
+// Reloads the options if the first malloc came before `environ` was set.
 void start_options();
 // Primes the unwinder (entries_lo: alloc/alloc.h entry_points_lo) and maps the stack
 // table, now that the options are final.

@@ -310,8 +310,6 @@ __attribute__((noinline)) long stop_and_clone(Plan& plan, uint32_t check, size_t
     plan.nslots = g_nslots.load(std::memory_order_relaxed);
     plan.checker_sp = current_sp();
     plan.checker_tp = reinterpret_cast<uintptr_t>(__builtin_thread_pointer());
-    plan.state_offset = reinterpret_cast<intptr_t>(&t_state) - static_cast<intptr_t>(plan.checker_tp);
-    plan.state_size = sizeof(ThreadState);
     plan.now_ns = coarse_now_ns();
     t1 = precise_now_ns();
     pid = syscall(SYS_clone, 0UL, 0UL, nullptr, nullptr, 0UL);

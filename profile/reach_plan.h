@@ -61,11 +61,6 @@ struct Plan {
   uint32_t nslots;
   uintptr_t checker_sp;     // the checking thread's stack pointer at the clone
   uintptr_t checker_tp;     // and its thread pointer
-  // leakalloc's ThreadState (profile/sampler.h) sits at this offset from every thread's
-  // thread pointer (initial-exec TLS); its cache bins point at freed blocks' headers,
-  // which are one past the end of the blocks before them: not roots.
-  intptr_t state_offset;
-  size_t state_size;
   uint64_t now_ns;          // coarse clock at the stop: no block is younger
   Range not_roots[8];       // leakalloc's and mimalloc's writable ELF segments
   uint32_t n_not_roots;

@@ -1,4 +1,4 @@
-// Per-thread state and the sampler's fast path: the only profiler code the allocator
+// The sampler's fast path: the only profiler code the allocator
 // inlines into malloc.
 //
 // Sampling maths (jemalloc's lg_prof_sample, tcmalloc's Sampler). We want each
@@ -20,111 +20,36 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "alloc/alloc.h"
 #include "profile/entry_frame.h"
+#include "profile/thread_profile.h"
 #include "base/base.h"
-#include "alloc/thread_cache.h"
 #include "profile/frame_cache.h"
 
 namespace leakalloc {
-
-// Counters that the owning thread writes and other threads only read (relaxed atomic
-// loads). No read-modify-write is atomic: on x86-64 an add is one unlocked `add` to
-// memory, whose aligned 8-byte store other threads see whole, where an atomic relaxed
-// load and store are three instructions (the fast paths run four of these per pair).
-struct OwnerCounter {
-  uint64_t v;  // TLS is zero-filled: no initializer, so no dynamic init
-  LA_ALWAYS_INLINE void add(uint64_t d) {
-#if defined(__x86_64__)
-    asm volatile("addq %1, %0" : "+m"(v) : "er"(d));
-#else
-    __atomic_store_n(&v, __atomic_load_n(&v, __ATOMIC_RELAXED) + d, __ATOMIC_RELAXED);
-#endif
-  }
-  uint64_t get() const { return __atomic_load_n(&v, __ATOMIC_RELAXED); }
-  void clear() { __atomic_store_n(&v, 0, __ATOMIC_RELAXED); }  // by the owner
-};
-
-// The per-thread counters, one list: the struct field, the exited-thread totals and the
-// summation in profile/threads.cpp all come from it.
-#define LEAKALLOC_THREAD_COUNTERS(X) \
-  X(allocs)      /* blocks allocated */                         \
-  X(frees)       /* blocks freed */                             \
-  X(alloc_bytes) /* requested bytes allocated */                \
-  X(free_bytes)  /* requested bytes freed */                    \
-  X(records)     /* sampled blocks recorded (live records published) */ \
-  X(record_frees) /* live records handed back */
-
-enum CounterId : int {
-#define LEAKALLOC_COUNTER_ENUM(name) kCounter_##name,
-  LEAKALLOC_THREAD_COUNTERS(LEAKALLOC_COUNTER_ENUM)
-#undef LEAKALLOC_COUNTER_ENUM
-  kCounterCount
-};
-
-enum ThreadPhase : uint8_t { kThreadNew = 0, kThreadLive = 1, kThreadExited = 2 };
-
-constexpr uint32_t kRecordCacheMax = 64;
-constexpr uint32_t kRecordPendingSlots = 8;  // a power of two
-
-struct ThreadState {
-  // Sampler countdown; <= 0 sends the allocation to sample_slow. Atomic only so that
-  // prof::reset() may zero other threads' countdowns (relaxed: plain loads and stores).
-  std::atomic<int64_t> bytes_left;
-  uint32_t guard;          // ReentrancyGuard depth
-  int64_t saved_bytes_left;  // countdown set aside while the guard is held
-  uint8_t phase;           // ThreadPhase
-  uint8_t cache_ready;     // the bins' rooms are set (alloc/thread_cache.h)
-  uint8_t cache_mode;      // CacheMode (alloc/alloc.h): thread.tcache.enabled
-  uint8_t cache_end_hooked;  // thread_cache_end is registered to run as the thread ends
-  uint32_t sample_gen;     // sampling generation the countdown was drawn under
-  uint32_t thread_index;   // index in the thread registry
-  uint64_t rng;            // sampler PRNG state
-  OwnerCounter counter[kCounterCount];
-  CoarseCache clock;       // the birth clock's last reading (base/clock.h birth_word_now)
-  CacheBin cache[kCacheBins];  // freed blocks by size class (alloc/thread_cache.h)
-  CacheBin aligned_cache[kCacheBins];  // freed small aligned blocks, by size class
-  std::atomic<uint8_t> unwinding;  // inside a stack capture (the fork gate waits for it)
-  uintptr_t stack_hi;      // top of this thread's stack (unwind::stack_top), bounds the walkers
-  uint32_t rec_cache_n;    // free live-record slots owned by this thread
-  uint32_t rec_cache[kRecordCacheMax];
-  // Live records of blocks this thread freed, not yet retired (profile/live_set.cpp):
-  // generation << 32 | record id + 1, or 0. The next sample reuses the newest in place;
-  // walkers read these (under the registry lock) to leave them out.
-  uint64_t rec_pending[kRecordPendingSlots];
-  uint32_t rec_pending_head;  // where the next one goes (mod kRecordPendingSlots)
-  // The last stacks this thread sampled (profile/frame_cache.h), 13 KB: attached on the
-  // thread's first sampled walk (threads::attach_memo) and given back for reuse at its
-  // exit, so threads that never sample do not carry one. Null until then and after.
-  frame_cache::MemoSet* memo;
-};
-
-// initial-exec: a fixed offset from %fs, no __tls_get_addr, no allocation on first use.
-extern LA_HIDDEN LA_TLS ThreadState t_state;
 
 namespace prof {
 // Out of line. Called when the countdown reaches <= 0. Returns 0 (not sampled) or the
 // sampled block's live record as generation << 32 | record id + 1; then *birth_ns is the
 // birth time given to the record (read after the stack capture), for the header too.
 // `frame` is the malloc/new entry point's frame (alloc/alloc.h), where the stack starts.
-uint64_t sample_slow(ThreadState& t, size_t size, EntryFrame frame, uint64_t* birth_ns);
+uint64_t sample_slow(ThreadProfile& t, size_t size, EntryFrame frame, uint64_t* birth_ns);
 // A sampled block that realloc() resizes in place is sampled again there, as a block
 // allocated by that call would be: a new live record with the stack at `frame` and the
 // new size, born at `birth_ns` (the block's; the memory has been held since). Returns it
 // as sample_slow() does, or 0 when it cannot be recorded (leakalloc's own call, the
 // profiler inactive, no memory); the caller then moves the block instead. The sampler's
 // countdown is not charged: the block is sampled already.
-uint64_t sample_again(ThreadState& t, size_t size, EntryFrame frame, uint64_t birth_ns);
+uint64_t sample_again(ThreadProfile& t, size_t size, EntryFrame frame, uint64_t birth_ns);
 // An unsampled block that realloc() grows in place by `growth` bytes whose countdown ran
 // out (<= 0): the new bytes meet the sampler as a new allocation's would, so a block is
 // sampled with the probability its whole size gives it (1 - exp(-size/P)), which is
 // what the readers' unsampling assumes. Draws the next gap; returns what sample_slow()
 // returns, the record (stack at `frame`, `size`, born at `birth_ns`) when sampled.
-uint64_t sample_growth(ThreadState& t, size_t growth, size_t size, EntryFrame frame, uint64_t birth_ns);
+uint64_t sample_growth(ThreadProfile& t, size_t growth, size_t size, EntryFrame frame, uint64_t birth_ns);
 // Registers a thread that has not allocated yet (kThreadNew) so that its counters are
 // summed and its exit hook runs; returns whether the thread is registered and live. It
 // declines (false) before initialisation and inside leakalloc's own allocations.
-bool adopt_thread(ThreadState& t);
+bool adopt_thread(ThreadProfile& t);
 // Release a sampled block's live record; any thread. `birth_ns` (the header's) dates
 // the block for its stack's lifetime histogram.
 void record_free(uint32_t record, uint32_t generation, uint64_t birth_ns);
@@ -144,17 +69,17 @@ void on_tick();
 // and the caller keeps it (countdown_keep) once it is sure to take its fast path; <= 0:
 // the slow path draws the next gap. The one place the countdown arithmetic is written
 // (malloc's fast paths, realloc's growth in place, sample_alloc below).
-LA_ALWAYS_INLINE int64_t countdown_after(const ThreadState& t, size_t bytes) {
+LA_ALWAYS_INLINE int64_t countdown_after(const ThreadProfile& t, size_t bytes) {
   return t.bytes_left.load(std::memory_order_relaxed) - static_cast<int64_t>(bytes);
 }
-LA_ALWAYS_INLINE void countdown_keep(ThreadState& t, int64_t left) {
+LA_ALWAYS_INLINE void countdown_keep(ThreadProfile& t, int64_t left) {
   t.bytes_left.store(left, std::memory_order_relaxed);
 }
 
 // Fast path of every allocation. Returns 0, or for a sampled block its live record
 // as generation << 32 | record id + 1 (see alloc/header.h sampled_tag) and its birth.
 LA_ALWAYS_INLINE uint64_t sample_alloc(size_t size, EntryFrame frame, uint64_t* birth_ns) {
-  ThreadState& t = t_state;
+  ThreadProfile& t = this_thread_profile();
   int64_t left = countdown_after(t, size);
   if (LA_LIKELY(left > 0)) {
     countdown_keep(t, left);

@@ -22,7 +22,7 @@ namespace {
 enum class Status : uint8_t { kLinked, kExited, kCandidate, kFree };
 
 struct Entry {
-  ThreadState* state;         // null once the thread has exited
+  ThreadProfile* state;         // null once the thread has exited
   int32_t tid;
   std::atomic<bool> used;
   Status status;
@@ -51,8 +51,6 @@ std::atomic<uint32_t> g_epoch{0};  // reclaim passes that freed something
 // as many as it ever had sampling threads at once.
 frame_cache::MemoSet* g_memo_pool = nullptr;
 std::atomic<uint32_t> g_memos{0};
-pthread_key_t g_exit_key;
-std::atomic<bool> g_key_ready{false};
 
 // Totals of threads that have exited (and of allocations made after their exit).
 std::atomic<uint64_t> g_exited[kCounterCount];
@@ -67,14 +65,14 @@ uint64_t in_pages(uint64_t bytes) {
 uint64_t memo_bytes() { return in_pages(sizeof(frame_cache::MemoSet)); }
 
 // The caller holds g_lock (or is the fork child).
-void give_back_memo(ThreadState& t) {
+void give_back_memo(ThreadProfile& t) {
   if (t.memo == nullptr) return;
   t.memo->next_free = g_memo_pool;
   g_memo_pool = t.memo;
   t.memo = nullptr;
 }
 
-void fold_into_exited(const ThreadState& t) {
+void fold_into_exited(const ThreadProfile& t) {
   for (int i = 0; i < kCounterCount; ++i)
     g_exited[i].fetch_add(t.counter[i].get(), std::memory_order_relaxed);
 }
@@ -92,7 +90,7 @@ template <typename Fn>
 void for_each_linked(Fn fn) {
   uint32_t n = own_entries();
   for (uint32_t e = 0; e < n; ++e)
-    if (ThreadState* s = g_entries[e].state) fn(g_entries[e], *s);
+    if (ThreadProfile* s = g_entries[e].state) fn(g_entries[e], *s);
 }
 
 void read_comm(int32_t tid, char* out) {
@@ -115,44 +113,6 @@ void read_comm(int32_t tid, char* out) {
   if (len > 15) len = 15;
   for (size_t i = 0; i < len; ++i) out[i] = buf[i];
   out[len] = '\0';
-}
-
-void on_thread_exit(void* arg) {
-  ThreadState& t = *static_cast<ThreadState*>(arg);
-  // The bins go first, while the thread is still live: the free fast path's cache hit
-  // does not look at the phase, only at the bin's room (alloc/fast_path.h), so no bin
-  // may have room once the counters below are folded. Nothing from here on allocates.
-  thread_cache_release(t);
-  // Keep the name the thread had when it ended: its blocks outlive it, and a leaking
-  // worker pool is usually gone by the time a dump names the threads. Read before the
-  // lock: no file I/O under a spin lock.
-  char name[16];
-  bool named = false;
-  if (t.thread_index < kMaxThreads - 1) {
-    cstr_copy(name, sizeof name, g_entries[t.thread_index].name);
-    read_comm(g_entries[t.thread_index].tid, name);
-    named = true;
-  }
-  {
-    LockGuard g(g_lock);
-    fold_into_exited(t);
-    // The TLS block is about to be recycled for another thread, so it is unlinked here;
-    // whatever this thread still allocates or frees (glibc frees its DTV after every
-    // destructor has run) is counted through count_exited() instead, and bypasses the
-    // thread cache.
-    for (OwnerCounter& c : t.counter) c.clear();
-    t.phase = kThreadExited;
-    give_back_memo(t);
-    live::drain_cache(t);
-    if (named) {
-      Entry& e = g_entries[t.thread_index];
-      cstr_copy(e.name, sizeof name, name);
-      e.state = nullptr;
-      e.status = Status::kExited;
-      e.stack_lo = e.stack_hi = 0;
-      ++g_exits_since_pass;
-    }
-  }
 }
 
 // True only when the kernel says no task `tid` exists in this process: a thread that is
@@ -244,7 +204,7 @@ uint64_t bytes_in_use() {
 
 uint32_t memos_mapped() { return g_memos.load(std::memory_order_relaxed); }
 
-frame_cache::MemoSet* attach_memo(ThreadState& t) {
+frame_cache::MemoSet* attach_memo(ThreadProfile& t) {
   if (t.phase != kThreadLive || t.thread_index >= kMaxThreads - 1) return nullptr;
   frame_cache::MemoSet* memo;
   {
@@ -264,18 +224,7 @@ frame_cache::MemoSet* attach_memo(ThreadState& t) {
   return memo;
 }
 
-void init_exit_hook() {
-  if (g_key_ready.load(std::memory_order_acquire)) return;
-  if (pthread_key_create(&g_exit_key, on_thread_exit) == 0) {
-    g_key_ready.store(true, std::memory_order_release);
-    // Threads registered before the key existed (the main thread, early helpers)
-    // get their destructor now.
-    ThreadState& t = t_state;
-    if (t.phase == kThreadLive) pthread_setspecific(g_exit_key, &t);
-  }
-}
-
-void register_current(ThreadState& t) {
+void register_current(ThreadProfile& t) {
   if (g_entries == nullptr) init();
   int32_t tid = static_cast<int32_t>(syscall(SYS_gettid));
   // Here, once per thread, not at the first sample: stack capture must not ask glibc
@@ -310,17 +259,50 @@ void register_current(ThreadState& t) {
     t.thread_index = idx;
     t.phase = kThreadLive;
   }
-  if (g_key_ready.load(std::memory_order_acquire)) pthread_setspecific(g_exit_key, &t);
   if (t.thread_index == kMaxThreads - 1) {
     // No per-thread summation past the cap: behave as an exited thread.
     t.phase = kThreadExited;
   }
 }
 
+void end_current(ThreadProfile& t) {
+  if (t.phase != kThreadLive) return;
+  // Keep the name the thread had when it ended: its blocks outlive it, and a leaking
+  // worker pool is usually gone by the time a dump names the threads. Read before the
+  // lock: no file I/O under a spin lock.
+  char name[16];
+  bool named = false;
+  if (t.thread_index < kMaxThreads - 1) {
+    cstr_copy(name, sizeof name, g_entries[t.thread_index].name);
+    read_comm(g_entries[t.thread_index].tid, name);
+    named = true;
+  }
+  {
+    LockGuard g(g_lock);
+    fold_into_exited(t);
+    // The TLS block is about to be recycled for another thread, so it is unlinked here;
+    // whatever this thread still allocates or frees (glibc frees its DTV after every
+    // destructor has run) is counted through count_exited() instead, and bypasses the
+    // thread cache.
+    for (OwnerCounter& c : t.counter) c.clear();
+    t.phase = kThreadExited;
+    give_back_memo(t);
+    live::drain_cache(t);
+    if (named) {
+      Entry& e = g_entries[t.thread_index];
+      cstr_copy(e.name, sizeof name, name);
+      e.state = nullptr;
+      e.status = Status::kExited;
+      e.stack_lo = e.stack_hi = 0;
+      ++g_exits_since_pass;
+    }
+  }
+}
+
 void fold_counters(uint64_t out[kCounterCount]) {
   LockGuard g(g_lock);
   for (int i = 0; i < kCounterCount; ++i) out[i] = g_exited[i].load(std::memory_order_relaxed);
-  for_each_linked([&](Entry&, ThreadState& s) {
+  for_each_linked([&](Entry&, ThreadProfile& s) {
     for (int i = 0; i < kCounterCount; ++i) out[i] += s.counter[i].get();
   });
 }
@@ -335,11 +317,9 @@ bool stack_bounds(uint32_t index, uintptr_t* lo, uintptr_t* hi) {
   return true;
 }
 
-uint64_t cached_bytes() {
+void for_each_thread(void (*fn)(void* ctx, const ThreadProfile& t), void* ctx) {
   LockGuard g(g_lock);  // a linked state's TLS stays valid: unlinking takes the lock
-  uint64_t bytes = 0;
-  for_each_linked([&](Entry&, ThreadState& s) { bytes += thread_cache_bytes(s); });
-  return bytes;
+  for_each_linked([&](Entry&, ThreadProfile& s) { fn(ctx, s); });
 }
 
 void count_exited(CounterId id, uint64_t delta) {
@@ -349,7 +329,7 @@ void count_exited(CounterId id, uint64_t delta) {
 bool any_unwinding() {
   LockGuard g(g_lock);
   bool any = false;
-  for_each_linked([&](Entry&, ThreadState& s) {
+  for_each_linked([&](Entry&, ThreadProfile& s) {
     any = any || s.unwinding.load(std::memory_order_seq_cst) != 0;
   });
   return any;
@@ -360,7 +340,7 @@ size_t pending_records_room() { return size_t{own_entries()} * kRecordPendingSlo
 size_t copy_pending_records(uint64_t* out, size_t room, bool registry_held) {
   size_t n = 0;
   auto copy = [&] {
-    for_each_linked([&](Entry&, ThreadState& s) {
+    for_each_linked([&](Entry&, ThreadProfile& s) {
       for (const uint64_t& slot : s.rec_pending) {
         uint64_t entry = __atomic_load_n(&slot, __ATOMIC_ACQUIRE);
         if (entry != 0 && n < room) out[n++] = entry;
@@ -378,23 +358,23 @@ size_t copy_pending_records(uint64_t* out, size_t room, bool registry_held) {
 
 void restart_countdowns() {
   LockGuard g(g_lock);
-  t_state.bytes_left.store(0, std::memory_order_relaxed);
+  this_thread_profile().bytes_left.store(0, std::memory_order_relaxed);
   // A store racing with the owner's own update may be lost; that thread then switches
   // at the end of its current countdown, as it would without this.
-  for_each_linked([](Entry&, ThreadState& s) { s.bytes_left.store(0, std::memory_order_relaxed); });
+  for_each_linked([](Entry&, ThreadProfile& s) { s.bytes_left.store(0, std::memory_order_relaxed); });
 }
 
 void fork_prepare() { g_lock.lock(); }
 void fork_parent() { g_lock.unlock(); }
-void fork_child() {
+void fork_child(void (*gone)(ThreadProfile& t)) {
   g_lock.reset_in_child();
   // Only the forking thread exists in the child: the others will never exit and never
   // run their destructors, so fold their counters now and forget them.
-  ThreadState* self = &t_state;
-  for_each_linked([&](Entry& e, ThreadState& s) {
+  ThreadProfile* self = &this_thread_profile();
+  for_each_linked([&](Entry& e, ThreadProfile& s) {
     if (&s == self) return;
     fold_into_exited(s);
-    thread_cache_adopt(s);  // their freed blocks serve this thread's mallocs
+    gone(s);  // the allocator takes what it keeps per thread (its cached blocks)
     give_back_memo(s);
     live::drain_cache(s);   // their pending frees are retired, their slots pooled
     e.state = nullptr;

@@ -5,9 +5,11 @@
 // the registry lock (rank 2 in profile/profiler.h) and never allocates (entries live in
 // an os_reserve'd array). It records the thread's stack bounds with system calls only
 // (unwind::find_stack_bounds): that allocation may be one glibc makes while it holds a
-// lock of its own, the thread's in pthread_getattr_np for one. Thread exit folds the thread's counters into the exited
-// totals through a pthread key destructor; a thread that allocates after that (glibc's
-// TLS teardown) keeps its index and is counted directly in the exited totals.
+// lock of its own, the thread's in pthread_getattr_np for one. end_current() folds the
+// thread's counters into the exited totals; the allocator's thread-exit hook calls it
+// (alloc/alloc.cpp thread_end). A thread that allocates after that (other threads'
+// pthread key destructors, glibc's TLS teardown) keeps its index and is counted directly
+// in the exited totals.
 //
 // Indexes are reused: a server that starts a thread per connection goes through more
 // than kMaxThreads threads in its life. An ended thread's entry keeps its name while
@@ -28,12 +30,16 @@ constexpr uint32_t kMaxThreads = 65536;  // entries at once; kMaxThreads-1 is th
 
 void init();                          // reserve the table; idempotent
 uint64_t bytes_in_use();              // registry entries written so far, and stack memos
-void init_exit_hook();                // pthread_key_create; from the constructor
-void register_current(ThreadState& t);
+void register_current(ThreadProfile& t);
+// Ends the calling thread's part: folds its counters into the exited totals, retires its
+// pending record frees, gives its stack memo back and unlinks its entry, keeping the
+// thread's last name for the blocks it made. Nothing after this reads its TLS. Takes the
+// registry lock; never allocates. A thread that is not live is left alone.
+void end_current(ThreadProfile& t);
 // A stack memo for the calling thread, from those ended threads gave back or newly mapped;
 // sets t.memo (the exit hook gives it back). Null for a thread that is not live or shares
 // the last entry, or when no memory can be mapped. Takes the registry lock.
-frame_cache::MemoSet* attach_memo(ThreadState& t);
+frame_cache::MemoSet* attach_memo(ThreadProfile& t);
 uint32_t memos_mapped();  // stack memos ever mapped (in use or given back)
 // Counts activity of a thread in kThreadExited (after its exit hook, or past the cap).
 void count_exited(CounterId id, uint64_t delta);
@@ -44,14 +50,15 @@ void fold_counters(uint64_t out[kCounterCount]);
 // scan such a stack from the thread's own stack pointer). False for an index that is not
 // linked to a live thread. Takes the registry lock.
 bool stack_bounds(uint32_t index, uintptr_t* lo, uintptr_t* hi);
-// Bytes held in the thread caches of every registered thread (stats.tcache_bytes).
-uint64_t cached_bytes();
+// Calls fn(ctx, t) for every registered thread's part, under the registry lock (a linked
+// thread's TLS stays valid while it is held: end_current takes it). fn must not allocate.
+void for_each_thread(void (*fn)(void* ctx, const ThreadProfile& t), void* ctx);
 // True if a registered thread is inside a stack capture (the fork gate waits for it).
 bool any_unwinding();
 // Room copy_pending_records needs: kRecordPendingSlots for each entry that can be linked.
 size_t pending_records_room();
 // Copies the pending record retirements of every registered thread
-// (ThreadState::rec_pending, profile/live_set.cpp) into out, at most `room` of them, and
+// (ThreadProfile::rec_pending, profile/live_set.cpp) into out, at most `room` of them, and
 // returns how many. Takes the registry lock unless the caller holds it.
 size_t copy_pending_records(uint64_t* out, size_t room, bool registry_held);
 // Sends every thread's next allocation through the sampler's slow path (prof.reset).
@@ -59,7 +66,10 @@ void restart_countdowns();
 
 void fork_prepare();
 void fork_parent();
-void fork_child();
+// In the child: every thread but the caller is gone. Folds their counters, calls
+// gone(t) for each (the allocator's part: alloc/alloc.h thread_gone_in_child), and
+// unlinks them.
+void fork_child(void (*gone)(ThreadProfile& t));
 
 }  // namespace threads
 }  // namespace leakalloc

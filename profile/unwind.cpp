@@ -163,12 +163,12 @@ StackBounds find_stack_bounds() {
   return b;
 }
 
-uintptr_t find_stack_top(ThreadState& t) {
+uintptr_t find_stack_top(ThreadProfile& t) {
   t.stack_hi = find_stack_bounds().hi;
   return t.stack_hi;
 }
 
-size_t capture_fp(ThreadState& t, EntryFrame frame, uintptr_t* out, size_t max) {
+size_t capture_fp(ThreadProfile& t, EntryFrame frame, uintptr_t* out, size_t max) {
   uintptr_t hi = stack_top(t);
   if (hi == 0) return 0;
   uintptr_t fp = frame;
@@ -189,12 +189,12 @@ size_t capture_fp(ThreadState& t, EntryFrame frame, uintptr_t* out, size_t max) 
   return n;
 }
 
-void leave_libunwind(ThreadState& t) {
+void leave_libunwind(ThreadProfile& t) {
   if (LA_LIKELY(t.phase == kThreadLive)) t.unwinding.store(0, std::memory_order_release);
   else g_exited_unwinding.fetch_sub(1, std::memory_order_release);
 }
 
-void enter_libunwind(ThreadState& t) {
+void enter_libunwind(ThreadProfile& t) {
   for (;;) {
     if (LA_LIKELY(t.phase == kThreadLive)) t.unwinding.store(1, std::memory_order_seq_cst);
     else g_exited_unwinding.fetch_add(1, std::memory_order_seq_cst);

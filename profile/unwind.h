@@ -50,8 +50,8 @@ struct StackBounds {
 StackBounds find_stack_bounds();
 // The top of the calling thread's stack (cached in `t` by thread registration), 0 if
 // unknown. stack_top() asks find_stack_bounds() only when the registry has not.
-uintptr_t find_stack_top(ThreadState& t);
-LA_ALWAYS_INLINE uintptr_t stack_top(ThreadState& t) {
+uintptr_t find_stack_top(ThreadProfile& t);
+LA_ALWAYS_INLINE uintptr_t stack_top(ThreadProfile& t) {
   return LA_LIKELY(t.stack_hi != 0) ? t.stack_hi : find_stack_top(t);
 }
 
@@ -66,8 +66,8 @@ LA_ALWAYS_INLINE uintptr_t stack_top(ThreadState& t) {
 // share no cache line; threads past their exit hook are no longer in the registry and
 // count in one shared counter instead (rare). (glibc's own dlopen/dlclose hold the same
 // lock briefly; that window is not ours.)
-void enter_libunwind(ThreadState& t);
-void leave_libunwind(ThreadState& t);
+void enter_libunwind(ThreadProfile& t);
+void leave_libunwind(ThreadProfile& t);
 void close_fork_gate();             // fork prepare handler
 void open_fork_gate(bool in_child);  // fork parent and child handlers
 
@@ -83,7 +83,7 @@ void open_fork_gate(bool in_child);  // fork parent and child handlers
 // (profile/profiler.cpp) rather than from a function of its own. (uintptr_t and void*
 // have the same size and representation here: libunwind writes the return addresses
 // straight into `out`.)
-LA_ALWAYS_INLINE size_t capture_libunwind(ThreadState& t, EntryFrame frame, uintptr_t* out, size_t max,
+LA_ALWAYS_INLINE size_t capture_libunwind(ThreadProfile& t, EntryFrame frame, uintptr_t* out, size_t max,
                                           uint32_t* memo_id, bool uncached = false) {
   static_assert(sizeof(void*) == sizeof(uintptr_t), "frames are stored as integers");
   frame_cache::MemoSet* memo = nullptr;
@@ -104,7 +104,7 @@ LA_ALWAYS_INLINE size_t capture_libunwind(ThreadState& t, EntryFrame frame, uint
 // Frame-pointer walk from the entry point's frame, bounds-checked against [current sp,
 // thread stack top): it cannot fault, and stops at the first frame without a frame
 // pointer chain.
-size_t capture_fp(ThreadState& t, EntryFrame frame, uintptr_t* out, size_t max);
+size_t capture_fp(ThreadProfile& t, EntryFrame frame, uintptr_t* out, size_t max);
 
 }  // namespace unwind
 }  // namespace leakalloc

@@ -382,13 +382,17 @@ TEST(Free, OnAThreadThatNeverAllocatedTakesTheBytesBack) {
   constexpr int kBlocks = 1000;
   constexpr size_t kSize = 1000;
   struct Shared {
+    void* first;  // freed first: the consumer's start (its exit hook: glibc's 32 bytes)
     void* blocks[kBlocks];
-    std::atomic<int> step{0};  // 1: free them; 2: freed; 3: exit
+    std::atomic<int> step{0};  // -1: started; 1: free them; 2: freed; 3: exit
   } s;
+  s.first = escape(malloc(kSize));
   for (void*& p : s.blocks) p = escape(malloc(kSize));
   pthread_t consumer;
   ASSERT_EQ(pthread_create(&consumer, nullptr, [](void* a) -> void* {
     Shared* sh = static_cast<Shared*>(a);
+    free(sh->first);
+    sh->step.store(-1);
     while (sh->step.load() != 1) sched_yield();
     for (void* p : sh->blocks) free(p);
     sh->step.store(2);
@@ -396,7 +400,9 @@ TEST(Free, OnAThreadThatNeverAllocatedTakesTheBytesBack) {
     return nullptr;
   }, &s), 0);
   // Both readings are taken while the consumer is alive, after everything that
-  // pthread_create allocated, so the difference is the consumer's frees alone.
+  // pthread_create and the consumer's start allocated, so the difference is the
+  // consumer's frees alone.
+  while (s.step.load() != -1) sched_yield();
   size_t before = stats_allocated();
   s.step.store(1);
   while (s.step.load() != 2) sched_yield();

@@ -27,6 +27,7 @@
 #include <thread>
 
 #include "base/base.h"
+#include "alloc/alloc.h"
 #include "alloc/header.h"
 #include "profile/profiler.h"
 #include "profile/sampler.h"
@@ -49,7 +50,7 @@ void require_sample(int lg) {
 // A thread gets its index on its first allocation.
 uint32_t my_thread_index() {
   free(bt_leaf(1));
-  return leakalloc::t_state.thread_index;
+  return leakalloc::this_thread_profile().thread_index;
 }
 
 // Live blocks per stack id, for the stacks that decode as bt_root(n, bits).

@@ -222,9 +222,9 @@ static_assert(kCallerCount > static_cast<int>(fc::kMemoEntries), "more callers t
 uint64_t blocks_from_callers(const std::vector<int>& order, uint64_t first_size) {
   std::vector<void*> blocks(order.size());
   // This thread has sampled (the vector above): it has a memo.
-  EXPECT_NE(leakalloc::t_state.memo, nullptr);
-  if (leakalloc::t_state.memo == nullptr) return 0;
-  const fc::MemoSet& memo = *leakalloc::t_state.memo;
+  EXPECT_NE(leakalloc::this_thread_profile().memo, nullptr);
+  if (leakalloc::this_thread_profile().memo == nullptr) return 0;
+  const fc::MemoSet& memo = *leakalloc::this_thread_profile().memo;
   volatile size_t n = order.size();
   uint64_t walks_before = memo.walks;
   for (size_t i = 0; i < n; ++i) blocks[i] = shape_callers[order[i]](first_size + i);
@@ -279,14 +279,14 @@ TEST(FrameCache, MemoReplacesTheLeastRecentlyUsedPastTwoToThe32Lookups) {
   // clock wraps in the middle: the entries written before the wrap then look newest,
   // a cold one stays for good, and the hot sites walk (64 walks instead of 47).
   ASSERT_EQ(prof::lg_sample(), 0);
-  ASSERT_NE(leakalloc::t_state.memo, nullptr);
+  ASSERT_NE(leakalloc::this_thread_profile().memo, nullptr);
   std::vector<int> order;
   constexpr int kRounds = 40;
   for (int r = 0; r < kRounds; ++r) {
     for (int c = 0; c < 7; ++c) order.push_back(c);
     order.push_back(7 + r % 4);
   }
-  leakalloc::t_state.memo->clock = (uint64_t{1} << 32) - 20;
+  leakalloc::this_thread_profile().memo->clock = (uint64_t{1} << 32) - 20;
   EXPECT_LE(blocks_from_callers(order, 75001), static_cast<uint64_t>(kRounds) + fc::kMemoEntries)
       << "hot call sites were replaced";
 }

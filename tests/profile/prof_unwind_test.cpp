@@ -69,12 +69,12 @@ extern "C" __attribute__((visibility("default"))) int dl_iterate_phdr(
     real = reinterpret_cast<DipFn>(dlsym(RTLD_NEXT, "dl_iterate_phdr"));
     g_real_dip.store(real, std::memory_order_release);
   }
-  if (g_slow_lookup.load(std::memory_order_relaxed) && leakalloc::t_state.guard != 0) {
+  if (g_slow_lookup.load(std::memory_order_relaxed) && leakalloc::this_thread_profile().guard != 0) {
     g_slow_lookups.fetch_add(1, std::memory_order_relaxed);
     SlowCb s{cb, data, false};
     return real(slow_trampoline, &s);
   }
-  if (g_reenter.load(std::memory_order_relaxed) && leakalloc::t_state.guard != 0) {
+  if (g_reenter.load(std::memory_order_relaxed) && leakalloc::this_thread_profile().guard != 0) {
     g_calls_in_capture.fetch_add(1, std::memory_order_relaxed);
     void* p = malloc(kReentrantSize);
     uint32_t i = g_nkept.fetch_add(1, std::memory_order_relaxed);
@@ -121,7 +121,7 @@ TEST(ProfUnwind, DlopenWhileSamplingFromThreads) {
   for (int t = 0; t < kThreads; ++t)
     loaders.emplace_back([&, t] {
       free(bt_leaf(1));  // a thread gets its index on its first allocation
-      index[t] = leakalloc::t_state.thread_index;
+      index[t] = leakalloc::this_thread_profile().thread_index;
       for (int it = 0; it < kIters; ++it) {
         void* h = dlopen(PROF_DL_LIB, RTLD_NOW | RTLD_LOCAL);
         if (h == nullptr) { ++failures; return; }
@@ -299,9 +299,9 @@ void expect_bounds_like_glibc(bool main_thread) {
   // registered), for the walkers and a stop-the-world scan.
   free(malloc(1));
   uintptr_t lo = 0, hi = 0;
-  ASSERT_TRUE(leakalloc::threads::stack_bounds(leakalloc::t_state.thread_index, &lo, &hi));
+  ASSERT_TRUE(leakalloc::threads::stack_bounds(leakalloc::this_thread_profile().thread_index, &lo, &hi));
   EXPECT_EQ(hi, b.hi);
-  EXPECT_EQ(leakalloc::t_state.stack_hi, b.hi);
+  EXPECT_EQ(leakalloc::this_thread_profile().stack_hi, b.hi);
 }
 }  // namespace
 
