@@ -106,6 +106,16 @@ Profile parse_heap_text(const std::string& path, const std::string& text);
 // output would pass `max_out` bytes (a gzip bomb).
 std::string gunzip(const std::string& path, const std::string& data, size_t max_out);
 
+// What the reachability check found of a sample: 1 lost and no other lost block points
+// to it ("direct"), 2 lost and reached only from lost blocks ("indirect"), 0 reachable or
+// not checked. A sample of a `.lost` dump (`from_lost_dump`) without labels is direct:
+// such a dump holds only lost blocks.
+inline int lost_kind(const Sample& s, bool from_lost_dump) {
+  if (s.reach == "direct") return 1;
+  if (s.reach == "indirect") return 2;
+  return from_lost_dump && s.reach.empty() ? 1 : 0;
+}
+
 // "60s", "500ms", "2m", "1h", "90" (seconds) -> milliseconds; false on junk.
 bool parse_duration_ms(const std::string& s, uint64_t* ms);
 

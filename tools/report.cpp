@@ -26,7 +26,57 @@ struct StackTotals {
   double all_count = 0, all_bytes = 0;    // every live block on this stack
   double oldest = -1, youngest = -1;      // of the blocks counted (seconds)
   std::map<std::string, double> threads;  // "name (tid N)" -> bytes
+  // The reachability check's finding, at any age: lost with no lost block pointing to
+  // them (direct), and reached only from lost blocks (indirect).
+  double lost_count = 0, lost_bytes = 0, indirect_count = 0, indirect_bytes = 0;
+  double lost_total() const { return lost_bytes + indirect_bytes; }
 };
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+bool is_lost_dump(const std::string& path) {
+  return ends_with(path, ".lost.heap") || ends_with(path, ".lost.pb.gz");
+}
+
+// The `.lost` dump written beside `path` by the same check (<name>.lost.heap beside
+// <name>.heap, .lost.pb.gz beside .pb.gz), or "" when `path` is one itself or has none.
+std::string lost_sibling(const std::string& path) {
+  auto ends = [&](const std::string& suffix) { return ends_with(path, suffix); };
+  if (is_lost_dump(path)) return "";
+  std::string sib;
+  if (ends(".heap")) sib = path.substr(0, path.size() - 5) + ".lost.heap";
+  else if (ends(".pb.gz")) sib = path.substr(0, path.size() - 6) + ".lost.pb.gz";
+  FILE* f = sib.empty() ? nullptr : std::fopen(sib.c_str(), "rb");
+  if (f == nullptr) return "";
+  std::fclose(f);
+  return sib;
+}
+
+// Adds the reachability check's finding to the stacks: the dump's own `reach` labels
+// (a pb written with reach:true), else its `.lost` sibling; a `.lost` dump itself holds
+// only lost blocks. Returns the file it came from, or "" when the dump has no
+// reachability data.
+std::string add_lost(const Profile& prof, const std::string& path,
+                     std::map<std::vector<uint64_t>, StackTotals>* stacks) {
+  auto add = [stacks](const Sample& s, bool from_lost_dump) {
+    int kind = lost_kind(s, from_lost_dump);
+    if (kind == 0) return;
+    StackTotals& t = (*stacks)[s.pcs];
+    (kind == 1 ? t.lost_bytes : t.indirect_bytes) += s.bytes;
+    (kind == 1 ? t.lost_count : t.indirect_count) += s.count;
+  };
+  if (prof.has_reach || is_lost_dump(path)) {
+    for (const Sample& s : prof.samples) add(s, is_lost_dump(path));
+    return path;
+  }
+  std::string sib = lost_sibling(path);
+  if (sib.empty()) return "";
+  Profile lost = read_dump(sib);
+  for (const Sample& s : lost.samples) add(s, true);
+  return sib;
+}
 
 std::string thread_key(const Sample& s) {
   std::string k = s.thread.empty() ? std::string("?") : s.thread;
@@ -200,12 +250,24 @@ void print_report(const std::string& path, const ReportOptions& opt, FILE* out) 
     }
     if (!s.thread.empty() || s.thread_id >= 0) t.threads[thread_key(s)] += s.bytes;
   }
+  size_t live_stacks = stacks.size();
+  std::string reach_source = add_lost(prof, path, &stacks);
+  double lost_bytes = 0, lost_count = 0, indirect_bytes = 0;
+  size_t lost_stacks = 0;
   std::vector<StackTotals*> ranked;
   for (auto& kv : stacks) {
-    kv.second.pcs = &kv.first;
-    if (kv.second.bytes > 0 || kv.second.count > 0) ranked.push_back(&kv.second);
+    StackTotals& t = kv.second;
+    t.pcs = &kv.first;
+    lost_bytes += t.lost_total();
+    lost_count += t.lost_count + t.indirect_count;
+    indirect_bytes += t.indirect_bytes;
+    lost_stacks += t.lost_total() > 0 ? 1 : 0;
+    if (t.bytes > 0 || t.count > 0 || t.lost_total() > 0) ranked.push_back(&t);
   }
+  // Which stack leaks: with a reachability check, the stacks holding lost blocks come
+  // first, by lost bytes; then the rest, by bytes older than the age.
   std::stable_sort(ranked.begin(), ranked.end(), [](const StackTotals* a, const StackTotals* b) {
+    if (a->lost_total() != b->lost_total()) return a->lost_total() > b->lost_total();
     if (a->bytes != b->bytes) return a->bytes > b->bytes;
     return a->count > b->count;
   });
@@ -230,7 +292,21 @@ void print_report(const std::string& path, const ReportOptions& opt, FILE* out) 
   }
   if (!writer.empty()) std::fprintf(out, "  dump: %s\n", writer.c_str());
   std::fprintf(out, "  live: %s bytes (%s) in %s blocks from %zu stacks\n", fmt_count(live_bytes).c_str(),
-               human_bytes(live_bytes).c_str(), fmt_count(live_count).c_str(), stacks.size());
+               human_bytes(live_bytes).c_str(), fmt_count(live_count).c_str(), live_stacks);
+  if (!reach_source.empty()) {
+    // A pb holds every live block; a .heap (and its .lost sibling) only those older than
+    // the writer's age.
+    bool all_ages = ends_with(reach_source, ".pb.gz");
+    std::string indirect = indirect_bytes > 0 ? ", " + fmt_count(indirect_bytes) + " bytes of it reached only from lost blocks" : "";
+    std::fprintf(out, "  lost: %s bytes (%s) in %s blocks from %zu stacks, %s%s; reachability check: %s\n",
+                 fmt_count(lost_bytes).c_str(), human_bytes(lost_bytes).c_str(), fmt_count(lost_count).c_str(),
+                 lost_stacks, all_ages ? "at any age" : "older than the writer's age", indirect.c_str(),
+                 reach_source != path ? reach_source.c_str() : is_lost_dump(path) ? "this dump (a .lost dump)" : "this dump's reach labels");
+  } else {
+    std::fprintf(out, "  lost: not checked (reach:true, or `leakalloc dump --lost PID`, runs a reachability "
+                      "check; old is not the same as lost)\n");
+  }
+
   if (prof.has_ages) {
     std::fprintf(out, "  %s: %s bytes (%s) in %s blocks from %zu stacks\n\n",
                  age_s > 0 ? ("older than " + human_age(age_s)).c_str() : "at any age", fmt_count(old_bytes).c_str(), human_bytes(old_bytes).c_str(),
@@ -268,6 +344,14 @@ void print_report(const std::string& path, const ReportOptions& opt, FILE* out) 
       if (t.all_bytes > t.bytes)
         std::fprintf(out, "; %s more bytes in %s younger on this stack",
                      fmt_count(t.all_bytes - t.bytes).c_str(), blocks(t.all_count - t.count).c_str());
+      std::fputc('\n', out);
+    }
+    if (t.lost_total() > 0) {
+      std::fprintf(out, "    lost: %s bytes in %s", fmt_count(t.lost_total()).c_str(),
+                   blocks(t.lost_count + t.indirect_count).c_str());
+      if (t.indirect_bytes > 0)
+        std::fprintf(out, " (%s bytes in %s of them reached only from lost blocks)", fmt_count(t.indirect_bytes).c_str(),
+                     blocks(t.indirect_count).c_str());
       std::fputc('\n', out);
     }
     if (!t.threads.empty()) {

@@ -208,13 +208,12 @@ struct Analysis {
   std::vector<StackTrend> stacks;  // ranked
 };
 
-void add_lost(const Profile& lost, StackTrend* t, const Sample& s) {
-  (void)lost;
-  if (s.reach == "indirect") {
+void add_lost(StackTrend* t, const Sample& s, bool from_lost_dump) {
+  int kind = lost_kind(s, from_lost_dump);
+  if (kind == 2) {
     t->indirect_bytes += s.bytes;
     t->indirect_count += s.count;
-  } else if (s.reach != "reachable") {
-    // A `.lost` dump without labels holds only lost blocks: count them as direct.
+  } else if (kind == 1) {
     t->lost_bytes += s.bytes;
     t->lost_count += s.count;
   }
@@ -293,10 +292,10 @@ Analysis analyse(const std::vector<std::string>& paths, const ReportOptions& opt
     auto lit = a.series.lost.find(a.series.dumps[a.reach_dump].seq);
     if (rp.has_reach) {
       for (const Sample& s : rp.samples)
-        if (s.reach == "direct" || s.reach == "indirect") add_lost(rp, &at(s.pcs), s);
+        add_lost(&at(s.pcs), s, false);
     } else if (lit != a.series.lost.end()) {
       Profile lp = read_dump(lit->second.path);
-      for (const Sample& s : lp.samples) add_lost(lp, &at(s.pcs), s);
+      for (const Sample& s : lp.samples) add_lost(&at(s.pcs), s, true);
     }
   }
   if (a.lifetime_dump >= 0) {

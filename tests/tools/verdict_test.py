@@ -382,6 +382,73 @@ def case_python():
           "with pymalloc the top stack is arenas, not objects:\n" + block)
 
 
+LOST_HEADER = re.compile(r"^  lost: (\d+) bytes \(.*\) in (\d+) blocks from (\d+) stacks")
+STACK_HEAD = re.compile(r"^#(\d+): ")
+STACK_LOST = re.compile(r"^    lost: (\d+) bytes in (\d+) blocks?")
+
+
+def single_report_lost(dump):
+    """(header lost bytes, blocks), [(leaf, lost bytes, lost blocks)] in rank order."""
+    p = run([ARGS.tool, "report", "--top", "10", "--depth", "1", "--no-histogram", dump])
+    check(p.returncode == 0, "report %s exited %d: %s" % (dump, p.returncode, p.stderr))
+    header, stacks = None, []
+    for line in p.stdout.splitlines():
+        m = LOST_HEADER.match(line)
+        if m:
+            header = (int(m.group(1)), int(m.group(2)))
+        if STACK_HEAD.match(line):
+            stacks.append([None, 0, 0])
+        m = STACK_LOST.match(line)
+        if m and stacks:
+            stacks[-1][1:] = [int(m.group(1)), int(m.group(2))]
+        m = LEAF.match(line)
+        if m and stacks and stacks[-1][0] is None:
+            stacks[-1][0] = m.group(1)
+    return header, stacks, p.stdout
+
+
+def valgrind_lost(argv):
+    """valgrind's definitely + indirectly lost (bytes, blocks) for a run of argv."""
+    p = subprocess.run(["valgrind", "--leak-check=full", "--error-exitcode=0"] + argv,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
+    total = [0, 0]
+    for kind in ("definitely", "indirectly"):
+        m = re.search(kind + r" lost: ([\d,]+) bytes in ([\d,]+) blocks", p.stderr)
+        if check(m is not None, "valgrind printed no '%s lost' line:\n%s" % (kind, p.stderr[-2000:])):
+            total[0] += int(m.group(1).replace(",", ""))
+            total[1] += int(m.group(2).replace(",", ""))
+    return tuple(total)
+
+
+def case_lost_single():
+    """One dump's report (not a trend) shows what the reachability check found, per stack
+    and in total, from the pb's `reach` labels and from the .heap's `.lost` sibling; at
+    sample:0 it equals valgrind's definitely + indirectly lost on the same program."""
+    d = fresh_dir("lost_single")
+    argv = [ARGS.verdict_fixture, "--seconds", "1"]
+    env = preload("sample:0,reach:true,age:1ms,interval:1h,format:heap+pb,prefix:" + os.path.join(d, "v"))
+    p = run(argv, env=env)
+    check(p.returncode == 0, "fixture exited %d: %s" % (p.returncode, p.stderr))
+    finals = sorted(f for f in os.listdir(d) if ".f0." in f)
+    pb = [f for f in finals if f.endswith(".f0.pb.gz")]
+    heap = [f for f in finals if f.endswith(".f0.heap")]
+    if not check(len(pb) == 1 and len(heap) == 1, "one final .pb.gz and .heap, got %s" % finals):
+        return
+    want = valgrind_lost(argv)
+    check(want[0] > 0, "valgrind must find the fixture's lost blocks: %s" % (want,))
+    for name in (pb[0], heap[0]):
+        header, stacks, text = single_report_lost(os.path.join(d, name))
+        check(header == want, "%s: report's lost (bytes, blocks) %s, valgrind's %s:\n%s" % (name, header, want, text))
+        check(bool(stacks) and stacks[0][0] == "lost_leak" and (stacks[0][1], stacks[0][2]) == want,
+              "%s: the first stack must be lost_leak with all the lost bytes: %s\n%s" % (name, stacks, text))
+        check(all(s[1] == 0 for s in stacks[1:]), "%s: no other stack is lost: %s" % (name, stacks))
+    # Without a check the report says so instead of printing a zero.
+    p = run([ARGS.tool, "report", "--depth", "1", "--no-histogram", os.path.join(d, pb[0])])
+    os.unlink(os.path.join(d, heap[0].replace(".f0.heap", ".f0.lost.heap")))
+    q = run([ARGS.tool, "report", "--depth", "1", os.path.join(d, heap[0])])
+    check("  lost: not checked" in q.stdout, "a .heap without its .lost sibling: 'lost: not checked':\n" + q.stdout)
+
+
 def main():
     global ARGS
     ap = argparse.ArgumentParser()
