@@ -194,7 +194,7 @@ int write_formats(const snap::Snapshot& s, int snap_err, const char* path, int64
       if (first_err == 0) first_err = err;
       continue;
     }
-    if (!s.lost_only) *written |= f.bit;
+    *written |= s.lost_only ? f.bit << files::kLostFormatShift : f.bit;
     sum_add(*sumlen == 0 ? "" : " ");
     sum_add(name.buf);
   }

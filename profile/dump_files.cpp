@@ -208,9 +208,16 @@ KeepRing g_keep[2];  // kinds i and u; guarded by the dump lock
 void delete_dump(pid_t pid, char kind, const KeptDump& d) {
   PathBuf name;
   for (int64_t bit : {kFormatHeap, kFormatHeapV2, kFormatPb}) {
-    if ((d.formats & bit) == 0) continue;
-    auto_name(name, pid, d.seq, kind, d.kseq, suffix_of(bit));
-    if (name.ok) unlink(name.buf);  // ENOENT: someone removed it already
+    if ((d.formats & bit) != 0) {
+      auto_name(name, pid, d.seq, kind, d.kseq, suffix_of(bit));
+      if (name.ok) unlink(name.buf);  // ENOENT: someone removed it already
+    }
+    if ((d.formats & (bit << kLostFormatShift)) != 0) {
+      char suffix[32] = ".lost";
+      cstr_copy(suffix + 5, sizeof suffix - 5, suffix_of(bit));
+      auto_name(name, pid, d.seq, kind, d.kseq, suffix);
+      if (name.ok) unlink(name.buf);
+    }
   }
 }
 

@@ -51,8 +51,10 @@ int create(const PathBuf& name, PathBuf& tmp);
 // rename); 0 or an errno. The temporary file is removed either way.
 int publish(const PathBuf& tmp, const PathBuf& name);
 
-// Records an automatic dump of kind i or u (the formats it wrote) and deletes the files
-// of the dumps keep:N no longer keeps.
+// Records an automatic dump of kind i or u and deletes the files of the dumps keep:N no
+// longer keeps. `written`: the FormatBits of the files it wrote, and those of its lost
+// dump (reach:true, the ".lost" files) shifted left by kLostFormatShift.
+constexpr int kLostFormatShift = 8;
 void retain(pid_t pid, char kind, uint64_t seq, uint64_t kseq, int64_t written);
 
 // strerror() may allocate and is not async-signal-safe: the reasons a dump can fail,

@@ -764,6 +764,24 @@ def scenario_keep():
     flat, _ = go_top(latest_i[:-len(".heap")] + ".pb.gz")
     check_sites("go pprof latest kept interval dump (pb)", flat, OLD_SITES, FREED_SITES)
 
+    # reach:true: each dump's .lost files go with it (they were left behind, one set per
+    # interval, for ever).
+    d = fresh_dir("keep_reach")
+    p = Prog("sample:0,interval:100ms,keep:2,reach:true,summary:true,format:heap+pb", os.path.join(d, "la"))
+    p.cmd("old")
+    p.wait_summary("i", 6, timeout=60)
+    check(p.finish() == 0, "keep:2 reach:true: exit status 0")
+    written = dumps_written(p, "i")
+    last = written[-1] if written else -1
+    kept = [n[2] for n in parse_names(d, p.pid) if n[1] == "i"]
+    check(kept == [0, last - 1, last], "keep:2 reach:true keeps i0, i%d, i%d: %s" % (last - 1, last, kept))
+    files = os.listdir(d)
+    for ext in (".heap", ".pb.gz"):
+        plain = sorted(f[:-len(ext)] for f in files if f.endswith(ext) and not f.endswith(".lost" + ext))
+        lost = sorted(f[:-len(".lost" + ext)] for f in files if f.endswith(".lost" + ext))
+        check(plain == lost, "keep:2 reach:true: each kept dump has its .lost%s and no other stays: %s / %s"
+              % (ext, plain, lost))
+
     # gdump with keep:1: the first and the latest high-water mark.
     d = fresh_dir("keep_gdump")
     p = Prog("sample:0,gdump:true,keep:1,summary:true", os.path.join(d, "la"))
