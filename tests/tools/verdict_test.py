@@ -64,7 +64,7 @@ def verdicts(text):
 def has_reach():
     """`leakalloc run` knows --reach (issue 26): the lost verdict and CI mode's lost-only
     count are checked with it. A build without it fails here instead of skipping them."""
-    p = run([ARGS.tool, "run", "--reach", "--quiet", "--", "/bin/true"])
+    p = run([ARGS.tool, "run", "--reach", "--quiet", "--out", fresh_dir("has_reach"), "--", "/bin/true"])
     check("unknown option" not in p.stderr, "run --reach must be known: " + p.stderr)
     return True
 
