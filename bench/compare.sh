@@ -11,7 +11,7 @@
 #                       0.2 to 0.5 s under mimalloc on an idle machine)
 #     --quick           --reps 1 --scale 0.3
 #     --smoke           --reps 1 --scale 0.01, no RESULTS.md unless --out (used by CTest)
-#     --workloads LIST  comma-separated subset of: larson,prodcons,churn,containers,sqlite
+#     --workloads LIST  comma-separated subset of: larson,prodcons,churn,containers,sqlite,randrepl
 #     --configs LIST    comma-separated subset of the configuration names below
 #     --timeout S       kill a run after S seconds and report it as a timeout (default 60)
 #     --out FILE        where to write the results (default: bench/RESULTS.md); the part
@@ -44,7 +44,7 @@ scale=1
 timeout_s=60
 out=""
 smoke=0
-workloads="larson,prodcons,churn,containers,sqlite"
+workloads="larson,prodcons,churn,containers,sqlite,randrepl"
 configs="glibc,mimalloc,hdr-floor,jemalloc,je-prof,je-prof0,tcmalloc-heapprof,heaptrack,la-off,la-s19,la-s0,la-s0-age60,la-s0-age60-fp"
 cmdline="$0 $*"
 
@@ -102,7 +102,7 @@ if [ -e "$jemalloc_so" ]; then
   fi
 fi
 declare -A wl_missing=()
-for w in larson prodcons churn containers; do
+for w in larson prodcons churn containers randrepl; do
   [ -x "$bench_bin/bench_$w" ] || wl_missing[$w]="$bench_bin/bench_$w not built (make bench_workloads)"
 done
 command -v sqlite3 > /dev/null || wl_missing[sqlite]="sqlite3 not in PATH (Debian package sqlite3)"
@@ -180,7 +180,7 @@ for c in "${cf_list[@]}"; do
   case "$all_configs" in *" $c "*) ;; *) echo "compare.sh: unknown configuration $c (see --help)" >&2; exit 2 ;; esac
 done
 for w in "${wl_list[@]}"; do
-  case " larson prodcons churn containers sqlite " in *" $w "*) ;; *) echo "compare.sh: unknown workload $w (see --help)" >&2; exit 2 ;; esac
+  case " larson prodcons churn containers sqlite randrepl " in *" $w "*) ;; *) echo "compare.sh: unknown workload $w (see --help)" >&2; exit 2 ;; esac
 done
 active_cf=()
 for c in "${cf_list[@]}"; do
