@@ -103,6 +103,18 @@ LA_ALWAYS_INLINE uint32_t pending_bucket(uint64_t entry) {
   return static_cast<uint32_t>(entry >> kPendingBucketShift) & 31;
 }
 
+// How many frees old the pending entry is that a sample takes (add): the slot
+// kPendingLag places behind the ring's head, if no sample took it yet. Not the newest:
+// a record's line is cold when its block is freed (written at the block's birth, usually
+// long ago: issue 29's random replacement in a large live set), and retiring loads the
+// record's stack id from it. The newest entry's line was asked for (remove) only a few
+// instructions earlier at sample:0, where the next malloc follows the free at once, and
+// the load stalled on it: 13% of the samples of sample:0,age:60 on bench randrepl sat on
+// that one load. Four frees later it has arrived. An entry no sample takes is retired
+// by the free that wraps the ring onto it, kRecordPendingSlots frees after its own.
+constexpr uint32_t kPendingLag = 4;
+static_assert(kPendingLag >= 1 && kPendingLag < kRecordPendingSlots, "the lagged slot is in the ring");
+
 // Marks the record of a pending entry dead and returns it: its published value was
 // generation * 2 + 1, retiring is the next (even) value. A store, not a
 // read-modify-write.
@@ -163,16 +175,17 @@ uint64_t add(ThreadProfile& t, uint32_t stack_id, uint64_t size, uint64_t birth_
   // is retired and republished 128 times during its read of that one record.
   uint32_t id, seq;
   Record* r;
-  uint32_t newest = (t.rec_pending_head - 1) & (kRecordPendingSlots - 1);
-  uint64_t pending = t.rec_pending[newest];
+  uint32_t lagged = (t.rec_pending_head - kPendingLag) & (kRecordPendingSlots - 1);
+  uint64_t pending = t.rec_pending[lagged];
   if (pending != 0) {
-    // The record of the block this thread freed last: retired here and published again,
-    // so its cache line is written by one thread, once, with no load.
+    // The record of a block this thread freed kPendingLag frees ago: retired here and
+    // published again, so its cache line is written by one thread, once. Retiring loads
+    // the record's stack id; remove() asked for the line then, so it has had those frees'
+    // time to arrive (see kPendingLag).
     id = pending_id(pending);
     r = retire(pending);
-    // After the retirement: a walker that finds the ring empty finds the record dead.
-    __atomic_store_n(&t.rec_pending[newest], 0, __ATOMIC_RELEASE);
-    t.rec_pending_head--;
+    // After the retirement: a walker that finds the slot empty finds the record dead.
+    __atomic_store_n(&t.rec_pending[lagged], 0, __ATOMIC_RELEASE);
     seq = ((static_cast<uint32_t>(pending >> 32) << 1) + 3) & 255;
   } else {
     if (t.rec_cache_n == 0 && !refill(t)) return 0;
@@ -222,11 +235,14 @@ void remove(uint32_t header_value, uint32_t generation, uint64_t birth_ns) {
     t.counter[kCounter_record_frees].add(1);
     uint32_t pos = t.rec_pending_head & (kRecordPendingSlots - 1);
     uint64_t oldest = t.rec_pending[pos];
-    // The ring is full: the oldest goes first, retired before its slot is overwritten
-    // (a walker that no longer finds it pending must find it retired).
+    // An entry kRecordPendingSlots frees old that no sample took: retired before its slot
+    // is overwritten (a walker that no longer finds it pending must find it retired).
     if (oldest != 0) retire(oldest);
     __atomic_store_n(&t.rec_pending[pos], entry, __ATOMIC_RELEASE);
     t.rec_pending_head++;
+    // The record's line is cold (written when the block was born), and whoever retires
+    // it loads from it: ask for it now, so that it is here by then (kPendingLag).
+    prefetch_for_write(slot(header_value - 1));
     if (oldest != 0) keep_id(t, pending_id(oldest));
     return;
   }

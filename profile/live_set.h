@@ -19,10 +19,11 @@
 // Retiring late. The freed block's record is usually a cold cache line (written when the
 // block was born, maybe by another thread), and a store that misses holds up every store
 // after it: at sample:0 on churn, the retiring store in free() cost 15% of the run. So a
-// registered thread's free does not touch the record: it puts (generation, id) in a
-// ring of 8 pending retirements in its ThreadProfile. The thread's next sample takes the
-// newest one and retires and republishes that record in one go (same line, no load);
-// a free into a full ring retires the oldest. Walkers copy every registered thread's
+// registered thread's free does not write the record: it puts (generation, id) in a
+// ring of 8 pending retirements in its ThreadProfile and prefetches the record's line. A
+// later sample of the thread takes the entry 4 frees old, by when that line has
+// arrived, and retires and republishes that record in one go (one line); a free into a
+// full ring retires the oldest (live_set.cpp, kPendingLag). Walkers copy every registered thread's
 // ring (under the registry lock) before reading the records and leave out a record
 // whose id and generation are pending. Thread exit retires the ring, and so does a fork
 // child for the threads it does not have.
@@ -44,11 +45,11 @@ void init();
 uint64_t add(ThreadProfile& t, uint32_t stack_id, uint64_t size, uint64_t birth_ns);
 // Frees the record `header_value` (id + 1) published as `generation`; any thread,
 // including exited ones. A registered thread does not touch the record: it keeps the
-// pair among its pending retirements (ThreadProfile::rec_pending), where its next sample
+// pair among its pending retirements (ThreadProfile::rec_pending), where a later sample
 // reuses the record and walkers leave it out. The block's lifetime (now - `birth_ns`)
 // goes into its stack's histogram when the record is retired: the pending entry
 // carries the lifetime's bucket, and retiring reads the record's stack id from the
-// line it writes anyway, so a free loads nothing more than before.
+// line it writes anyway, which the free prefetched, so a free loads nothing more.
 void remove(uint32_t header_value, uint32_t generation, uint64_t birth_ns);
 // Requested size of the live record `header_value` (id + 1).
 uint64_t size_of(uint32_t header_value);

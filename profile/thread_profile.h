@@ -81,7 +81,7 @@ struct ThreadProfile {
   uint32_t rec_cache_n;    // free live-record slots owned by this thread
   uint32_t rec_cache[kRecordCacheMax];
   // Live records of blocks this thread freed, not yet retired (profile/live_set.cpp):
-  // generation << 32 | record id + 1, or 0. The next sample reuses the newest in place;
+  // generation << 32 | record id + 1, or 0. A sample reuses one kPendingLag frees old;
   // walkers read these (under the registry lock) to leave them out.
   uint64_t rec_pending[kRecordPendingSlots];
   uint32_t rec_pending_head;  // where the next one goes (mod kRecordPendingSlots)
