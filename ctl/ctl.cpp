@@ -266,7 +266,8 @@ LEAKALLOC_STATS(LEAKALLOC_STAT_SIZE)
 constexpr Node kProf[] = {
     leaf("active", ValueType::kBool, RW, h_prof_active, 0, "sampling on or off"),
     leaf("dump", ValueType::kString, W, h_prof_dump, 0,
-         "write a dump now to this file name (NULL: the automatic name); EFAULT if it fails"),
+         "write a dump now to this file name, replacing it atomically if it exists (NULL: the automatic "
+         "name); EFAULT if it fails"),
     leaf("reset", ValueType::kSize, W, h_prof_reset, 0,
          "clear cumulative counts and sample at 2^value bytes (NULL: keep the rate)"),
     leaf("lg_sample", ValueType::kSize, R, h_prof_lg_sample, 0, "current sample:N"),

@@ -40,8 +40,9 @@
 // this process, kseq dumps of that kind. A forked child starts both again at 0 (its
 // pid differs). Written under <name>.tmp, created O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC
 // mode 0600, and renamed to <name> without replacing anything once complete
-// (profile/dump_files.h): a dump never follows a planted symlink nor overwrites
-// anything, and a dump killed mid-write leaves no file under a name readers take.
+// (profile/dump_files.h): a dump never follows a planted symlink, an automatic one
+// never overwrites anything, and a dump killed mid-write leaves no file under a name
+// readers take.
 // The pid alone does not make a name unique. Every program image that execve() loads
 // into the same process starts again: a wrapper script that ends in `exec server`, a
 // pyenv shim or `env` run under LD_PRELOAD with an interval writes dumps under the pid
@@ -50,7 +51,10 @@
 // prefix's directory and starts seq after the highest one this pid has there
 // (first_free_seq): seq then orders every dump of the pid, across images. Should an
 // automatic name exist all the same, seq moves on to the next number (claim_auto_name);
-// kseq stays. A name the caller chose (prof.dump with a path) fails with EEXIST.
+// kseq stays. A name the caller chose (prof.dump with a path) is written the same way
+// (its temporary <name>.<pid>.tmp, still O_EXCL|O_NOFOLLOW, 0600) and renamed over
+// whatever is at the name, as jemalloc's prof.dump replaces an existing file; a symlink
+// there is replaced itself, never followed.
 //
 // Retention (keep:N): of the kinds that repeat on their own, i and u, an image keeps
 // the first dump (the baseline a diff wants) and the N latest, and deletes the files of
@@ -175,7 +179,7 @@ int write_formats(const snap::Snapshot& s, int snap_err, const char* path, int64
       if (!name.ok) {
         err = ENAMETOOLONG;
       } else {
-        fd = files::create(name, tmp);
+        fd = files::create(name, tmp, path != nullptr);
         if (fd < 0) err = errno;
       }
     }
@@ -187,7 +191,7 @@ int write_formats(const snap::Snapshot& s, int snap_err, const char* path, int64
       // A truncated profile is worse than none: readers take it without complaint. It
       // gets its name only when complete (files::publish).
       if (err != 0) unlink(tmp.buf);
-      else err = files::publish(tmp, name);
+      else err = files::publish(tmp, name, path != nullptr);
     }
     if (err != 0) {
       files::report_failure(name.buf, err);

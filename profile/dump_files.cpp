@@ -165,9 +165,13 @@ int claim_auto_name(PathBuf& name, PathBuf& tmp, pid_t pid, char kind, uint64_t 
   }
 }
 
-int create(const PathBuf& name, PathBuf& tmp) {
+int create(const PathBuf& name, PathBuf& tmp, bool replace) {
   tmp.clear();
   tmp.add(name.buf);
+  if (replace) {
+    tmp.add(".");
+    tmp.add_u64(static_cast<uint64_t>(getpid()));
+  }
   tmp.add(".tmp");
   if (!tmp.ok) {
     errno = ENAMETOOLONG;
@@ -176,8 +180,13 @@ int create(const PathBuf& name, PathBuf& tmp) {
   return open(tmp.buf, kCreateFlags, 0600);
 }
 
-int publish(const PathBuf& tmp, const PathBuf& name) {
+int publish(const PathBuf& tmp, const PathBuf& name, bool replace) {
   int err = 0;
+  if (replace) {
+    err = rename(tmp.buf, name.buf) == 0 ? 0 : errno;
+    if (err != 0) unlink(tmp.buf);
+    return err;
+  }
   if (syscall(SYS_renameat2, AT_FDCWD, tmp.buf, AT_FDCWD, name.buf, RENAME_NOREPLACE) == 0) return 0;
   err = errno;
   if (err == EINVAL || err == ENOSYS) {

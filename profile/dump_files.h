@@ -45,11 +45,19 @@ void auto_name(PathBuf& name, pid_t pid, uint64_t seq, char kind, uint64_t kseq,
 int claim_auto_name(PathBuf& name, PathBuf& tmp, pid_t pid, char kind, uint64_t kseq, const char* suffix,
                     uint64_t* seq, int* err);
 // Creates the temporary file for `name` (sets `tmp`); the fd or -1 with errno set.
-int create(const PathBuf& name, PathBuf& tmp);
-// Gives the complete temporary file its final name, never replacing a file there
-// (renameat2 RENAME_NOREPLACE, or link and unlink where the file system has no such
-// rename); 0 or an errno. The temporary file is removed either way.
-int publish(const PathBuf& tmp, const PathBuf& name);
+// An automatic name's temporary is `name`.tmp; a name the caller chose (prof.dump
+// with a path, `replace`) gets `name`.<pid>.tmp, so that two processes dumping to the
+// same name do not fail on each other's temporary, and a temporary that a killed
+// process left does not block the next process's dumps.
+int create(const PathBuf& name, PathBuf& tmp, bool replace = false);
+// Gives the complete temporary file its final name; 0 or an errno. The temporary file
+// is removed either way. An automatic name never replaces a file there (renameat2
+// RENAME_NOREPLACE, or link and unlink where the file system has no such rename). A
+// name the caller chose (`replace`) is replaced atomically, as jemalloc's prof.dump
+// replaces an existing file: rename() swaps the directory entry, so a reader sees the
+// old file or the new one, never a mix, and a symlink at the name is itself replaced,
+// never followed (the file it pointed to stays as it was).
+int publish(const PathBuf& tmp, const PathBuf& name, bool replace = false);
 
 // Records an automatic dump of kind i or u and deletes the files of the dumps keep:N no
 // longer keeps. `written`: the FormatBits of the files it wrote, and those of its lost

@@ -664,7 +664,7 @@ TEST(CtlValues, LeakTotalsFollowProfAge) {
   for (void* p : young) free(p);
 }
 
-TEST(CtlValues, ProfDumpWritesTheNamedFileOrFailsWithEfault) {
+TEST(CtlValues, ProfDumpWritesOrReplacesTheNamedFileOrFailsWithEfault) {
   char dir[] = "/tmp/leakalloc-ctl-XXXXXX";
   ASSERT_NE(mkdtemp(dir), nullptr);
   std::string path = std::string(dir) + "/named.heap";
@@ -673,8 +673,18 @@ TEST(CtlValues, ProfDumpWritesTheNamedFileOrFailsWithEfault) {
   struct stat st;
   ASSERT_EQ(stat(path.c_str(), &st), 0) << "prof.dump returned 0 but wrote no " << path;
   EXPECT_GT(st.st_size, 0);
-  // O_EXCL: the same name again fails, and a directory that does not exist fails.
-  EXPECT_EQ(leakalloc_mallctl("prof.dump", nullptr, nullptr, &name, sizeof name), EFAULT);
+  // The same name again replaces the file by a rename (a new inode, mode 0600, no
+  // temporary left), as jemalloc's prof.dump replaces it; a directory that does not
+  // exist fails.
+  ASSERT_EQ(leakalloc_mallctl("prof.dump", nullptr, nullptr, &name, sizeof name), 0);
+  struct stat again;
+  ASSERT_EQ(lstat(path.c_str(), &again), 0);
+  EXPECT_NE(again.st_ino, st.st_ino) << "replaced in place, not renamed over";
+  EXPECT_TRUE(S_ISREG(again.st_mode));
+  EXPECT_EQ(again.st_mode & 0777, 0600u);
+  EXPECT_GT(again.st_size, 0);
+  std::string tmp = path + "." + std::to_string(getpid()) + ".tmp";
+  EXPECT_NE(access(tmp.c_str(), F_OK), 0) << tmp << " left behind";
   std::string missing = std::string(dir) + "/no/such/dir.heap";
   const char* m = missing.c_str();
   EXPECT_EQ(leakalloc_mallctl("prof.dump", nullptr, nullptr, &m, sizeof m), EFAULT);

@@ -29,6 +29,9 @@ check() {
     { echo "FAIL: expected 64 objects on the leaky function in $1, got: $objs"; exit 1; }
 }
 
+# A file at the name is replaced, as jemalloc replaces it (leakalloc: atomically, by a
+# rename; it failed with EEXIST before).
+echo "stale profile" >"$work/named.heap"
 out=$(run "$work/named.heap" "$work/unused")
 rc=$?
 echo "$out"; cat "$work/stderr"
@@ -39,6 +42,26 @@ if [ "$mode" = leakalloc ]; then
     { echo "FAIL: mallctl did not reach leakalloc (want version $want)"; exit 1; }
 fi
 check "$work/named.heap"
+
+if [ "$mode" = leakalloc ]; then
+  # A symlink at the name is replaced itself, never followed: the file it points to
+  # keeps its content (jemalloc's creat() would write through it, so leakalloc only).
+  echo "not a profile" >"$work/victim"
+  chmod 0644 "$work/victim"
+  ln -s victim "$work/link.heap"
+  out=$(run "$work/link.heap" "$work/unused")
+  rc=$?
+  echo "$out"; cat "$work/stderr"
+  [ $rc -eq 0 ] || { echo "FAIL: prof.dump over a symlink: the program exited $rc"; exit 1; }
+  [ -L "$work/link.heap" ] && { echo "FAIL: $work/link.heap is still a symlink"; exit 1; }
+  [ "$(cat "$work/victim")" = "not a profile" ] ||
+    { echo "FAIL: the symlink's target was written through: $(head -c 80 "$work/victim")"; exit 1; }
+  [ "$(stat -c %a "$work/link.heap")" = 600 ] ||
+    { echo "FAIL: $work/link.heap has mode $(stat -c %a "$work/link.heap"), not 600"; exit 1; }
+  check "$work/link.heap"
+  leftover=$(ls "$work" | grep '\.tmp$')
+  [ -z "$leftover" ] || { echo "FAIL: temporary files left: $leftover"; exit 1; }
+fi
 
 out=$(run - "$work/auto")
 rc=$?

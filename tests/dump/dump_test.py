@@ -307,11 +307,18 @@ def scenario_exact():
         check(os.path.exists(path), "prof.dump with a name wrote %s" % path)
     flat, total = jeprof(explicit)
     check_sites("jeprof explicit heap", flat, dict(OLD_SITES, growth_site=30000, long_lived_site=0))
-    # O_EXCL: the same name again fails and leaves the file alone.
-    n = len(p.err_lines)
-    p.cmd("mdump " + explicit)
-    p.wait_err(r"^leakalloc: cannot write dump %s: File exists$" % re.escape(explicit), 30)
+    # The same name again replaces each file by a rename (a new inode), as jemalloc's
+    # prof.dump replaces it; it failed with EEXIST before (issue 24).
+    before = {f: os.lstat(f).st_ino for f in (explicit, explicit + ".heap_v2", explicit + ".pb.gz")}
+    got = p.cmd("mdump " + explicit)
+    check("mdump failed" not in got, "prof.dump to an existing name must succeed: %s" % got)
+    for f, ino in before.items():
+        check(os.lstat(f).st_ino != ino, "prof.dump replaced %s" % f)
+    flat, total = jeprof(explicit)
+    check_sites("jeprof replaced explicit heap", flat, dict(OLD_SITES, growth_site=30000, long_lived_site=0))
     rc = p.finish()
+    p._drain_err()
+    check(not any("cannot write dump" in l for l in p.err_lines), "no dump failed: %s" % p.err_lines)
     check(rc == 0, "exit status 0 (got %d)" % rc)
     check(not any("f0" in f for f in os.listdir(d)), "no final dump without final:true")
 
