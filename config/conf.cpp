@@ -21,6 +21,7 @@ namespace leakalloc {
 namespace {
 
 bool g_loaded_from_env = false;
+int64_t g_run_pid = 0;  // LEAKALLOC_RUN_PID, 0 when unset or not a number
 
 // A view of part of the configuration text (not NUL-terminated).
 struct Span {
@@ -374,6 +375,19 @@ void options_load() {
   g_loaded_from_env = true;
   const char* file = find_env("LEAKALLOC_CONF_FILE");
   const char* conf = find_env("LEAKALLOC_CONF");
+  g_run_pid = 0;
+  if (const char* run = find_env("LEAKALLOC_RUN_PID")) {
+    int64_t v = 0;
+    for (; *run >= '0' && *run <= '9' && v < (int64_t{1} << 40); ++run) v = v * 10 + (*run - '0');
+    if (*run == '\0') g_run_pid = v;
+  }
+  if (run_pid_elsewhere()) {
+    // `leakalloc run` traces one process (through its execs, which keep the pid), not
+    // what that process starts: this image is a plain allocator, its configuration
+    // left unread, so it writes no dumps and samples nothing.
+    set_opt(kOpt_active, 0);
+    return;
+  }
   if (getauxval(AT_SECURE) != 0) {
     // setuid/setgid: the environment belongs to a less privileged user.
     if (file != nullptr || conf != nullptr)
@@ -386,6 +400,8 @@ void options_load() {
 }
 
 bool options_loaded_from_environment() { return g_loaded_from_env; }
+
+bool run_pid_elsewhere() { return g_run_pid > 0 && g_run_pid != static_cast<int64_t>(getpid()); }
 
 size_t option_format(OptId id, char* out, size_t cap) {
   if (cap == 0) return 0;

@@ -121,6 +121,15 @@ void options_load();
 // True once options_load() has run with `environ` available.
 bool options_loaded_from_environment();
 
+// `leakalloc run` without --follow puts the pid it started in LEAKALLOC_RUN_PID: the
+// process it traces keeps that pid through every exec (a shim, `env`, a script's
+// `exec`), its children do not. True when the variable names another process than this
+// one: options_load() then ignores LEAKALLOC_CONF and LEAKALLOC_CONF_FILE and leaves
+// profiling off, and a fork child of the traced process stops its own profiling and
+// dumps (ctl/startup.cpp). Without the variable (or with --follow) every process that
+// loads the library follows its configuration, as before.
+bool run_pid_elsewhere();
+
 // Formats the value of option `id` as the parser would accept it.
 size_t option_format(OptId id, char* out, size_t cap);
 

@@ -21,7 +21,8 @@
 // profile/profiler.h lists (after closing the unwinder's fork gate, which waits for
 // stack captures in flight, since no lock is held while unwinding); the parent
 // releases them in reverse, the child resets them and the per-process state (its pid,
-// dump numbering and dump thread are its own). The stats snapshot lock (a leaf) has
+// dump numbering and dump thread are its own; a child that `leakalloc run` does not
+// trace switches its profiling and dumps off). The stats snapshot lock (a leaf) has
 // its own handlers in ctl/stats.cpp.
 #include <pthread.h>
 #include <stdio.h>
@@ -62,6 +63,12 @@ void fork_child() {
   threads::fork_child(thread_gone_in_child);
   dump::fork_child();
   unwind::open_fork_gate(/*child=*/true);
+  // `leakalloc run` traces the process it started, not the children it forks (unless
+  // --follow): this child keeps the allocator and drops the profiler's output.
+  if (run_pid_elsewhere()) {
+    prof::set_active(false);
+    dump::untrace_child();
+  }
 }
 
 __attribute__((constructor(101))) void leakalloc_constructor() {

@@ -76,6 +76,10 @@ void attend();
 void fork_prepare();
 void fork_parent();
 void fork_child();
+// After fork_child(), in a child that `leakalloc run` does not trace (config/options.h
+// run_pid_elsewhere): no final dump, no trigger and no dump thread, no leak_error exit.
+// A remote request (`leakalloc dump PID`) is still answered: someone asked for it.
+void untrace_child();
 
 }  // namespace dump
 }  // namespace leakalloc

@@ -295,6 +295,13 @@ void triggers_fork_child() {
   g_start_deferred.store(g_thread_wanted && !g_stopped, std::memory_order_relaxed);
 }
 
+void untrace_child() {
+  g_final = false;
+  g_thread_wanted = false;
+  g_start_deferred.store(false, std::memory_order_relaxed);
+  set_opt(kOpt_leak_error, 0);
+}
+
 int thread_tid() { return g_dump_tid.load(std::memory_order_acquire); }
 
 }  // namespace dump

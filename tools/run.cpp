@@ -289,6 +289,7 @@ struct RunOptions {
   size_t top = 3;
   bool quiet = false, symbolize = true;
   bool reach = false;  // every dump runs a reachability check and writes a .lost dump beside it
+  bool follow = false;  // children the program forks are traced too (no LEAKALLOC_RUN_PID)
   std::vector<std::string> command;  // PROG [ARGS...]
 };
 
@@ -303,8 +304,10 @@ void add_run_command(CLI::App& app, Action* action) {
       "Runs PROG with libleakalloc.so preloaded and exits with PROG's status; then lists the dumps\n"
       "and ends with the report over all of them on stderr (each stack over time, with a verdict).\n"
       "Python programs get PYTHONMALLOC=malloc. Each dump gets a symbolized copy beside\n"
-      "it (see symbolize) unless --no-symbolize. leakalloc's options come before PROG (or\n"
-      "before --); everything after it is PROG's.\n"
+      "it (see symbolize) unless --no-symbolize. Only the process started is traced, through\n"
+      "every exec it makes (a shim, env, a script's exec keep its pid); the processes it\n"
+      "forks run with the plain allocator and write no dumps, unless --follow.\n"
+      "leakalloc's options come before PROG (or before --); everything after it is PROG's.\n"
       "The library comes from $LEAKALLOC_LIB, else <prefix>/lib next to this program, else the\n"
       "build tree it was built in. Durations take ms, s, m or h; a bare number is seconds.");
   o->age_opt = add_duration(sub, "--age", &o->age_ms, "Dumps hold blocks at least this old (LEAKALLOC_CONF age:)");
@@ -330,6 +333,8 @@ void add_run_command(CLI::App& app, Action* action) {
       ->type_name("DIR");
   add_formats(sub, &o->format, &o->format_bits, "Dump formats: heap, heap_v2 and pb joined by '+' (default heap+pb)");
   add_number(sub, "--top", &o->top, 0, SIZE_MAX, "a number", "Stacks shown in the report at the end; 0: none (default 3)");
+  sub->add_flag("--follow", o->follow,
+                "Trace the processes PROG forks too (each writes its own dumps, <name>.<its pid>.*)");
   sub->add_flag("--reach", o->reach, "Every dump also runs a reachability check and writes a .lost dump (reach:true)");
   sub->add_flag_callback("--no-symbolize", [o] { o->symbolize = false; },
                          "Write no symbolized copy (<dump>.sym.pb.gz, see symbolize) beside each dump");
@@ -420,10 +425,16 @@ int run_command(RunOptions& o) {
   std::string env_conf = "LEAKALLOC_CONF=" + conf, env_preload = "LD_PRELOAD=" + preload;
   std::vector<char*> envp;
   for (char** e = environ; *e; ++e)
-    if (std::strncmp(*e, "LEAKALLOC_CONF=", 15) != 0 && std::strncmp(*e, "LD_PRELOAD=", 11) != 0) envp.push_back(*e);
+    if (std::strncmp(*e, "LEAKALLOC_CONF=", 15) != 0 && std::strncmp(*e, "LD_PRELOAD=", 11) != 0 &&
+        std::strncmp(*e, "LEAKALLOC_RUN_PID=", 18) != 0)
+      envp.push_back(*e);
   envp.push_back(&env_conf[0]);
   envp.push_back(&env_preload[0]);
   if (!env_pymalloc.empty()) envp.push_back(&env_pymalloc[0]);
+  // Without --follow the library traces only the process whose pid this names
+  // (config/options.h run_pid_elsewhere); the child fills in its own pid after fork.
+  std::string env_run_pid = "LEAKALLOC_RUN_PID=" + std::string(20, '0');
+  if (!o.follow) envp.push_back(&env_run_pid[0]);
   envp.push_back(nullptr);
 
   if (!quiet) std::fprintf(stderr, "leakalloc: running %s with %s, LEAKALLOC_CONF=%s\n", prog.c_str(), lib.c_str(), conf.c_str());
@@ -449,6 +460,13 @@ int run_command(RunOptions& o) {
     dfl.sa_handler = SIG_DFL;
     for (int s : kForwarded) sigaction(s, &dfl, nullptr);
     sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+    // Digits written by hand: nothing that may allocate between fork and exec.
+    char* digits = &env_run_pid[std::strlen("LEAKALLOC_RUN_PID=")];
+    char rev[20];
+    int n = 0;
+    for (unsigned long v = static_cast<unsigned long>(getpid()); n == 0 || v != 0; v /= 10) rev[n++] = static_cast<char>('0' + v % 10);
+    for (int i = 0; i < n; ++i) digits[i] = rev[n - 1 - i];
+    digits[n] = '\0';
     execve(prog.c_str(), argv.data(), envp.data());
     int e = errno;
     std::fprintf(stderr, "leakalloc: cannot run %s: %s\n", prog.c_str(), std::strerror(e));
