@@ -29,6 +29,9 @@ struct ReportOptions {
   // $PPROF_BINARY_PATH, as go tool pprof reads it.
   std::vector<std::string> search = binary_search_path();
   bool json = false;     // --format json
+  // The dump's name in the report's title when `path` is not it (`leakalloc dump` reads
+  // the file it checked through /proc/self/fd/N, tools/remote.h TargetFile).
+  std::string shown;
 };
 
 // Prints the leak report of one dump to `out`; used by `report` and at the end of `run`.

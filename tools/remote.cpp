@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <gelf.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -146,6 +147,11 @@ uint64_t find_control_block(pid_t pid) {
   return s.addr;
 }
 
+TargetFile::~TargetFile() {
+  if (fd >= 0) close(fd);
+  if (dir_fd >= 0) close(dir_fd);
+}
+
 std::string proc_path(pid_t pid, const std::string& what) { return "/proc/" + std::to_string(pid) + "/" + what; }
 
 namespace {
@@ -220,6 +226,84 @@ std::string proc_link(pid_t pid, const char* what) {
   ssize_t n = readlink(path.c_str(), buf, sizeof buf - 1);
   if (n <= 0) return "";
   return std::string(buf, static_cast<size_t>(n));
+}
+
+// The target's fsuid (the owner of the files it creates), from /proc/PID/status;
+// -1 if it cannot be read.
+long target_fsuid(pid_t pid) {
+  FILE* f = std::fopen(proc_path(pid, "status").c_str(), "re");
+  if (f == nullptr) return -1;
+  char line[256];
+  long fsuid = -1;
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    unsigned long r, e, saved, fs;
+    if (std::sscanf(line, "Uid: %lu %lu %lu %lu", &r, &e, &saved, &fs) == 4) {
+      fsuid = static_cast<long>(fs);
+      break;
+    }
+  }
+  std::fclose(f);
+  return fsuid;
+}
+
+[[noreturn]] void refuse(pid_t pid, const std::string& name, const std::string& why) {
+  throw RemoteError(RemoteFailure::kFailed, "pid " + std::to_string(pid) + " named \"" + name +
+                                                "\" as its dump; not opened: " + why);
+}
+
+// Opens the file the target named (TargetFile). `strict`: this tool's user is not the
+// target's, so nothing of the name is trusted; otherwise the tool can do nothing the
+// target could not, and the name is opened as the target would open it.
+std::shared_ptr<TargetFile> open_target_file(pid_t pid, const std::string& name, const std::string& shown,
+                                             bool strict, long uid) {
+  auto f = std::make_shared<TargetFile>();
+  f->path = shown;
+  size_t slash = name.rfind('/');
+  f->base = slash == std::string::npos ? name : name.substr(slash + 1);
+  if (f->base.empty() || f->base == "." || f->base == "..") refuse(pid, name, "not a file name");
+  // The walk starts at the target's own root or working directory, which /proc resolves
+  // as the target does (a container's root, a private /tmp).
+  std::string start = proc_path(pid, name[0] == '/' ? "root" : "cwd");
+  int dir = open(start.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) refuse(pid, name, "cannot open " + start + ": " + std::strerror(errno));
+  std::string dirs = slash == std::string::npos ? "" : name.substr(0, slash);
+  for (size_t at = 0; at < dirs.size();) {
+    size_t next = dirs.find('/', at);
+    std::string comp = dirs.substr(at, next == std::string::npos ? std::string::npos : next - at);
+    at = next == std::string::npos ? dirs.size() : next + 1;
+    if (comp.empty() || comp == ".") continue;
+    // ".." would climb out of /proc/PID/root.
+    if (comp == ".." && strict) {
+      close(dir);
+      refuse(pid, name, "a \"..\" in the path");
+    }
+    int sub = openat(dir, comp.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC | (strict ? O_NOFOLLOW : 0));
+    int e = errno;
+    if (sub < 0 && strict) {
+      struct stat st;
+      if (fstatat(dir, comp.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
+        close(dir);
+        refuse(pid, name, "\"" + comp + "\" is a symbolic link (not followed for another user's process)");
+      }
+    }
+    close(dir);
+    if (sub < 0) refuse(pid, name, comp + ": " + std::strerror(e));
+    dir = sub;
+  }
+  f->dir_fd = dir;
+  // O_NONBLOCK: a FIFO planted at the name must not hang the tool.
+  f->fd = openat(dir, f->base.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | (strict ? O_NOFOLLOW : 0));
+  if (f->fd < 0) {
+    int e = errno;
+    refuse(pid, name, e == ELOOP && strict ? "it is a symbolic link (not followed for another user's process)"
+                                           : std::strerror(e));
+  }
+  struct stat st;
+  if (fstat(f->fd, &st) != 0) refuse(pid, name, std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) refuse(pid, name, "not a regular file");
+  if (strict && static_cast<long>(st.st_uid) != uid)
+    refuse(pid, name, "owned by uid " + std::to_string(st.st_uid) + ", not by the process's uid " + std::to_string(uid));
+  return f;
 }
 
 uint64_t now_ms() {
@@ -305,10 +389,22 @@ RemoteAnswer request_remote_dump(pid_t pid, uint64_t age_ms, uint32_t formats, u
   std::string cwd = same_tree ? proc_link(pid, "cwd") : proc_path(pid, "cwd");
   std::string prefix = same_tree ? "" : proc_path(pid, "root");
   std::vector<std::string>& paths = answer.paths;
+  // The names come from the target's memory: opened with care (TargetFile).
+  long uid = target_fsuid(pid);
+  bool strict = uid < 0 || static_cast<long>(geteuid()) != uid;
   for (const char* p = files; *p != '\0';) {
     const char* sp = std::strchr(p, ' ');
     std::string name(p, sp != nullptr ? static_cast<size_t>(sp - p) : std::strlen(p));
-    paths.push_back(name[0] == '/' ? prefix + name : (cwd.empty() ? std::string(".") : cwd) + "/" + name);
+    if (!name.empty()) {
+      paths.push_back(name[0] == '/' ? prefix + name : (cwd.empty() ? std::string(".") : cwd) + "/" + name);
+      // After a failure some files may be missing: those that are there (and pass) are
+      // still listed, for serve to remove.
+      try {
+        answer.files.push_back(open_target_file(pid, name, paths.back(), strict, uid));
+      } catch (const RemoteError&) {
+        if (status == 0) throw;
+      }
+    }
     if (sp == nullptr) break;
     p = sp + 1;
   }
@@ -362,17 +458,19 @@ int dump_command(const DumpArgs& a) {
     size_t n = std::strlen(tail);
     return s.size() > n && s.compare(s.size() - n, n, tail) == 0;
   };
-  const std::string* pick = nullptr;
-  for (const std::string& p : paths)
-    if (ends_with(p, ".pb.gz") || (pick == nullptr && ends_with(p, ".heap"))) pick = &p;
+  // Read through the files opened with care (TargetFile), never by name again.
+  const TargetFile* pick = nullptr;
+  for (const std::shared_ptr<TargetFile>& f : answer.files)
+    if (ends_with(f->path, ".pb.gz") || (pick == nullptr && ends_with(f->path, ".heap"))) pick = f.get();
   // The symbolized copy, while the process (and so its files) surely still exists. On
-  // stderr: stdout lists the files the process wrote, for scripts.
+  // stderr: stdout lists the files the process wrote, for scripts. It is written into
+  // the directory that was opened, whatever its name leads to by now.
   if (symbolize && pick != nullptr) {
     ReportOptions so;
     so.root = prefix;
-    std::string to = symbolized_name(*pick);
+    std::string to = symbolized_name(pick->path);
     try {
-      symbolize_dump(*pick, to, so);
+      symbolize_dump(pick->read_path(), pick->dir_path() + "/" + symbolized_name(pick->base), so);
       std::fprintf(stderr, "leakalloc: symbolized: %s (go tool pprof needs no binary for it)\n", to.c_str());
     } catch (const ToolError& e) {
       std::fprintf(stderr, "leakalloc: could not write the symbolized %s: %s\n", to.c_str(), e.what());
@@ -383,11 +481,12 @@ int dump_command(const DumpArgs& a) {
     ro.root = prefix;  // the dump names files as the process sees them
     ro.age_ms = age_ms == leakalloc::kRemoteAgeDefault ? 0 : age_ms;
     ro.top = top;
+    ro.shown = pick->path;
     std::fputc('\n', stderr);
     std::fflush(stderr);
-    print_report(*pick, ro, stderr);
+    print_report(pick->read_path(), ro, stderr);
     std::fprintf(stderr, "Full report: leakalloc report %s%s\n", prefix.empty() ? "" : ("--root " + prefix + " ").c_str(),
-                 pick->c_str());
+                 pick->path.c_str());
   }
   return 0;
 }

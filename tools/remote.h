@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -34,8 +35,31 @@ struct RemoteError : ToolError {
   RemoteFailure kind;
 };
 
+// A file the target named in its answer, opened here without trusting the name: the
+// target wrote the name into its own memory and may have made it point anywhere (a
+// symlink to /etc/shadow, a path to a file of root's), while this tool may run as root
+// or with CAP_SYS_PTRACE. Where this tool's user differs from the target's, the name is
+// walked one component at a time from /proc/PID/root (absolute) or /proc/PID/cwd
+// (relative) with O_NOFOLLOW, ".." refused, and the file must be a regular file owned by
+// the target's user (its fsuid). Readers then use read_path(), which reopens the very
+// file that was checked, and the directory's fd serves the symbolized copy and serve's
+// removal, so that swapping a component for a symlink afterwards changes nothing.
+struct TargetFile {
+  std::string path;  // as this tool shows it
+  std::string base;  // its name in its directory
+  int fd = -1;       // open for reading
+  int dir_fd = -1;   // its directory (O_PATH)
+  TargetFile() = default;
+  TargetFile(const TargetFile&) = delete;
+  TargetFile& operator=(const TargetFile&) = delete;
+  ~TargetFile();
+  std::string read_path() const { return "/proc/self/fd/" + std::to_string(fd); }
+  std::string dir_path() const { return "/proc/self/fd/" + std::to_string(dir_fd); }
+};
+
 struct RemoteAnswer {
-  std::vector<std::string> paths;  // the files written, as this tool reaches them
+  std::vector<std::string> paths;  // the files written, as this tool shows them
+  std::vector<std::shared_ptr<TargetFile>> files;  // the same, opened (TargetFile)
   std::string root;                // "" or /proc/PID/root: where the target's "/" is from here
   uint32_t request = 0;            // the request number this tool wrote
   uint32_t served = 0;             // the number the answer carried (> request: a later

@@ -272,7 +272,7 @@ void print_report(const std::string& path, const ReportOptions& opt, FILE* out) 
     return a->count > b->count;
   });
 
-  std::fprintf(out, "Leak report for %s\n", path.c_str());
+  std::fprintf(out, "Leak report for %s\n", opt.shown.empty() ? path.c_str() : opt.shown.c_str());
   std::fprintf(out, "  format: %s, %s\n", prof.format.c_str(),
                prof.sampled ? ("sampled (mean period " + std::to_string(prof.period) +
                                " bytes): counts and bytes are estimates").c_str()

@@ -257,14 +257,20 @@ void Server::heap(const httplib::Request& req, httplib::Response& res) {
     const RemoteAnswer& a;
     bool keep;
     ~Cleanup() {
+      // Through the directory that was opened (TargetFile), never by the name again.
       if (!keep && a.served == a.request)
-        for (const std::string& p : a.paths) unlink(p.c_str());
+        for (const std::shared_ptr<TargetFile>& f : a.files) unlinkat(f->dir_fd, f->base.c_str(), 0);
     }
   } cleanup{answer, opt_.keep};
-  const std::string* pb = nullptr;
-  for (const std::string& p : answer.paths)
-    if (ends_with(p, ".pb.gz")) pb = &p;
-  if (lost && answer.status == 0 && pb != nullptr && pb->find(".lost.") == std::string::npos)
+  const std::string* pb = nullptr;  // the pb file, as it is read: TargetFile::read_path()
+  std::string pb_read, pb_name;
+  for (const std::shared_ptr<TargetFile>& f : answer.files)
+    if (ends_with(f->path, ".pb.gz")) {
+      pb_read = f->read_path();
+      pb_name = f->path;
+      pb = &pb_read;
+    }
+  if (lost && answer.status == 0 && pb != nullptr && pb_name.find(".lost.") == std::string::npos)
     return fail(res, 501, "pid " + pid_text + " runs a leakalloc without the reachability check: it wrote an "
                               "ordinary dump instead of the lost one");
   if (answer.status != 0 || pb == nullptr)
