@@ -266,11 +266,13 @@ bool glibc_malloc_found() {
 
 // The first block glibc serves: profiling stops (its tables would need the address
 // space the program is short of), once, with a message.
-LA_SLOW_PATH void degrade() {
+LA_SLOW_PATH void degrade(const char* why = nullptr) {
   if (g_degraded.exchange(true, std::memory_order_acq_rel)) return;
   prof::switch_off();
-  log_message("mimalloc cannot map memory (an address-space limit such as ulimit -v?): "
-              "serving allocations from glibc's malloc from now on, without profiling");
+  if (why != nullptr) log_printf("%s: serving allocations from glibc's malloc from now on, without profiling", why);
+  else
+    log_message("mimalloc cannot map memory (an address-space limit such as ulimit -v?): "
+                "serving allocations from glibc's malloc from now on, without profiling");
 }
 
 // An outside block of `size` bytes aligned to `align` (a power of two, >= 16), zeroed if
@@ -456,6 +458,11 @@ LA_ALWAYS_INLINE void release(void* p, BlockHeader* h) {
 }
 
 }  // namespace
+
+void serve_from_glibc(const char* why) {
+  if (glibc_malloc_found()) degrade(why);
+  else log_printf("%s: profiling is off", why);
+}
 
 void thread_cache_release(ThreadState& t) {
   cache_drain_all(t);

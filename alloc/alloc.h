@@ -83,6 +83,9 @@ void thread_prepare();
 // when its objects are linked into the executable (the unit tests), for the unwinder to
 // tell its frames from the caller's (unwind::init).
 uintptr_t entry_points_lo();
+// Serves every later block from glibc's malloc, as when mimalloc cannot map memory, and
+// says so once (with `why`): the constructor's answer to prof::short_of_address_space().
+void serve_from_glibc(const char* why);
 // The record id (+1) of a live sampled leakalloc block, or 0 when `user` is null, not a
 // valid leakalloc block, or not sampled. Only for pointers known to be live.
 uint32_t sampled_record_of(const void* user);

@@ -76,6 +76,10 @@ __attribute__((constructor(101))) void leakalloc_constructor() {
   prof::start_options();
   thread_prepare();
   prof::start_tables(entry_points_lo());
+  // Too little room under `ulimit -v` for the profiler beside mimalloc's 32 MiB segments:
+  // glibc's malloc serves the program, as it would without leakalloc (issue 24).
+  if (prof::short_of_address_space())
+    serve_from_glibc("too little address space under its limit (ulimit -v?) for mimalloc and the profiler");
   pthread_atfork(fork_prepare, fork_parent, fork_child);
   if (opt(kOpt_verbose) != 0) {
     ReentrancyGuard g;

@@ -30,7 +30,9 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <fcntl.h>
 #include <sys/auxv.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "config/options.h"
@@ -53,6 +55,17 @@ std::atomic<bool> g_active{true};
 // The allocator ran out of address space and serves glibc's blocks (prof::switch_off):
 // profiling stays off whatever the options say.
 std::atomic<bool> g_switched_off{false};
+// Small address spaces (issue 24). The profiler's tables are reserved up front (the
+// thread registry 3.5 MiB at the first malloc, the frame cache and the stack table
+// 7 MiB in the constructor, the first live-record chunk 1.5 MiB at the first sample),
+// and under `ulimit -v` a reservation counts whether or not it is touched: python3,
+// which glibc starts in 14 MiB, failed under 16 and 24 MiB limits for want of the
+// 4.5 MiB reserved before mimalloc gave up. So when the limit leaves less room than
+// kProfilingRoom beside what is mapped at the first malloc (one 32 MiB mimalloc
+// segment, the tables, and room for the program), the profiler reserves nothing and
+// stays off; the allocator goes on (to glibc's malloc when mimalloc cannot map).
+constexpr uint64_t kProfilingRoom = uint64_t{48} << 20;
+std::atomic<bool> g_short_of_space{false};
 std::atomic<int> g_lg_sample{19};
 std::atomic<uint32_t> g_sample_gen{1};
 // Sum of the records counters at the last prof.reset: stats.sampled_total counts from it.
@@ -102,6 +115,26 @@ LA_ALWAYS_INLINE uint64_t record_sample(ThreadProfile& t, EntryFrame frame, size
   return live::add(t, sid, size, *birth_ns);
 }
 
+
+// True under an address-space limit with less than kProfilingRoom left above what is
+// mapped now (/proc/self/statm's first field). System calls only: this runs on the
+// process's first malloc.
+bool address_space_short() {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_AS, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return false;
+  uint64_t used = 0;
+  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    char buf[96];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; ++i)
+      used = used * 10 + static_cast<uint64_t>(buf[i] - '0');
+    used *= static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  }
+  return static_cast<uint64_t>(rl.rlim_cur) < used + kProfilingRoom;
+}
+
 }  // namespace
 
 namespace prof {
@@ -116,6 +149,12 @@ void ensure_init() {
     use_vdso_clock();
     process_start_ns();
     options_load();
+    if (address_space_short()) {
+      // Said once, by the constructor or by mimalloc's failure (alloc.cpp degrade).
+      g_short_of_space.store(true, std::memory_order_relaxed);
+      g_switched_off.store(true, std::memory_order_relaxed);
+      threads::forgo_table();
+    }
     apply_options();
     threads::init();
     live::init();
@@ -323,8 +362,12 @@ void start_options() {
   }
 }
 
+bool short_of_address_space() { return g_short_of_space.load(std::memory_order_relaxed); }
+
 void start_tables(uintptr_t entries_lo) {
   ReentrancyGuard g;
+  // No tables, no unwinder: nothing will sample (the constructor says so, once).
+  if (g_short_of_space.load(std::memory_order_relaxed)) return;
   unwind::init(entries_lo);
   // Sized here, not on the first malloc: the options are final only now (the first
   // malloc may come before `environ` is set), and nothing samples before this point.

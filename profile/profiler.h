@@ -103,6 +103,10 @@ void set_active(bool on);
 // For good: the allocator is short of address space (alloc.cpp degrade); later option
 // loads and the stack table's own failure leave profiling off without another message.
 void switch_off();
+// True when the first malloc found too little room under an address-space limit for the
+// profiler's tables (profiler.cpp kProfilingRoom): none were reserved and profiling is
+// off for good. The constructor then sends the allocator to glibc (one message).
+bool short_of_address_space();
 // Clears cumulative per-stack counts, the sampled-allocation total and the count of
 // samples dropped for want of stack-table room, and starts sampling at 2^lg bytes (every
 // thread's next allocation draws under the new rate). Live blocks stay tracked (a dump

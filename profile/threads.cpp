@@ -191,8 +191,12 @@ uint32_t take_index() {
 
 }  // namespace
 
+bool g_forgone = false;  // forgo_table(): set once, on the first malloc
+
+void forgo_table() { g_forgone = true; }
+
 void init() {
-  if (g_entries != nullptr) return;
+  if (g_entries != nullptr || g_forgone) return;
   g_entries = static_cast<Entry*>(os_reserve(sizeof(Entry) * kMaxThreads));
 }
 

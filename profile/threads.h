@@ -29,6 +29,9 @@ namespace threads {
 constexpr uint32_t kMaxThreads = 65536;  // entries at once; kMaxThreads-1 is the shared one
 
 void init();                          // reserve the table; idempotent
+// Never reserve the table (a small address space, profiler.cpp): threads run as those
+// past the cap do, counted in the exited totals. Before init().
+void forgo_table();
 uint64_t bytes_in_use();              // registry entries written so far, and stack memos
 void register_current(ThreadProfile& t);
 // Ends the calling thread's part: folds its counters into the exited totals, retires its
