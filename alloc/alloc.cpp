@@ -1,3 +1,7 @@
+// The allocator's slow paths and the rest of the malloc family: what the fast paths
+// (alloc/fast_path.h) leave to an out-of-line call, calloc, realloc, the aligned calls,
+// usable size, outside blocks (memory mimalloc cannot place) and the diagnosis of bad
+// pointers. The thread's life and the thread cache's setup are in alloc/thread_life.cpp.
 #include "alloc/alloc.h"
 
 #include <dlfcn.h>
@@ -6,13 +10,13 @@
 #include <mimalloc.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/auxv.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "alloc/fast_path.h"
 #include "alloc/header.h"
 #include "alloc/thread_cache.h"
+#include "alloc/thread_life.h"
 #include "alloc/thread_state.h"
 #include "config/options.h"
 #include "profile/profiler.h"
@@ -20,10 +24,6 @@
 #include "profile/threads.h"
 
 namespace leakalloc {
-
-uint64_t g_link_key = 0;
-uint64_t g_mark_key = 0;
-LA_TLS ThreadState t_state;
 
 namespace {
 
@@ -36,8 +36,6 @@ namespace {
 // a thread that frees before it ever allocated (a consumer) registers here; a thread
 // that cannot (past its exit hook, or before the allocator is initialised) counts into
 // the shared totals.
-void thread_settle(ThreadState& t, bool with_cache);
-
 LA_SLOW_PATH void count_unregistered(CounterId blocks, CounterId bytes, size_t size) {
   ThreadState& t = t_state;
   if (prof::adopt_thread(t.profile)) {
@@ -62,132 +60,6 @@ LA_ALWAYS_INLINE void count_free(size_t size) {
   if (LA_UNLIKELY(t.profile.phase != kThreadLive)) return count_unregistered(kCounter_frees, kCounter_free_bytes, size);
   t.profile.counter[kCounter_frees].add(1);
   t.profile.counter[kCounter_free_bytes].add(size);
-}
-
-// ---- The thread cache (alloc/thread_cache.h) ------------------------------------------
-
-}  // namespace
-}  // namespace leakalloc
-
-// glibc's registration of a thread_local destructor (GLIBC_2.18), and this library's
-// handle for it.
-extern "C" int __cxa_thread_atexit_impl(void (*fn)(void*), void* obj, void* dso_symbol);
-extern "C" void* __dso_handle;
-
-namespace leakalloc {
-namespace {
-
-// The cache's link and mark keys (alloc/thread_cache.h), before the first block is
-// cached: AT_RANDOM's other 8 bytes (the header secret takes the first 8, base/os.cpp),
-// so that a freed mark read from the heap, which gives the header secret away, does not
-// give these away too. Every thread sets them (once) as it starts (thread_settle),
-// before it caches a block: threads that race here write the same values, and the
-// acquire load publishes them to a thread that finds them set.
-std::atomic<bool> g_cache_keys_set{false};
-void ensure_cache_keys() {
-  if (LA_LIKELY(g_cache_keys_set.load(std::memory_order_acquire))) return;
-  const unsigned char* rnd = reinterpret_cast<const unsigned char*>(getauxval(AT_RANDOM));
-  uint64_t key = 0x9e3779b97f4a7c15ull;
-  if (rnd != nullptr)
-    for (int i = 8; i < 16; ++i) key = (key << 8) | rnd[i];
-  g_link_key = key ^ (reinterpret_cast<uintptr_t>(&g_link_key) * 0xff51afd7ed558ccdull);
-  g_mark_key = (g_link_key ^ (g_link_key >> 29)) * 0xc4ceb9fe1a85ec53ull;
-  g_cache_keys_set.store(true, std::memory_order_release);
-}
-
-enum CacheSupport : int { kCacheUnchecked = 0, kCacheSupported = 1, kCacheUnsupported = 2 };
-std::atomic<int> g_cache_support{kCacheUnchecked};
-
-// The cache's premise: every usable size mimalloc gives a block of at most
-// kCacheMaxTotal bytes is one of the cache's class sizes. mi_good_size() is mimalloc's
-// own answer for a request (pure arithmetic, no allocation); a request of more than
-// size(c - 1) bytes (at least the header's 16) must get at least size(c).
-bool cache_supported() {
-  int s = g_cache_support.load(std::memory_order_relaxed);
-  if (LA_LIKELY(s != kCacheUnchecked)) return s == kCacheSupported;
-  bool ok = true;
-  for (uint32_t c = 1; c < kCacheBins && ok; ++c) {
-    size_t lowest = c == 1 ? kHeaderSize : cache_class_size(c - 1) + 1;
-    ok = mi_good_size(lowest) >= cache_class_size(c) && mi_good_size(cache_class_size(c)) == cache_class_size(c);
-  }
-  if (!ok) log_message("the loaded mimalloc's size classes are not the ones the thread cache expects; tcache is off");
-  g_cache_support.store(ok ? kCacheSupported : kCacheUnsupported, std::memory_order_relaxed);
-  return ok;
-}
-
-// Gives every block of a bin back to mimalloc, checking each link as a pop does.
-void cache_drain(CacheBin& b, uint32_t salt) {
-  void* p = b.head;
-  b.head = nullptr;
-  while (p != nullptr) {
-    void* next = cache_next(p, salt);
-    static_cast<BlockHeader*>(p)->word1 = freed_mark(static_cast<char*>(p) + kHeaderSize);
-    mi_free(p);
-    b.room++;
-    p = next;
-  }
-}
-
-// Calls fn(bin, class) for each of the thread's bins: those of plain blocks and those of
-// aligned ones. `State` is ThreadState or const ThreadState.
-template <typename State, typename Fn>
-void for_each_bin(State& t, Fn fn) {
-  for (uint32_t i = 1; i < kCacheBins; ++i) {
-    fn(t.cache[i], i);
-    fn(t.aligned_cache[i], i);
-  }
-}
-
-void cache_drain_all(ThreadState& t) {
-  for (uint32_t i = 1; i < kCacheBins; ++i) {
-    cache_drain(t.cache[i], cache_salt(i, false));
-    cache_drain(t.aligned_cache[i], cache_salt(i, true));
-  }
-}
-
-// Whether the thread's bins are to have room (thread.tcache.enabled, opt.tcache).
-bool cache_wanted(const ThreadState& t) {
-  return t.cache_mode == kCacheFollowOption ? opt(kOpt_tcache) != 0 : t.cache_mode == kCacheForcedOn;
-}
-
-// The thread's one exit hook, registered by thread_settle: it runs with the thread's
-// C++ thread_local destructors, which glibc runs before any pthread key destructor.
-// The bins go first (thread_cache_end, alloc/alloc.h: before mimalloc's own key
-// destructor), while the thread is still live: the free fast path's cache hit looks at
-// the bin's room, not at the phase. Then the profiler's part ends (threads::end_current),
-// except on the main thread: exit() runs thread_local destructors first, and the
-// program's atexit handlers, static destructors and the final dump come after; the main
-// thread stays registered through them (its TLS is never reused). What the thread does
-// after this hook (pthread key destructors, glibc's own teardown) is counted in the
-// exited totals and bypasses the thread cache.
-void thread_end(void* arg) {
-  ThreadState& t = *static_cast<ThreadState*>(arg);
-  thread_cache_end(t);
-  if (syscall(SYS_gettid) != getpid()) threads::end_current(t.profile);
-}
-
-// A thread's start, from the slow paths that may be its first (an allocation, a free on
-// a thread that never allocated, a realloc) and from the constructor for the main
-// thread: once the profiler has registered the thread and the options have been read
-// from the environment (the first malloc may come before environ is set), its exit hook
-// is registered and, `with_cache` (from an allocation), its bins get their room: a
-// thread that only frees (a queue's consumer) never caches, since nothing of its own
-// would take the blocks back. Cheap to call again.
-void thread_settle(ThreadState& t, bool with_cache) {
-  if (t.profile.phase != kThreadLive || !options_loaded_from_environment()) return;
-  ensure_cache_keys();
-  if (with_cache && !t.cache_ready && cache_wanted(t) && cache_supported()) {
-    for_each_bin(t, [](CacheBin& b, uint32_t c) { b.room += cache_bin_limit(c); });
-    t.cache_ready = 1;
-  }
-  if (!t.end_hooked) {
-    // glibc allocates a node for it: leakalloc's own allocation, untracked, which comes
-    // back here and finds everything done. No leakalloc lock is held: glibc takes its
-    // loader lock, as for any C++ thread_local with a destructor.
-    t.end_hooked = 1;
-    ReentrancyGuard g;
-    __cxa_thread_atexit_impl(thread_end, &t, &__dso_handle);
-  }
 }
 
 LA_ALWAYS_INLINE bool is_pow2(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
@@ -401,7 +273,7 @@ bool frees(const char* op) {
   if (!page_start && !in_heap) bad_pointer(op, p, "not allocated by leakalloc");
   // A block in a thread cache carries that cache's mark instead (alloc/thread_cache.h);
   // before any thread has started, no block has been cached (and the keys are unset).
-  bool cache_keys = g_cache_keys_set.load(std::memory_order_acquire);
+  bool cache_keys = cache_keys_set();
   if (h->word1 == freed_mark(p) || (cache_keys && cache_marked(h->tag, h->word1)))
     bad_pointer(op, p, frees(op) ? "double free: the block was already freed"
                                  : "use after free: the block was already freed");
@@ -464,34 +336,6 @@ void serve_from_glibc(const char* why) {
   else log_printf("%s: profiling is off", why);
 }
 
-void thread_cache_release(ThreadState& t) {
-  cache_drain_all(t);
-  if (t.cache_ready) for_each_bin(t, [](CacheBin& b, uint32_t c) { b.room -= cache_bin_limit(c); });
-  t.cache_ready = 0;
-}
-
-void thread_cache_end(ThreadState& t) {
-  thread_cache_release(t);
-  t.cache_mode = kCacheForcedOff;  // thread_settle() must not set the bins up again
-}
-
-void thread_gone_in_child(ThreadProfile& gone_part) {
-  ThreadState& gone = state_of(gone_part);
-  ThreadState& t = t_state;
-  if (&gone == &t) return;
-  // What does not fit stays with the gone thread's bins: its memory is leaked, as before.
-  auto move = [](CacheBin& from, CacheBin& to, uint32_t salt) {
-    while (from.head != nullptr && to.room > 0) cache_push(to, cache_pop(from, salt), salt);
-    from.head = nullptr;
-  };
-  for (uint32_t i = 1; i < kCacheBins; ++i) {
-    move(gone.cache[i], t.cache[i], cache_salt(i, false));
-    move(gone.aligned_cache[i], t.aligned_cache[i], cache_salt(i, true));
-  }
-}
-
-void thread_cache_flush() { cache_drain_all(t_state); }
-
 uintptr_t entry_points_lo() {
   const uintptr_t entries[] = {
       reinterpret_cast<uintptr_t>(&la_malloc),     reinterpret_cast<uintptr_t>(&la_calloc),
@@ -508,49 +352,6 @@ uint32_t sampled_record_of(const void* user) {
   if (user == nullptr || (reinterpret_cast<uintptr_t>(user) & 15) != 0) return 0;
   const BlockHeader* h = header_of(const_cast<void*>(user));
   return header_valid(user, h) ? h->record() : 0;
-}
-
-void thread_prepare() {
-  ThreadState& t = t_state;
-  if (t.profile.phase == kThreadNew) prof::adopt_thread(t.profile);
-  thread_settle(t, true);
-}
-
-// What the thread has, or for a thread whose first slow-path malloc has not come yet,
-// what thread_settle() will give it.
-bool thread_cache_enabled() {
-  ThreadState& t = t_state;
-  if (t.cache_ready) return true;
-  return t.profile.phase != kThreadExited && cache_wanted(t) && cache_supported();
-}
-
-bool thread_cache_set_enabled(bool on) {
-  ThreadState& t = t_state;
-  if (!on) {
-    t.cache_mode = kCacheForcedOff;
-    thread_cache_release(t);
-    return true;
-  }
-  if (!cache_supported()) return false;
-  t.cache_mode = kCacheForcedOn;
-  // A thread that is not registered yet sets its bins up at its first slow-path malloc.
-  thread_settle(t, true);
-  return true;
-}
-
-uint64_t thread_cache_total_bytes() {
-  uint64_t bytes = 0;
-  threads::for_each_thread(
-      [](void* ctx, const ThreadProfile& part) {
-        const ThreadState& t = state_of(part);
-        if (__atomic_load_n(&t.cache_ready, __ATOMIC_RELAXED) == 0) return;
-        for_each_bin(t, [ctx](const CacheBin& b, uint32_t c) {
-          int32_t held = cache_bin_limit(c) - __atomic_load_n(&b.room, __ATOMIC_RELAXED);
-          if (held > 0) *static_cast<uint64_t*>(ctx) += static_cast<uint64_t>(held) * cache_class_size(c);
-        });
-      },
-      &bytes);
-  return bytes;
 }
 
 namespace slow {
@@ -599,20 +400,6 @@ LA_NOINLINE void* malloc_large(size_t size, EntryFrame frame) {
 LA_SLOW_PATH void free(void* p, const char* op) { release(p, checked_header(p, op)); }
 
 }  // namespace slow
-
-[[noreturn]] __attribute__((cold)) void cache_corrupt(const void* base, bool bad_link, uint64_t mark_diff) {
-  const void* user = static_cast<const char*>(base) + kHeaderSize;
-  if (bad_link)
-    log_printf("heap corruption: the free-list link in the header of freed block %p was overwritten "
-               "(a buffer overflow from the block before it, or a write after free); aborting", user);
-  else if ((mark_diff & ~kSaltBits) == 0)
-    log_printf("heap corruption: freed block %p sits in the thread cache of another size class "
-               "(its free-list link was forged); aborting", user);
-  else
-    log_printf("heap corruption: the header of freed block %p was overwritten while it was cached "
-               "(a buffer overflow from the block before it, or a write after free); aborting", user);
-  abort();
-}
 
 [[noreturn]] __attribute__((cold)) void bad_pointer(const char* op, const void* p, const char* why) {
   log_printf("%s(): invalid pointer %p: %s; aborting", op, p, why);

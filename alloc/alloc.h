@@ -52,7 +52,7 @@ constexpr size_t kPageAlign = 4096;
 // The thread's life (alloc/thread_state.h). A thread starts at its first slow-path
 // allocation, or its first free if it never allocates: the profiler registers it
 // (prof::adopt_thread), then the allocator gives its bins their room and registers its
-// one exit hook (thread_end, alloc/alloc.cpp). That hook runs with the thread's C++
+// one exit hook (thread_end, alloc/thread_life.cpp). That hook runs with the thread's C++
 // thread_local destructors: it gives the cached blocks back to mimalloc, whose own
 // thread-exit hook is a pthread key destructor that runs later (left cached until then,
 // they kept the thread's mimalloc segments in use when mimalloc abandoned them, and

@@ -17,7 +17,7 @@
 // other block (allocated before it was cached, or resized in place by realloc) is
 // mimalloc's block for some request, whose usable size is one of mimalloc's sizes and
 // therefore at least the class size of anything that fits in it. cache_supported()
-// (alloc/alloc.cpp) checks that premise against the mimalloc that is loaded
+// (alloc/thread_life.cpp) checks that premise against the mimalloc that is loaded
 // (mi_good_size) and leaves the cache off if it does not hold. A small block of an
 // alignment up to kCacheMaxAlign is asked of mimalloc as its whole class size after the
 // header (mi_malloc_aligned_at(class size, align, 16)), so it holds its class size from
@@ -167,7 +167,7 @@ LA_ALWAYS_INLINE bool cache_marked(uint64_t word0, uint64_t word1) {
 }
 
 // Aborts with a message naming the damage a pop or a drain found in cached block `base`
-// (alloc/alloc.cpp): `bad_link` its link decoded to no block, `mark_diff` the xor of
+// (alloc/thread_life.cpp): `bad_link` its link decoded to no block, `mark_diff` the xor of
 // its word1 with what it should hold. Never returns.
 [[noreturn]] void cache_corrupt(const void* base, bool bad_link, uint64_t mark_diff);
 

@@ -1,5 +1,5 @@
 // The per-thread state, owned by the allocator: one initial-exec TLS object per thread
-// (alloc/alloc.cpp defines it), which the malloc and free fast paths reach at fixed
+// (alloc/thread_life.cpp defines it), which the malloc and free fast paths reach at fixed
 // offsets from %fs.
 //
 //   profile       the profiler's part (profile/thread_profile.h): the sampler's
@@ -10,7 +10,7 @@
 //   cache, aligned_cache  the bins of freed blocks, by size class
 //
 // The thread's life: a thread starts at its first slow-path allocation or free
-// (thread_start, alloc/alloc.cpp): the profiler registers it, and the allocator hooks
+// (thread_settle, alloc/thread_life.cpp): the profiler registers it, and the allocator hooks
 // its one exit hook, which gives the bins back and then ends the profiler's part. See
 // alloc/alloc.h (thread_start).
 #pragma once
@@ -27,7 +27,7 @@ struct ThreadState {
   ThreadProfile profile;
   uint8_t cache_ready;     // the bins' rooms are set (alloc/thread_cache.h)
   uint8_t cache_mode;      // CacheMode (alloc/alloc.h): thread.tcache.enabled
-  uint8_t end_hooked;      // the exit hook (thread_end, alloc/alloc.cpp) is registered
+  uint8_t end_hooked;      // the exit hook (thread_end, alloc/thread_life.cpp) is registered
   CacheBin cache[kCacheBins];  // freed blocks by size class (alloc/thread_cache.h)
   CacheBin aligned_cache[kCacheBins];  // freed small aligned blocks, by size class
 };

@@ -7,7 +7,7 @@
 // (unwind::find_stack_bounds): that allocation may be one glibc makes while it holds a
 // lock of its own, the thread's in pthread_getattr_np for one. end_current() folds the
 // thread's counters into the exited totals; the allocator's thread-exit hook calls it
-// (alloc/alloc.cpp thread_end). A thread that allocates after that (other threads'
+// (alloc/thread_life.cpp thread_end). A thread that allocates after that (other threads'
 // pthread key destructors, glibc's TLS teardown) keeps its index and is counted directly
 // in the exited totals.
 //
