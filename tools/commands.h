@@ -12,6 +12,11 @@
 
 namespace leakalloc_tool {
 
+// Whether `s` ends with `tail` (file name suffixes: ".pb.gz", ".lost.heap", ...).
+inline bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
 // "heap+pb" etc. -> leakalloc::kRemoteFormat* bits; false on an unknown name.
 bool parse_formats(const std::string& value, uint32_t* bits);
 

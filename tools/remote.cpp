@@ -454,10 +454,6 @@ int dump_command(const DumpArgs& a) {
     throw ToolError("pid " + pid_text + " could not write " + (paths.empty() ? "its dump" : "every file of its dump") +
                     ": " + std::strerror(status) + " (its stderr names the file)");
   // The report reads .pb.gz (with ages) or .heap, not heap_v2.
-  auto ends_with = [](const std::string& s, const char* tail) {
-    size_t n = std::strlen(tail);
-    return s.size() > n && s.compare(s.size() - n, n, tail) == 0;
-  };
   // Read through the files opened with care (TargetFile), never by name again.
   const TargetFile* pick = nullptr;
   for (const std::shared_ptr<TargetFile>& f : answer.files)

@@ -32,10 +32,6 @@ struct StackTotals {
   double lost_total() const { return lost_bytes + indirect_bytes; }
 };
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 bool is_lost_dump(const std::string& path) {
   return ends_with(path, ".lost.heap") || ends_with(path, ".lost.pb.gz");
 }
@@ -43,11 +39,10 @@ bool is_lost_dump(const std::string& path) {
 // The `.lost` dump written beside `path` by the same check (<name>.lost.heap beside
 // <name>.heap, .lost.pb.gz beside .pb.gz), or "" when `path` is one itself or has none.
 std::string lost_sibling(const std::string& path) {
-  auto ends = [&](const std::string& suffix) { return ends_with(path, suffix); };
   if (is_lost_dump(path)) return "";
   std::string sib;
-  if (ends(".heap")) sib = path.substr(0, path.size() - 5) + ".lost.heap";
-  else if (ends(".pb.gz")) sib = path.substr(0, path.size() - 6) + ".lost.pb.gz";
+  if (ends_with(path, ".heap")) sib = path.substr(0, path.size() - 5) + ".lost.heap";
+  else if (ends_with(path, ".pb.gz")) sib = path.substr(0, path.size() - 6) + ".lost.pb.gz";
   FILE* f = sib.empty() ? nullptr : std::fopen(sib.c_str(), "rb");
   if (f == nullptr) return "";
   std::fclose(f);
@@ -67,8 +62,9 @@ std::string add_lost(const Profile& prof, const std::string& path,
     (kind == 1 ? t.lost_bytes : t.indirect_bytes) += s.bytes;
     (kind == 1 ? t.lost_count : t.indirect_count) += s.count;
   };
-  if (prof.has_reach || is_lost_dump(path)) {
-    for (const Sample& s : prof.samples) add(s, is_lost_dump(path));
+  bool lost_dump = is_lost_dump(path);
+  if (prof.has_reach || lost_dump) {
+    for (const Sample& s : prof.samples) add(s, lost_dump);
     return path;
   }
   std::string sib = lost_sibling(path);

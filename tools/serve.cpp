@@ -125,11 +125,6 @@ bool read_file(const std::string& path, std::string* out) {
   return !in.bad();
 }
 
-bool ends_with(const std::string& s, const char* tail) {
-  size_t n = std::strlen(tail);
-  return s.size() >= n && s.compare(s.size() - n, n, tail) == 0;
-}
-
 // Text for an HTML page. Hand-written: five characters, and cpp-httplib has no escaper.
 std::string html(const std::string& s) {
   std::string out;

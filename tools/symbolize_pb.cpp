@@ -338,10 +338,6 @@ void write_file(const std::string& path, const std::string& data) {
   }
 }
 
-bool ends_with(const std::string& s, const std::string& tail) {
-  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
-
 }  // namespace
 
 std::string symbolized_name(const std::string& dump) {

@@ -735,16 +735,22 @@ def case_run_lookup():
     check(os.path.realpath(got) == os.path.realpath(ARGS.lib), "the build tree is the last resort: %s" % got)
 
 
-def case_cpp_names():
-    """Demangled, simplified C++ names and inline chains, from a -O2 build."""
-    d = fresh_dir("cpp")
-    src = os.path.join(ARGS.source, "cpp_fixture.cpp")
+def cpp_fixture_marks(src):
+    """{"LEAK:name" or "CALL:name": line} of the `// LEAK:` / `// CALL:` comments in src."""
     lines = {}
     with open(src) as f:
         for i, l in enumerate(f):
             m = re.search(r"// (LEAK|CALL):(\w+)", l)
             if m:
                 lines[m.group(1) + ":" + m.group(2)] = i + 1
+    return lines
+
+
+def case_cpp_names():
+    """Demangled, simplified C++ names and inline chains, from a -O2 build."""
+    d = fresh_dir("cpp")
+    src = os.path.join(ARGS.source, "cpp_fixture.cpp")
+    lines = cpp_fixture_marks(src)
     conf = "sample:0,final:true,format:pb,prefix:%s/cpp" % d
     run([ARGS.cpp_fixture], env=preload_env(conf), check_rc=0)
     pb = find(d, ".pb.gz")
@@ -871,12 +877,7 @@ def case_cpp_inline():
     address: same function, same file:line, same count and order."""
     d = fresh_dir("cpp_inline")
     src = os.path.join(ARGS.source, "cpp_fixture.cpp")
-    lines = {}
-    with open(src) as f:
-        for i, l in enumerate(f):
-            m = re.search(r"// (LEAK|CALL):(\w+)", l)
-            if m:
-                lines[m.group(1) + ":" + m.group(2)] = i + 1
+    lines = cpp_fixture_marks(src)
     run([ARGS.cpp_fixture], env=preload_env("sample:0,final:true,format:pb,prefix:%s/cpp" % d), check_rc=0)
     pb = find(d, ".pb.gz")
     if not pb:
